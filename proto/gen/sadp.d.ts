@@ -149,7 +149,8 @@ export namespace sadp {
             $unknowns?: Uint8Array[];
             info?: (sadp.v1.EpochInfo.$Properties|null);
             batch?: (sadp.v1.BatchPart.$Properties|null);
-            kind?: ("info"|"batch");
+            committed?: (sadp.v1.ScoresCommitted.$Properties|null);
+            kind?: ("info"|"batch"|"committed");
             static create(properties: sadp.v1.StreamEpochResponse.$Shape): sadp.v1.StreamEpochResponse & sadp.v1.StreamEpochResponse.$Shape;
             static create(properties?: sadp.v1.StreamEpochResponse.$Properties): sadp.v1.StreamEpochResponse;
             static encode(m: sadp.v1.StreamEpochResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -164,16 +165,43 @@ export namespace sadp {
             interface $Properties {
                 info?: (sadp.v1.EpochInfo.$Properties|null);
                 batch?: (sadp.v1.BatchPart.$Properties|null);
-                kind?: ("info"|"batch");
+                committed?: (sadp.v1.ScoresCommitted.$Properties|null);
+                kind?: ("info"|"batch"|"committed");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
               info?: sadp.v1.EpochInfo.$Shape|null;
               batch?: sadp.v1.BatchPart.$Shape|null;
+              committed?: sadp.v1.ScoresCommitted.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ kind?: undefined; info?: null; batch?: null }|{ kind?: "info"; info: sadp.v1.EpochInfo.$Shape; batch?: null }|{ kind?: "batch"; info?: null; batch: sadp.v1.BatchPart.$Shape })
+              ({ kind?: undefined; info?: null; batch?: null; committed?: null }|{ kind?: "info"; info: sadp.v1.EpochInfo.$Shape; batch?: null; committed?: null }|{ kind?: "batch"; info?: null; batch: sadp.v1.BatchPart.$Shape; committed?: null }|{ kind?: "committed"; info?: null; batch?: null; committed: sadp.v1.ScoresCommitted.$Shape })
             );
+        }
+
+        interface IScoresCommitted extends sadp.v1.ScoresCommitted.$Properties {
+        }
+
+        class ScoresCommitted {
+            constructor(p?: sadp.v1.ScoresCommitted.$Properties);
+            $unknowns?: Uint8Array[];
+            throughIndex: number;
+            static create(properties: sadp.v1.ScoresCommitted.$Shape): sadp.v1.ScoresCommitted & sadp.v1.ScoresCommitted.$Shape;
+            static create(properties?: sadp.v1.ScoresCommitted.$Properties): sadp.v1.ScoresCommitted;
+            static encode(m: sadp.v1.ScoresCommitted.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): sadp.v1.ScoresCommitted & sadp.v1.ScoresCommitted.$Shape;
+            static fromObject(d: { [k: string]: any }): sadp.v1.ScoresCommitted;
+            static toObject(m: sadp.v1.ScoresCommitted, o?: $protobuf.IConversionOptions): { [k: string]: any };
+            toJSON(): { [k: string]: any };
+            static getTypeUrl(prefix?: string): string;
+        }
+
+        namespace ScoresCommitted {
+            interface $Properties {
+                throughIndex?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = sadp.v1.ScoresCommitted.$Properties;
         }
 
         interface IDescribeEpochRequest extends sadp.v1.DescribeEpochRequest.$Properties {
@@ -452,6 +480,7 @@ export namespace sadp {
             plannedEpochs: number;
             scoredExamples: number;
             scoresReceived: number;
+            tokenSha256: string;
             static create(properties: sadp.v1.Job.$Shape): sadp.v1.Job & sadp.v1.Job.$Shape;
             static create(properties?: sadp.v1.Job.$Properties): sadp.v1.Job;
             static encode(m: sadp.v1.Job.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -470,6 +499,7 @@ export namespace sadp {
                 plannedEpochs?: (number|null);
                 scoredExamples?: (number|null);
                 scoresReceived?: (number|null);
+                tokenSha256?: (string|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = sadp.v1.Job.$Properties;

@@ -1186,7 +1186,8 @@ export const sadp = $root.sadp = (() => {
              * @typedef {Object} sadp.v1.StreamEpochResponse.$Properties
              * @property {sadp.v1.EpochInfo.$Properties|null} [info] StreamEpochResponse info
              * @property {sadp.v1.BatchPart.$Properties|null} [batch] StreamEpochResponse batch
-             * @property {"info"|"batch"} [kind] StreamEpochResponse kind
+             * @property {sadp.v1.ScoresCommitted.$Properties|null} [committed] StreamEpochResponse committed
+             * @property {"info"|"batch"|"committed"} [kind] StreamEpochResponse kind
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -1203,9 +1204,10 @@ export const sadp = $root.sadp = (() => {
              * @typedef {{
              *   info?: sadp.v1.EpochInfo.$Shape|null;
              *   batch?: sadp.v1.BatchPart.$Shape|null;
+             *   committed?: sadp.v1.ScoresCommitted.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ kind?: undefined; info?: null; batch?: null }|{ kind?: "info"; info: sadp.v1.EpochInfo.$Shape; batch?: null }|{ kind?: "batch"; info?: null; batch: sadp.v1.BatchPart.$Shape })
+             *   ({ kind?: undefined; info?: null; batch?: null; committed?: null }|{ kind?: "info"; info: sadp.v1.EpochInfo.$Shape; batch?: null; committed?: null }|{ kind?: "batch"; info?: null; batch: sadp.v1.BatchPart.$Shape; committed?: null }|{ kind?: "committed"; info?: null; batch?: null; committed: sadp.v1.ScoresCommitted.$Shape })
              * )} sadp.v1.StreamEpochResponse.$Shape
              */
 
@@ -1240,17 +1242,25 @@ export const sadp = $root.sadp = (() => {
              */
             StreamEpochResponse.prototype.batch = null;
 
+            /**
+             * StreamEpochResponse committed.
+             * @member {sadp.v1.ScoresCommitted.$Properties|null|undefined} committed
+             * @memberof sadp.v1.StreamEpochResponse
+             * @instance
+             */
+            StreamEpochResponse.prototype.committed = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * StreamEpochResponse kind.
-             * @member {"info"|"batch"|undefined} kind
+             * @member {"info"|"batch"|"committed"|undefined} kind
              * @memberof sadp.v1.StreamEpochResponse
              * @instance
              */
             $Object.defineProperty(StreamEpochResponse.prototype, "kind", {
-                get: $util.oneOfGetter($oneOfFields = ["info", "batch"]),
+                get: $util.oneOfGetter($oneOfFields = ["info", "batch", "committed"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -1290,6 +1300,8 @@ export const sadp = $root.sadp = (() => {
                     $root.sadp.v1.EpochInfo.encode(m.info, w.uint32(/* id 1, wireType 2 =*/10).fork(), q + 1).ldelim();
                 if (m.batch != null && $Object.hasOwnProperty.call(m, "batch"))
                     $root.sadp.v1.BatchPart.encode(m.batch, w.uint32(/* id 2, wireType 2 =*/18).fork(), q + 1).ldelim();
+                if (m.committed != null && $Object.hasOwnProperty.call(m, "committed"))
+                    $root.sadp.v1.ScoresCommitted.encode(m.committed, w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -1348,6 +1360,13 @@ export const sadp = $root.sadp = (() => {
                             m.kind = "batch";
                             continue;
                         }
+                    case 3: {
+                            if (u !== 2)
+                                break;
+                            m.committed = $root.sadp.v1.ScoresCommitted.decode(r, r.size(), $undefined, q + 1, m.committed);
+                            m.kind = "committed";
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -1393,6 +1412,11 @@ export const sadp = $root.sadp = (() => {
                         throw $TypeError(".sadp.v1.StreamEpochResponse.batch: object expected");
                     m.batch = $root.sadp.v1.BatchPart.fromObject(d.batch, q + 1);
                 }
+                if (d.committed != null) {
+                    if (!$util.isObject(d.committed))
+                        throw $TypeError(".sadp.v1.StreamEpochResponse.committed: object expected");
+                    m.committed = $root.sadp.v1.ScoresCommitted.fromObject(d.committed, q + 1);
+                }
                 return m;
             };
 
@@ -1423,6 +1447,11 @@ export const sadp = $root.sadp = (() => {
                     if (o.oneofs)
                         d.kind = "batch";
                 }
+                if (m.committed != null && $Object.hasOwnProperty.call(m, "committed")) {
+                    d.committed = $root.sadp.v1.ScoresCommitted.toObject(m.committed, o, q + 1);
+                    if (o.oneofs)
+                        d.kind = "committed";
+                }
                 return d;
             };
 
@@ -1452,6 +1481,235 @@ export const sadp = $root.sadp = (() => {
             };
 
             return StreamEpochResponse;
+        })();
+
+        v1.ScoresCommitted = (function() {
+
+            /**
+             * Properties of a ScoresCommitted.
+             * @typedef {Object} sadp.v1.ScoresCommitted.$Properties
+             * @property {number|null} [throughIndex] ScoresCommitted throughIndex
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ScoresCommitted.
+             * @memberof sadp.v1
+             * @interface IScoresCommitted
+             * @augments sadp.v1.ScoresCommitted.$Properties
+             * @deprecated Use sadp.v1.ScoresCommitted.$Properties instead.
+             */
+
+            /**
+             * Shape of a ScoresCommitted.
+             * @typedef {sadp.v1.ScoresCommitted.$Properties} sadp.v1.ScoresCommitted.$Shape
+             */
+
+            /**
+             * Constructs a new ScoresCommitted.
+             * @memberof sadp.v1
+             * @classdesc Represents a ScoresCommitted.
+             * @constructor
+             * @param {sadp.v1.ScoresCommitted.$Properties=} [p] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ScoresCommitted = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            /**
+             * ScoresCommitted throughIndex.
+             * @member {number} throughIndex
+             * @memberof sadp.v1.ScoresCommitted
+             * @instance
+             */
+            ScoresCommitted.prototype.throughIndex = 0;
+
+            /**
+             * Creates a new ScoresCommitted instance using the specified properties.
+             * @function create
+             * @memberof sadp.v1.ScoresCommitted
+             * @static
+             * @param {sadp.v1.ScoresCommitted.$Properties=} [properties] Properties to set
+             * @returns {sadp.v1.ScoresCommitted} ScoresCommitted instance
+             * @type {{
+             *   (properties: sadp.v1.ScoresCommitted.$Shape): sadp.v1.ScoresCommitted & sadp.v1.ScoresCommitted.$Shape;
+             *   (properties?: sadp.v1.ScoresCommitted.$Properties): sadp.v1.ScoresCommitted;
+             * }}
+             */
+            ScoresCommitted.create = function(properties) {
+                return new ScoresCommitted(properties);
+            };
+
+            /**
+             * Encodes the specified ScoresCommitted message. Does not implicitly {@link sadp.v1.ScoresCommitted.verify|verify} messages.
+             * @function encode
+             * @memberof sadp.v1.ScoresCommitted
+             * @static
+             * @param {sadp.v1.ScoresCommitted.$Properties} m ScoresCommitted message or plain object to encode
+             * @param {$protobuf.Writer} [w] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ScoresCommitted.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.throughIndex != null && $Object.hasOwnProperty.call(m, "throughIndex") && m.throughIndex !== 0)
+                    w.uint32(/* id 1, wireType 0 =*/8).uint32(m.throughIndex);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            /**
+             * Decodes a ScoresCommitted message from the specified reader or buffer.
+             * @function decode
+             * @memberof sadp.v1.ScoresCommitted
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+             * @param {number} [l] Message length if known beforehand
+             * @returns {sadp.v1.ScoresCommitted & sadp.v1.ScoresCommitted.$Shape} ScoresCommitted
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ScoresCommitted.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.sadp.v1.ScoresCommitted();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.uint32())
+                                m.throughIndex = v;
+                            else
+                                delete m.throughIndex;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            /**
+             * Creates a ScoresCommitted message from a plain object. Also converts values to their respective internal types.
+             * @function fromObject
+             * @memberof sadp.v1.ScoresCommitted
+             * @static
+             * @param {Object.<string,*>} d Plain object
+             * @returns {sadp.v1.ScoresCommitted} ScoresCommitted
+             */
+            ScoresCommitted.fromObject = function (d, q) {
+                if (d instanceof $root.sadp.v1.ScoresCommitted)
+                    return d;
+                if (!$util.isObject(d))
+                    throw $TypeError(".sadp.v1.ScoresCommitted: object expected");
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var m = new $root.sadp.v1.ScoresCommitted();
+                if (d.throughIndex != null) {
+                    if ($Number(d.throughIndex) !== 0) {
+                        m.throughIndex = d.throughIndex >>> 0;
+                    }
+                }
+                return m;
+            };
+
+            /**
+             * Creates a plain object from a ScoresCommitted message. Also converts values to other types if specified.
+             * @function toObject
+             * @memberof sadp.v1.ScoresCommitted
+             * @static
+             * @param {sadp.v1.ScoresCommitted} m ScoresCommitted
+             * @param {$protobuf.IConversionOptions} [o] Conversion options
+             * @returns {Object.<string,*>} Plain object
+             */
+            ScoresCommitted.toObject = function (m, o, q) {
+                if (!o)
+                    o = {};
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var d = {};
+                if (o.defaults) {
+                    d.throughIndex = 0;
+                }
+                if (m.throughIndex != null && $Object.hasOwnProperty.call(m, "throughIndex")) {
+                    d.throughIndex = m.throughIndex;
+                }
+                return d;
+            };
+
+            /**
+             * Converts this ScoresCommitted to JSON.
+             * @function toJSON
+             * @memberof sadp.v1.ScoresCommitted
+             * @instance
+             * @returns {Object.<string,*>} JSON object
+             */
+            ScoresCommitted.prototype.toJSON = function() {
+                return ScoresCommitted.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            /**
+             * Gets the type url for ScoresCommitted
+             * @function getTypeUrl
+             * @memberof sadp.v1.ScoresCommitted
+             * @static
+             * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+             * @returns {string} The type url
+             */
+            ScoresCommitted.getTypeUrl = function(prefix) {
+                if (prefix === $undefined)
+                    prefix = "type.googleapis.com";
+                return prefix + "/sadp.v1.ScoresCommitted";
+            };
+
+            return ScoresCommitted;
         })();
 
         v1.DescribeEpochRequest = (function() {
@@ -3919,6 +4177,7 @@ export const sadp = $root.sadp = (() => {
              * @property {number|null} [plannedEpochs] Job plannedEpochs
              * @property {number|null} [scoredExamples] Job scoredExamples
              * @property {number|null} [scoresReceived] Job scoresReceived
+             * @property {string|null} [tokenSha256] Job tokenSha256
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3999,6 +4258,14 @@ export const sadp = $root.sadp = (() => {
             Job.prototype.scoresReceived = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             /**
+             * Job tokenSha256.
+             * @member {string} tokenSha256
+             * @memberof sadp.v1.Job
+             * @instance
+             */
+            Job.prototype.tokenSha256 = "";
+
+            /**
              * Creates a new Job instance using the specified properties.
              * @function create
              * @memberof sadp.v1.Job
@@ -4042,6 +4309,8 @@ export const sadp = $root.sadp = (() => {
                     w.uint32(/* id 5, wireType 0 =*/40).uint32(m.scoredExamples);
                 if (m.scoresReceived != null && $Object.hasOwnProperty.call(m, "scoresReceived") && (typeof m.scoresReceived === "object" ? m.scoresReceived.low || m.scoresReceived.high : m.scoresReceived !== 0))
                     w.uint32(/* id 6, wireType 0 =*/48).uint64(m.scoresReceived);
+                if (m.tokenSha256 != null && $Object.hasOwnProperty.call(m, "tokenSha256") && m.tokenSha256 !== "")
+                    w.uint32(/* id 7, wireType 2 =*/58).string(m.tokenSha256);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -4137,6 +4406,15 @@ export const sadp = $root.sadp = (() => {
                                 delete m.scoresReceived;
                             continue;
                         }
+                    case 7: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.stringVerify()).length)
+                                m.tokenSha256 = v;
+                            else
+                                delete m.tokenSha256;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -4209,6 +4487,11 @@ export const sadp = $root.sadp = (() => {
                             m.scoresReceived = new $util.LongBits(d.scoresReceived.low >>> 0, d.scoresReceived.high >>> 0).toNumber(true);
                     }
                 }
+                if (d.tokenSha256 != null) {
+                    if (typeof d.tokenSha256 !== "string" || d.tokenSha256.length) {
+                        m.tokenSha256 = $String(d.tokenSha256);
+                    }
+                }
                 return m;
             };
 
@@ -4240,6 +4523,7 @@ export const sadp = $root.sadp = (() => {
                         d.scoresReceived = o.longs === $String ? n.toString() : o.longs === $Number ? n.toNumber() : typeof $BigInt !== "undefined" && o.longs === $BigInt ? n.toBigInt() : n;
                     } else
                         d.scoresReceived = o.longs === $String ? "0" : typeof $BigInt !== "undefined" && o.longs === $BigInt ? $BigInt("0") : 0;
+                    d.tokenSha256 = "";
                 }
                 if (m.spec != null && $Object.hasOwnProperty.call(m, "spec")) {
                     d.spec = $root.sadp.v1.JobSpec.toObject(m.spec, o, q + 1);
@@ -4263,6 +4547,9 @@ export const sadp = $root.sadp = (() => {
                         d.scoresReceived = o.longs === $String ? $String(m.scoresReceived) : m.scoresReceived;
                     else
                         d.scoresReceived = o.longs === $String ? $util.Long.prototype.toString.call(m.scoresReceived) : o.longs === $Number ? new $util.LongBits(m.scoresReceived.low >>> 0, m.scoresReceived.high >>> 0).toNumber(true) : m.scoresReceived;
+                }
+                if (m.tokenSha256 != null && $Object.hasOwnProperty.call(m, "tokenSha256")) {
+                    d.tokenSha256 = m.tokenSha256;
                 }
                 return d;
             };
