@@ -254,6 +254,7 @@ export namespace sadp {
             fields: string[];
             datasetBytes: number;
             selectedBytes: number;
+            epochs: number;
             static create(properties: sadp.v1.EpochInfo.$Shape): sadp.v1.EpochInfo & sadp.v1.EpochInfo.$Shape;
             static create(properties?: sadp.v1.EpochInfo.$Properties): sadp.v1.EpochInfo;
             static encode(m: sadp.v1.EpochInfo.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -279,6 +280,7 @@ export namespace sadp {
                 fields?: (string[]|null);
                 datasetBytes?: (number|null);
                 selectedBytes?: (number|null);
+                epochs?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = sadp.v1.EpochInfo.$Properties;

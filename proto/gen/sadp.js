@@ -2046,6 +2046,7 @@ export const sadp = $root.sadp = (() => {
              * @property {Array.<string>|null} [fields] EpochInfo fields
              * @property {number|null} [datasetBytes] EpochInfo datasetBytes
              * @property {number|null} [selectedBytes] EpochInfo selectedBytes
+             * @property {number|null} [epochs] EpochInfo epochs
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2183,6 +2184,14 @@ export const sadp = $root.sadp = (() => {
             EpochInfo.prototype.selectedBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             /**
+             * EpochInfo epochs.
+             * @member {number} epochs
+             * @memberof sadp.v1.EpochInfo
+             * @instance
+             */
+            EpochInfo.prototype.epochs = 0;
+
+            /**
              * Creates a new EpochInfo instance using the specified properties.
              * @function create
              * @memberof sadp.v1.EpochInfo
@@ -2242,6 +2251,8 @@ export const sadp = $root.sadp = (() => {
                     w.uint32(/* id 12, wireType 0 =*/96).uint64(m.datasetBytes);
                 if (m.selectedBytes != null && $Object.hasOwnProperty.call(m, "selectedBytes") && (typeof m.selectedBytes === "object" ? m.selectedBytes.low || m.selectedBytes.high : m.selectedBytes !== 0))
                     w.uint32(/* id 13, wireType 0 =*/104).uint64(m.selectedBytes);
+                if (m.epochs != null && $Object.hasOwnProperty.call(m, "epochs") && m.epochs !== 0)
+                    w.uint32(/* id 14, wireType 0 =*/112).uint32(m.epochs);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -2402,6 +2413,15 @@ export const sadp = $root.sadp = (() => {
                                 delete m.selectedBytes;
                             continue;
                         }
+                    case 14: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.uint32())
+                                m.epochs = v;
+                            else
+                                delete m.epochs;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -2519,6 +2539,11 @@ export const sadp = $root.sadp = (() => {
                             m.selectedBytes = new $util.LongBits(d.selectedBytes.low >>> 0, d.selectedBytes.high >>> 0).toNumber(true);
                     }
                 }
+                if (d.epochs != null) {
+                    if ($Number(d.epochs) !== 0) {
+                        m.epochs = d.epochs >>> 0;
+                    }
+                }
                 return m;
             };
 
@@ -2563,6 +2588,7 @@ export const sadp = $root.sadp = (() => {
                         d.selectedBytes = o.longs === $String ? n.toString() : o.longs === $Number ? n.toNumber() : typeof $BigInt !== "undefined" && o.longs === $BigInt ? n.toBigInt() : n;
                     } else
                         d.selectedBytes = o.longs === $String ? "0" : typeof $BigInt !== "undefined" && o.longs === $BigInt ? $BigInt("0") : 0;
+                    d.epochs = 0;
                 }
                 if (m.jobId != null && $Object.hasOwnProperty.call(m, "jobId")) {
                     d.jobId = m.jobId;
@@ -2615,6 +2641,9 @@ export const sadp = $root.sadp = (() => {
                         d.selectedBytes = o.longs === $String ? $String(m.selectedBytes) : m.selectedBytes;
                     else
                         d.selectedBytes = o.longs === $String ? $util.Long.prototype.toString.call(m.selectedBytes) : o.longs === $Number ? new $util.LongBits(m.selectedBytes.low >>> 0, m.selectedBytes.high >>> 0).toNumber(true) : m.selectedBytes;
+                }
+                if (m.epochs != null && $Object.hasOwnProperty.call(m, "epochs")) {
+                    d.epochs = m.epochs;
                 }
                 return d;
             };

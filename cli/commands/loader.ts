@@ -1,0 +1,110 @@
+// `sadp loader`: runs the trainer-facing loader gRPC service against a scorer.
+// Prints {"event":"listening","service":"loader",...} on stdout when ready.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { splitHostPort, type Config } from '../../common/config.js';
+import type { Logger } from '../../common/logger.js';
+import { channelCredentials } from '../../common/tls.js';
+import { createLoaderServer, type LoaderServer, type LoaderTlsOptions } from '../../loader/index.js';
+import type { S3Options } from '../../storage/index.js';
+import {
+  addCommonServiceOptions,
+  announce,
+  intArg,
+  resolveConfig,
+  runUntilShutdown,
+  s3Options,
+  startServiceRuntime,
+  type CommonServiceFlags,
+} from '../service-runtime.js';
+
+interface LoaderFlags extends CommonServiceFlags {
+  listen?: string;
+  scorer?: string;
+  inflightBytes?: number;
+  prefetchBatches?: number;
+  gapBytes?: number;
+  concurrency?: number;
+  shuffle?: 'global' | 'shard-block';
+  auth?: 'none' | 'token';
+}
+
+function loaderTls(config: Config): LoaderTlsOptions | undefined {
+  const { cert, key, ca, requireClientCert } = config.tls;
+  if (!cert || !key) return undefined;
+  return {
+    cert: readFileSync(cert),
+    key: readFileSync(key),
+    ...(ca ? { ca: readFileSync(ca) } : {}),
+    requireClientCert,
+  };
+}
+
+/** Starts a loader from resolved config; shared by `sadp loader` and `sadp serve`. */
+export async function startLoaderFromConfig(
+  config: Config,
+  logger: Logger,
+  overrides: { scorerAddress?: string; s3?: S3Options } = {},
+): Promise<LoaderServer> {
+  const { host, port } = splitHostPort(config.loader.listen);
+  return createLoaderServer({
+    host,
+    port,
+    scorerAddress: overrides.scorerAddress ?? config.loader.scorer,
+    // The scorer is dialled with the CA only (no client certificate of ours).
+    scorerCredentials: channelCredentials({ ca: config.tls.ca }),
+    s3: overrides.s3 ?? s3Options(config),
+    inflightBytes: config.loader.inflightBytes,
+    prefetchBatches: config.loader.prefetchBatches,
+    maxMessageBytes: config.loader.maxMessageBytes,
+    readerOptions: {
+      gapBytes: config.loader.gapBytes,
+      concurrency: config.loader.concurrency,
+      maxAttempts: config.loader.maxAttempts,
+    },
+    shuffle: config.loader.shuffle,
+    auth: config.loader.auth,
+    tls: loaderTls(config),
+    logger,
+  });
+}
+
+export function registerLoaderCommand(program: Command): void {
+  addCommonServiceOptions(
+    program
+      .command('loader')
+      .description(
+        'Run the loader gRPC service: streams SADP-selected samples from shards in S3 to trainer ranks and forwards their scores to the scorer.',
+      )
+      .option('--listen <host:port>', 'address to listen on (port 0: any free port); default 127.0.0.1:50052')
+      .option('--scorer <host:port>', 'scorer address; default 127.0.0.1:50051')
+      .option(
+        '--inflight-bytes <n>',
+        'global bound on fetched-but-unsent sample bytes',
+        intArg('--inflight-bytes'),
+      )
+      .option('--prefetch-batches <n>', 'batches fetched ahead per stream', intArg('--prefetch-batches'))
+      .option('--gap-bytes <n>', 'merge byte ranges of a shard closer than this', intArg('--gap-bytes'))
+      .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
+      .option('--shuffle <mode>', 'global or shard-block')
+      .option('--auth <mode>', 'none or token (per-job bearer tokens)'),
+  ).action(async (flags: LoaderFlags) => {
+    const config = resolveConfig(flags, {
+      loader: {
+        listen: flags.listen,
+        scorer: flags.scorer,
+        inflightBytes: flags.inflightBytes,
+        prefetchBatches: flags.prefetchBatches,
+        gapBytes: flags.gapBytes,
+        concurrency: flags.concurrency,
+        shuffle: flags.shuffle,
+        auth: flags.auth,
+      },
+    });
+    const runtime = await startServiceRuntime('loader', config);
+    const server = await startLoaderFromConfig(config, runtime.logger);
+    runtime.lifecycle.add({ name: 'loader', close: (graceMs) => server.close(graceMs) });
+    announce('loader', { address: server.address, port: server.port, metricsPort: runtime.metricsPort });
+    await runUntilShutdown(runtime);
+  });
+}

@@ -1,0 +1,97 @@
+// `sadp serve`: the embedded default in one process — optionally the embedded
+// S3 server, then the scorer, then a loader wired to that scorer. Kubernetes
+// runs the same pieces as separate `sadp scorer` / `sadp loader` processes.
+import type { Command } from 'commander';
+import { splitHostPort } from '../../common/config.js';
+import { serverCredentials } from '../../common/tls.js';
+import { createScorerServer } from '../../scorer/index.js';
+import { s3OptionsForEmbedded, startEmbeddedS3, type S3Options } from '../../storage/index.js';
+import { startLoaderFromConfig } from './loader.js';
+import {
+  addCommonServiceOptions,
+  announce,
+  intArg,
+  resolveConfig,
+  runUntilShutdown,
+  s3Options,
+  startServiceRuntime,
+  type CommonServiceFlags,
+} from '../service-runtime.js';
+
+interface ServeFlags extends CommonServiceFlags {
+  embeddedS3?: boolean;
+  s3DataDir?: string;
+  s3Port?: number;
+  bucket: string[];
+  scorerListen?: string;
+  loaderListen?: string;
+  state?: string;
+}
+
+export function registerServeCommand(program: Command): void {
+  addCommonServiceOptions(
+    program
+      .command('serve')
+      .description(
+        'Run scorer + loader (and optionally the embedded S3 server) in one process: the single-machine default.',
+      )
+      .option('--embedded-s3', 'start the embedded S3-compatible server (s3rver) on loopback and use it')
+      .option('--s3-data-dir <dir>', 'data directory of the embedded S3 server; default .sadp/s3')
+      .option('--s3-port <port>', 'port of the embedded S3 server; default 9000', intArg('--s3-port'))
+      .option(
+        '--bucket <name>',
+        'bucket to create in the embedded server (repeatable)',
+        (v: string, acc: string[]) => [...acc, v],
+        [] as string[],
+      )
+      .option('--scorer-listen <host:port>', 'scorer address; default 127.0.0.1:50051')
+      .option('--loader-listen <host:port>', 'loader address; default 127.0.0.1:50052')
+      .option('--state <dir|s3://bucket/prefix>', 'scorer state store; default .sadp/scorer'),
+  ).action(async (flags: ServeFlags) => {
+    const config = resolveConfig(flags, {
+      embeddedS3: { enabled: flags.embeddedS3, dataDir: flags.s3DataDir, port: flags.s3Port },
+      scorer: { listen: flags.scorerListen, state: flags.state },
+      loader: { listen: flags.loaderListen },
+    });
+    const runtime = await startServiceRuntime('serve', config);
+    const { logger, lifecycle } = runtime;
+
+    let s3: S3Options = s3Options(config);
+    if (config.embeddedS3.enabled) {
+      const embedded = await startEmbeddedS3({
+        dataDir: config.embeddedS3.dataDir,
+        host: config.embeddedS3.host,
+        port: config.embeddedS3.port,
+        buckets: flags.bucket.length > 0 ? flags.bucket : ['sadp'],
+        allowNonLoopback: config.embeddedS3.allowNonLoopback,
+      });
+      lifecycle.add({ name: 'embedded-s3', close: () => embedded.close() });
+      s3 = s3OptionsForEmbedded(embedded);
+      announce('s3', {
+        endpoint: embedded.endpoint,
+        port: embedded.port,
+        dataDir: config.embeddedS3.dataDir,
+      });
+    }
+
+    const scorerAt = splitHostPort(config.scorer.listen);
+    const scorer = await createScorerServer({
+      host: scorerAt.host,
+      port: scorerAt.port,
+      stateUrl: config.scorer.state,
+      s3,
+      credentials: serverCredentials(config.tls),
+      logger: logger.child({ component: 'scorer' }),
+    });
+    lifecycle.add({ name: 'scorer', close: (graceMs) => scorer.close(graceMs) });
+    announce('scorer', { address: scorer.address, port: scorer.port, state: config.scorer.state });
+
+    const loader = await startLoaderFromConfig(config, logger.child({ component: 'loader' }), {
+      scorerAddress: scorer.address,
+      s3,
+    });
+    lifecycle.add({ name: 'loader', close: (graceMs) => loader.close(graceMs) });
+    announce('loader', { address: loader.address, port: loader.port, metricsPort: runtime.metricsPort });
+    await runUntilShutdown(runtime);
+  });
+}

@@ -1,0 +1,200 @@
+// `sadp train`: one trainer rank. Streams its batches from a loader, trains a
+// spiking MLP or CNN with TF.js on the importance-weighted loss, reports the
+// spike-aware scores back with each ack, and prints one summary line per
+// epoch (JSON lines with --json). SIGINT/SIGTERM stop after the current
+// batch and leave a checkpoint at the cursor reached when --checkpoint-dir
+// is set; rerunning the same command resumes there.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { SadpError, Status } from '../../common/errors.js';
+import { AUTO_BACKEND_ORDER, type BackendPreference } from '../../trainer/backend.js';
+import { createTrainReporter, runTraining, type EvalSource, type TrainOptions } from '../../trainer/index.js';
+import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
+
+interface TrainFlags extends S3Flags {
+  loader: string;
+  job: string;
+  rank: number;
+  worldSize: number;
+  batchSize: number;
+  epochs?: number;
+  model: string;
+  backend: string;
+  lr?: number;
+  minLr?: number;
+  timeSteps?: number;
+  hidden?: string;
+  eval?: string;
+  evalFashionMnist?: string;
+  evalLimit?: number;
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  token?: string;
+  tokenFile?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  seed?: number;
+  maxUnacked?: number;
+  json?: boolean;
+}
+
+function int(name: string, min = 0) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`${name} must be an integer >= ${min}, got ${value}`);
+    return n;
+  };
+}
+
+function positive(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+      throw new Error(`${name} must be a number >= 0, got ${value}`);
+    return n;
+  };
+}
+
+function readPem(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new SadpError('SADP_TLS_FILE', `cannot read TLS ${what} file ${path}`, {
+      status: Status.INVALID_ARGUMENT,
+      cause,
+    });
+  }
+}
+
+function tokenOf(flags: TrainFlags): string | undefined {
+  if (flags.token !== undefined && flags.tokenFile !== undefined) {
+    throw new SadpError('SADP_TRAIN_OPTION', '--token and --token-file are exclusive', {
+      status: Status.INVALID_ARGUMENT,
+    });
+  }
+  if (flags.tokenFile === undefined) return flags.token;
+  try {
+    return readFileSync(flags.tokenFile, 'utf8').trim();
+  } catch (cause) {
+    throw new SadpError('SADP_TRAIN_OPTION', `cannot read --token-file ${flags.tokenFile}`, {
+      status: Status.INVALID_ARGUMENT,
+      cause,
+    });
+  }
+}
+
+export function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): TrainOptions {
+  if (flags.eval !== undefined && flags.evalFashionMnist !== undefined) {
+    throw new SadpError('SADP_TRAIN_OPTION', '--eval and --eval-fashion-mnist are exclusive', {
+      status: Status.INVALID_ARGUMENT,
+    });
+  }
+  let evalSource: EvalSource | undefined;
+  if (flags.eval !== undefined)
+    evalSource = { kind: 'manifest', url: flags.eval, s3: s3OptionsFromFlags(flags) };
+  if (flags.evalFashionMnist !== undefined)
+    evalSource = { kind: 'fashion-mnist', dir: flags.evalFashionMnist };
+  const tls =
+    flags.tlsCa || flags.tlsCert || flags.tlsKey
+      ? {
+          ca: flags.tlsCa ? readPem(flags.tlsCa, 'CA') : undefined,
+          cert: flags.tlsCert ? readPem(flags.tlsCert, 'client certificate') : undefined,
+          key: flags.tlsKey ? readPem(flags.tlsKey, 'client key') : undefined,
+        }
+      : undefined;
+  const hidden = flags.hidden?.split(',').map((h) => int('--hidden', 1)(h.trim()));
+  return {
+    loader: flags.loader,
+    job: flags.job,
+    rank: flags.rank,
+    worldSize: flags.worldSize,
+    batchSize: flags.batchSize,
+    epochs: flags.epochs,
+    model: flags.model as TrainOptions['model'],
+    network: { timeSteps: flags.timeSteps, hidden },
+    backend: flags.backend as BackendPreference,
+    lr: flags.lr,
+    minLr: flags.minLr,
+    eval: evalSource,
+    evalLimit: flags.evalLimit,
+    checkpointDir: flags.checkpointDir,
+    checkpointEveryBatches: flags.checkpointEvery,
+    seed: flags.seed,
+    token: tokenOf(flags),
+    tls,
+    maxUnackedBatches: flags.maxUnacked,
+    signal,
+  };
+}
+
+async function train(flags: TrainFlags): Promise<void> {
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write(`${sig}: stopping after the current batch (again to exit now)\n`);
+    controller.abort(
+      new SadpError('SADP_CANCELLED', `training stopped by ${sig}`, { status: Status.CANCELLED }),
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const reporter = createTrainReporter({ json: flags.json });
+  try {
+    await runTraining(trainOptionsFromFlags(flags, controller.signal), reporter);
+  } finally {
+    reporter.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+export function registerTrainCommand(program: Command): void {
+  const cmd = program
+    .command('train')
+    .description(
+      'train a spiking network on the batches a loader streams (one rank), reporting spike-aware scores back',
+    )
+    .option('--loader <host:port>', 'loader service address', '127.0.0.1:50052')
+    .requiredOption('--job <id>', 'job id (created at the scorer)')
+    .option('--rank <n>', 'this trainer rank', int('--rank'), 0)
+    .option('--world-size <n>', 'trainer ranks in the job', int('--world-size', 1), 1)
+    .option('--batch-size <n>', 'samples per batch', int('--batch-size', 1), 128)
+    .option('--epochs <k>', "epochs to train (default: the job's, asked from the loader)", int('--epochs', 1))
+    .option('--model <kind>', 'mlp (784-256-10 LIF) or cnn (2 conv stages)', 'mlp')
+    .option('--backend <name>', `TF.js backend: auto or ${AUTO_BACKEND_ORDER.join(', ')}`, 'auto')
+    .option(
+      '--lr <rate>',
+      'peak Adam learning rate, cosine-annealed over the actual steps (default 1e-3)',
+      positive('--lr'),
+    )
+    .option('--min-lr <rate>', 'floor of the cosine schedule (default 0)', positive('--min-lr'))
+    .option('--time-steps <T>', 'SNN time steps (default 4)', int('--time-steps', 1))
+    .option('--hidden <widths>', 'MLP hidden widths, comma-separated (default 256)')
+    .option('--eval <manifest-url>', 'test split built by `sadp shards build`: per-epoch accuracy')
+    .option(
+      '--eval-fashion-mnist <dir>',
+      'Fashion-MNIST idx files (e.g. /usr/share/datasets/fashion-mnist): test accuracy',
+    )
+    .option('--eval-limit <n>', 'evaluate on at most n test examples', int('--eval-limit', 1))
+    .option('--checkpoint-dir <dir>', 'write checkpoints here and resume from them')
+    .option(
+      '--checkpoint-every <n>',
+      'batches between checkpoints (default 50; also every epoch end)',
+      int('--checkpoint-every', 1),
+    )
+    .option('--token <token>', "the job's bearer token")
+    .option('--token-file <file>', "read the job's bearer token from a file (keeps it out of `ps`)")
+    .option('--tls-ca <file>', "PEM CA of the loader's certificate (enables TLS)")
+    .option('--tls-cert <file>', 'PEM client certificate (mutual TLS)')
+    .option('--tls-key <file>', 'PEM client key (mutual TLS)')
+    .option('--seed <n>', 'weight initialisation seed (default 1)', int('--seed'))
+    .option(
+      '--max-unacked <n>',
+      "credit window asked from the loader (default: the loader's, 4)",
+      int('--max-unacked', 1),
+    )
+    .option('--json', 'one JSON object per line on stdout (progress as JSON on stderr)');
+  addS3Flags(cmd).action(runAction(train));
+}

@@ -1,0 +1,20 @@
+// Public API of the range reader: fetch only the selected samples of
+// WebDataset shards from object storage.
+export {
+  createRangeReader,
+  resolveRangeReaderOptions,
+  DEFAULT_GAP_BYTES,
+  type RangeReader,
+  type RangeReaderOptions,
+  type ResolvedRangeReaderOptions,
+  type FetchedSample,
+  type IoStats,
+  type RangeRequestEvent,
+} from './range-reader.js';
+export {
+  planRanges,
+  sortUniqueIds,
+  type RangePlan,
+  type PlanOptions,
+  type SampleLayout,
+} from './range-plan.js';

@@ -1,0 +1,221 @@
+// Per-job and per-(job, epoch) state shared by every stream of a loader: the
+// job (DescribeJob, once), its dataset (manifest and shard indexes opened
+// once), and each epoch's plan with its shuffled order, fetched from the
+// scorer once no matter how many ranks ask at the same time.
+import { SadpError, Status } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import type { sadp } from '../../proto/index.js';
+import { openDataset, type Dataset } from '../shards/index.js';
+import { u64ToBigInt } from '../../scorer/index.js';
+import type { S3Client } from '../../storage/index.js';
+import { shufflePlan } from './epoch-layout.js';
+import type { LoaderMetrics } from './metrics.js';
+import type { ShuffleMode } from './options.js';
+import { cancelled, type Plan, type ScorerAccess } from './scorer-access.js';
+
+export interface JobContext {
+  jobId: string;
+  job: sadp.v1.Job;
+  /** Job seed as the PRNG key. */
+  seed: bigint;
+  /** K, epochs of the run. */
+  epochs: number;
+  /** Hex SHA-256 of the job's bearer token; '' when it has none. */
+  tokenSha256: string;
+  dataset: Dataset;
+}
+
+export interface EpochState {
+  jobId: string;
+  epoch: number;
+  plan: Plan;
+  /** Selected ids in the epoch's shuffled order. */
+  order: Uint32Array;
+  /** weights[i] belongs to order[i]. */
+  weights: Float64Array;
+  /** Index in `order` of every dataset id; -1 when not selected. */
+  orderIndexOf: Int32Array;
+  selectedBytes: number;
+  datasetBytes: number;
+}
+
+export interface JobRegistryOptions {
+  scorer: ScorerAccess;
+  /** One S3 client (and socket pool) for every job's dataset. */
+  s3Client: () => S3Client;
+  shuffle: ShuffleMode;
+  shuffleBlockShards: number;
+  logger: Logger;
+  metrics: LoaderMetrics;
+  /** Called before the plan of `epoch` is first requested (flushes scores of earlier epochs). */
+  beforePlan: (jobId: string, epoch: number, signal: AbortSignal) => Promise<void>;
+  /** Aborted when the loader closes. */
+  signal: AbortSignal;
+}
+
+/** Jobs kept; the least recently used beyond this is forgotten (reopened on demand). */
+const MAX_JOBS = 64;
+/** Epoch states kept per job: the current one, a late straggler's and the next. */
+const MAX_EPOCHS_PER_JOB = 3;
+
+/** Resolves like `promise`, or rejects when `signal` aborts first (the shared work goes on). */
+export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(cancelled(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(cancelled(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+export class JobRegistry {
+  private readonly jobs = new Map<string, Promise<JobContext>>();
+  private readonly epochs = new Map<string, Map<number, Promise<EpochState>>>();
+
+  constructor(private readonly options: JobRegistryOptions) {}
+
+  job(jobId: string, signal?: AbortSignal): Promise<JobContext> {
+    let p = this.jobs.get(jobId);
+    if (p) {
+      this.jobs.delete(jobId);
+      this.jobs.set(jobId, p);
+    } else {
+      p = this.loadJob(jobId);
+      this.jobs.set(jobId, p);
+      p.catch(() => {
+        if (this.jobs.get(jobId) === p) this.jobs.delete(jobId);
+      });
+      while (this.jobs.size > MAX_JOBS) this.forget(this.jobs.keys().next().value as string);
+    }
+    return raceSignal(p, signal);
+  }
+
+  /** The epoch's plan and order, loading it (once) when missing. */
+  epoch(ctx: JobContext, epoch: number, signal?: AbortSignal): Promise<EpochState> {
+    let perJob = this.epochs.get(ctx.jobId);
+    if (!perJob) {
+      perJob = new Map();
+      this.epochs.set(ctx.jobId, perJob);
+    }
+    let p = perJob.get(epoch);
+    if (!p) {
+      const map = perJob;
+      const loading = this.loadEpoch(ctx, epoch);
+      p = loading;
+      map.set(epoch, loading);
+      loading.catch(() => {
+        if (map.get(epoch) === loading) map.delete(epoch);
+      });
+      // Forget the oldest epochs; streams still using them keep their reference.
+      while (map.size > MAX_EPOCHS_PER_JOB) map.delete(Math.min(...map.keys()));
+    }
+    return raceSignal(p, signal);
+  }
+
+  /** The epoch's state if it is loaded (or loading). */
+  cachedEpoch(jobId: string, epoch: number): Promise<EpochState> | undefined {
+    return this.epochs.get(jobId)?.get(epoch);
+  }
+
+  private forget(jobId: string): void {
+    this.jobs.delete(jobId);
+    this.epochs.delete(jobId);
+  }
+
+  private async loadJob(jobId: string): Promise<JobContext> {
+    const { scorer, signal, logger } = this.options;
+    const job = await scorer.describeJob(jobId, signal);
+    const spec = job.spec;
+    if (!spec) throw new SadpError('SADP_SCORER_ERROR', `scorer returned job ${jobId} without a spec`);
+    const datasetUrl = spec.datasetUrl ?? '';
+    const datasetSize = spec.datasetSize ?? 0;
+    const epochs = spec.epochs ?? 0;
+    const dataset = await openDataset(datasetUrl, {
+      client: datasetUrl.startsWith('s3://') ? this.options.s3Client() : undefined,
+      signal,
+    });
+    if (dataset.size !== datasetSize) {
+      throw new SadpError(
+        'SADP_DATASET_MISMATCH',
+        `job ${jobId} has dataset_size ${datasetSize} but ${datasetUrl} holds ${dataset.size} samples`,
+        { status: Status.FAILED_PRECONDITION },
+      );
+    }
+    logger.info(
+      { job: jobId, dataset: datasetUrl, samples: dataset.size, shards: dataset.shardCount, epochs },
+      'job opened',
+    );
+    return {
+      jobId,
+      job,
+      seed: u64ToBigInt(spec.seed),
+      epochs,
+      tokenSha256: job.tokenSha256,
+      dataset,
+    };
+  }
+
+  private async loadEpoch(ctx: JobContext, epoch: number): Promise<EpochState> {
+    const { scorer, signal, logger, metrics } = this.options;
+    await this.options.beforePlan(ctx.jobId, epoch, signal);
+    const started = performance.now();
+    const plan = await scorer.getPlan(ctx.jobId, epoch, signal);
+    const { dataset } = ctx;
+    if (plan.datasetSize !== dataset.size) {
+      throw new SadpError(
+        'SADP_DATASET_MISMATCH',
+        `plan of job ${ctx.jobId} epoch ${epoch} covers ${plan.datasetSize} examples, the dataset has ${dataset.size}`,
+        { status: Status.FAILED_PRECONDITION },
+      );
+    }
+    const perm = shufflePlan({
+      ids: plan.ids,
+      seed: ctx.seed,
+      epoch,
+      mode: this.options.shuffle,
+      blockShards: this.options.shuffleBlockShards,
+      shardOf: (id) => dataset.shardIds[id] as number,
+    });
+    const m = plan.ids.length;
+    const order = new Uint32Array(m);
+    const weights = new Float64Array(m);
+    const orderIndexOf = new Int32Array(dataset.size).fill(-1);
+    let selectedBytes = 0;
+    for (let i = 0; i < m; i++) {
+      const j = perm[i] as number;
+      const id = plan.ids[j] as number;
+      order[i] = id;
+      weights[i] = plan.weights[j] as number;
+      orderIndexOf[id] = i;
+      selectedBytes += (dataset.ends[id] as number) - (dataset.offsets[id] as number);
+    }
+    const datasetBytes = dataset.manifest.bytes;
+    metrics.bytesSelected.inc(selectedBytes);
+    metrics.bytesSkipped.inc(Math.max(0, datasetBytes - selectedBytes));
+    logger.info(
+      {
+        job: ctx.jobId,
+        epoch,
+        selected: m,
+        datasetSize: dataset.size,
+        pruneRatio: plan.pruneRatio,
+        selectedBytes,
+        datasetBytes,
+        digest: plan.digest,
+        ms: Math.round(performance.now() - started),
+      },
+      'epoch plan loaded',
+    );
+    return { jobId: ctx.jobId, epoch, plan, order, weights, orderIndexOf, selectedBytes, datasetBytes };
+  }
+}

@@ -1,0 +1,219 @@
+// Options of the loader server, each default documented and justified, and
+// their resolution into one fully-checked config.
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import { SadpError, Status } from '../../common/errors.js';
+import { silentLogger, type Logger } from '../../common/logger.js';
+import type { RangeReaderOptions, RangeRequestEvent } from '../fetch/index.js';
+import type { S3Options } from '../../storage/index.js';
+
+/**
+ * How an epoch's selected ids are ordered before they are split into ranks.
+ *
+ * - `global`: one Fisher-Yates shuffle of the whole subset. Maximal
+ *   randomness; at ImageNet scale neighbours in a batch almost never share a
+ *   shard region, so nearly every sample is its own GET (bytes fetched /
+ *   bytes delivered stays ~1.0 because only selected bytes are requested).
+ * - `shard-block`: shuffle the order of the shards, cut it into blocks of
+ *   `shuffleBlockShards` shards, and shuffle the samples within each block
+ *   (like MosaicML Streaming's py1b). A rank's prefetch window then touches at
+ *   most a few shards, so its ranges merge into fewer, larger GETs, at the cost
+ *   of batches correlated with their block's shards.
+ */
+export type ShuffleMode = 'global' | 'shard-block';
+
+export type AuthMode = 'none' | 'token';
+
+export interface LoaderTlsOptions {
+  /** PEM certificate chain of the server. */
+  cert: Buffer;
+  /** PEM private key of the server. */
+  key: Buffer;
+  /** PEM CA bundle used to verify client certificates (mutual TLS). */
+  ca?: Buffer;
+  /** Reject clients without a certificate signed by `ca`; default false. */
+  requireClientCert?: boolean;
+}
+
+export interface LoaderServerOptions {
+  /** Interface to bind; default `127.0.0.1` (loopback: exposing it is a deliberate choice). */
+  host?: string;
+  /** Port to bind; default 0 (any free port, reported by `LoaderServer.port`). */
+  port?: number;
+  /** `host:port` of the scorer service. Required. */
+  scorerAddress: string;
+  /** Credentials for the scorer channel; default plaintext (same pod network / loopback). */
+  scorerCredentials?: ChannelCredentials;
+  /** S3 client settings for datasets on `s3://` URLs; default the AWS default chain. */
+  s3?: S3Options;
+  /**
+   * Global bound on sample bytes fetched (or being fetched) but not yet
+   * written to a trainer's socket, over all streams. Default 256 MiB: room for
+   * prefetchBatches x 4 batches of 256 ImageNet samples (~110 KB) per stream
+   * for ~8 streams. A single batch larger than the whole budget still goes,
+   * alone. Set it to at least 2 batches per concurrent stream.
+   */
+  inflightBytes?: number;
+  /**
+   * Batches fetched ahead per stream (the batch being written included).
+   * Default 4: hides a couple of storage round trips without holding much
+   * memory per stream.
+   */
+  prefetchBatches?: number;
+  /**
+   * Cap on the encoded size of one BatchPart. Default 3 MiB, below the 4 MiB
+   * receive limit every gRPC client has by default.
+   */
+  maxMessageBytes?: number;
+  /** Range reader settings (merge gap, GET concurrency, retries, idle timeout); see loader/fetch. */
+  readerOptions?: RangeReaderOptions;
+  /** Default `global`; see ShuffleMode. */
+  shuffle?: ShuffleMode;
+  /** Shards per block for `shard-block`; default 4 (a block of ImageNet shards is ~5,000 samples). */
+  shuffleBlockShards?: number;
+  /**
+   * Score entries per ReportScores call: a job's buffer is flushed when it
+   * reaches this. Default 65,536 (~1.3 MB per request, far under 4 MiB).
+   */
+  scoreFlushEntries?: number;
+  /** Flush a job's buffered scores at most this long after the first one arrived; default 200 ms. */
+  scoreFlushMs?: number;
+  /**
+   * Bound on buffered score entries per job. Past it, the loader stops reading
+   * acks (and so stops granting credit) until the scorer catches up, instead
+   * of dropping scores or growing without bound. Default 1,048,576 (~24 MB).
+   */
+  scoreBufferEntries?: number;
+  /**
+   * `token`: every call must carry `authorization: Bearer <token>` whose
+   * SHA-256 equals the job's token_sha256 (constant-time compare). Default
+   * `none`.
+   */
+  auth?: AuthMode;
+  /** Serve TLS (optionally mutual) instead of plaintext; default plaintext. */
+  tls?: LoaderTlsOptions;
+  /** Structured logger; default silent. */
+  logger?: Logger;
+  /** Called for every storage GET (tests assert pruned samples are never read). */
+  onStorageRequest?: (r: RangeRequestEvent) => void;
+  /**
+   * Before the plan of epoch k+1 is requested, wait at most this long for
+   * streams of epoch k still open on this loader to ack their last batch (so
+   * their scores count). Default 10,000 ms: ranks of a data-parallel job finish
+   * within a step of each other.
+   */
+  epochBarrierMs?: number;
+  /** A stream that sends no OpenEpoch within this is ended with DEADLINE_EXCEEDED; default 30,000 ms. */
+  openTimeoutMs?: number;
+  /**
+   * Batches prefetched for the next epoch (see README "Epoch boundary") are
+   * dropped if no rank claims them within this; default 60,000 ms.
+   */
+  warmBatchTtlMs?: number;
+  /** Deadline of one call to the scorer (DescribeJob, GetPlan, ReportScores); default 30,000 ms. */
+  scorerCallTimeoutMs?: number;
+  /** gRPC keepalive ping interval on trainer connections; default 60,000 ms (well below AWS NLB's 350 s idle drop). */
+  keepaliveTimeMs?: number;
+}
+
+export interface ResolvedLoaderOptions {
+  host: string;
+  port: number;
+  scorerAddress: string;
+  scorerCredentials: ChannelCredentials | undefined;
+  s3: S3Options | undefined;
+  inflightBytes: number;
+  prefetchBatches: number;
+  maxMessageBytes: number;
+  readerOptions: RangeReaderOptions;
+  shuffle: ShuffleMode;
+  shuffleBlockShards: number;
+  scoreFlushEntries: number;
+  scoreFlushMs: number;
+  scoreBufferEntries: number;
+  auth: AuthMode;
+  tls: LoaderTlsOptions | undefined;
+  logger: Logger;
+  onStorageRequest: ((r: RangeRequestEvent) => void) | undefined;
+  epochBarrierMs: number;
+  openTimeoutMs: number;
+  warmBatchTtlMs: number;
+  scorerCallTimeoutMs: number;
+  keepaliveTimeMs: number;
+}
+
+export const LOADER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 0,
+  inflightBytes: 256 * 1024 * 1024,
+  prefetchBatches: 4,
+  maxMessageBytes: 3 * 1024 * 1024,
+  shuffle: 'global',
+  shuffleBlockShards: 4,
+  scoreFlushEntries: 65_536,
+  scoreFlushMs: 200,
+  scoreBufferEntries: 1_048_576,
+  auth: 'none',
+  epochBarrierMs: 10_000,
+  openTimeoutMs: 30_000,
+  warmBatchTtlMs: 60_000,
+  scorerCallTimeoutMs: 30_000,
+  keepaliveTimeMs: 60_000,
+} as const;
+
+function bad(name: string, value: unknown, want: string): SadpError {
+  return new SadpError(
+    'SADP_INVALID_OPTION',
+    `loader option ${name} = ${String(value)} is invalid: ${want}`,
+    {
+      status: Status.INVALID_ARGUMENT,
+    },
+  );
+}
+
+function int(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw bad(name, value, `expected an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoaderOptions {
+  const d = LOADER_DEFAULTS;
+  if (typeof options.scorerAddress !== 'string' || options.scorerAddress.length === 0) {
+    throw bad('scorerAddress', options.scorerAddress, 'expected host:port of the scorer');
+  }
+  const shuffle = options.shuffle ?? d.shuffle;
+  if (shuffle !== 'global' && shuffle !== 'shard-block')
+    throw bad('shuffle', shuffle, "expected 'global' or 'shard-block'");
+  const auth = options.auth ?? d.auth;
+  if (auth !== 'none' && auth !== 'token') throw bad('auth', auth, "expected 'none' or 'token'");
+  if (options.tls && (!options.tls.cert || !options.tls.key))
+    throw bad('tls', 'incomplete', 'cert and key are required');
+  if (options.tls?.requireClientCert && !options.tls.ca)
+    throw bad('tls.ca', undefined, 'requireClientCert needs a CA');
+  return {
+    host: options.host ?? d.host,
+    port: int('port', options.port ?? d.port, 0, 65_535),
+    scorerAddress: options.scorerAddress,
+    scorerCredentials: options.scorerCredentials,
+    s3: options.s3,
+    inflightBytes: int('inflightBytes', options.inflightBytes ?? d.inflightBytes, 1),
+    prefetchBatches: int('prefetchBatches', options.prefetchBatches ?? d.prefetchBatches, 1, 1024),
+    maxMessageBytes: int('maxMessageBytes', options.maxMessageBytes ?? d.maxMessageBytes, 1024),
+    readerOptions: options.readerOptions ?? {},
+    shuffle,
+    shuffleBlockShards: int('shuffleBlockShards', options.shuffleBlockShards ?? d.shuffleBlockShards, 1),
+    scoreFlushEntries: int('scoreFlushEntries', options.scoreFlushEntries ?? d.scoreFlushEntries, 1, 262_144),
+    scoreFlushMs: int('scoreFlushMs', options.scoreFlushMs ?? d.scoreFlushMs, 0),
+    scoreBufferEntries: int('scoreBufferEntries', options.scoreBufferEntries ?? d.scoreBufferEntries, 1),
+    auth,
+    tls: options.tls,
+    logger: options.logger ?? silentLogger,
+    onStorageRequest: options.onStorageRequest,
+    epochBarrierMs: int('epochBarrierMs', options.epochBarrierMs ?? d.epochBarrierMs, 0),
+    openTimeoutMs: int('openTimeoutMs', options.openTimeoutMs ?? d.openTimeoutMs, 1),
+    warmBatchTtlMs: int('warmBatchTtlMs', options.warmBatchTtlMs ?? d.warmBatchTtlMs, 1),
+    scorerCallTimeoutMs: int('scorerCallTimeoutMs', options.scorerCallTimeoutMs ?? d.scorerCallTimeoutMs, 1),
+    keepaliveTimeMs: int('keepaliveTimeMs', options.keepaliveTimeMs ?? d.keepaliveTimeMs, 1000),
+  };
+}

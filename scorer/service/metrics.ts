@@ -1,0 +1,34 @@
+// The scorer's Prometheus metrics, got-or-created in the shared registry so
+// several scorers in one process (tests, `sadp serve`) share them.
+import { counter, gauge, histogram } from '../../common/metrics.js';
+
+export function scorerMetrics() {
+  return {
+    scoresReceived: counter('sadp_scorer_scores_received_total', 'Score entries accepted (durable).', [
+      'job',
+    ]),
+    reportsRejected: counter(
+      'sadp_scorer_reports_rejected_total',
+      'Score reports rejected, by SADP error code.',
+      ['reason'],
+    ),
+    planComputeSeconds: histogram(
+      'sadp_scorer_plan_compute_seconds',
+      'Time to compute one epoch plan.',
+      [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      ['policy'],
+    ),
+    logWriteSeconds: histogram(
+      'sadp_scorer_log_write_seconds',
+      'Time to make one group of score reports durable.',
+      [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    ),
+    jobs: gauge('sadp_scorer_jobs', 'Jobs held by this scorer.'),
+    selectedExamples: gauge('sadp_scorer_selected_examples', 'Examples selected into an epoch plan.', [
+      'job',
+      'epoch',
+    ]),
+  };
+}
+
+export type ScorerMetrics = ReturnType<typeof scorerMetrics>;

@@ -1,0 +1,381 @@
+// The Scorer gRPC service (proto/sadp/v1/scorer.proto) over a ScorerCore,
+// with health checking and reflection. Epochs past the job's last one are
+// OUT_OF_RANGE (the request is well formed, the epoch is past the run's end).
+import * as grpc from '@grpc/grpc-js';
+import { SadpError, Status, invalidArgument, toGrpcError } from '../../common/errors.js';
+import { silentLogger, type Logger } from '../../common/logger.js';
+import { addStandardServices, pb, ScorerService, SCORER_SERVICE_NAME, type sadp } from '../../proto/index.js';
+import { openStore, type ObjectStore, type S3Options } from '../../storage/index.js';
+import type { EpochPlan } from '../math/index.js';
+import {
+  openScorerCore,
+  type EpochStats,
+  type JobInfo,
+  type ScorerCore,
+  type ScorerCoreOptions,
+} from './core.js';
+import type { JobSpecInput } from './spec.js';
+
+export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | 'logger'> {
+  /** Default 127.0.0.1: the scorer has no authentication of its own. */
+  host?: string;
+  /** Default 0 (a free port; see `port` on the result). */
+  port?: number;
+  /** State location: a directory, `file://` URL or `s3://bucket/prefix`. Ignored when `store` is given. */
+  stateUrl?: string;
+  /** An already-open state store (in-process setups share one). */
+  store?: ObjectStore;
+  /** S3 client options for an `s3://` state URL. */
+  s3?: S3Options;
+  logger?: Logger;
+  /** Largest request accepted. Default 16 MiB: a 1M-entry report with scores and losses is ~20 MB, so big reporters must split; 65,536-entry reports are ~1.3 MB. */
+  maxReceiveMessageBytes?: number;
+  /** Transport security; default insecure (plaintext on a loopback or mesh-encrypted network). */
+  credentials?: grpc.ServerCredentials;
+  /** Server keepalive ping interval. Default 60 s, below the 350 s idle cutoff of cloud L4 load balancers. */
+  keepaliveTimeMs?: number;
+}
+
+export interface ScorerServer {
+  /** `host:port` to dial. */
+  readonly address: string;
+  readonly port: number;
+  readonly core: ScorerCore;
+  /** Health NOT_SERVING, drain for up to `graceMs` (default 5,000), then cut streams and close the core. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Entries per PlanChunk when the request says 0; about 0.8 MB a message. */
+export const DEFAULT_PLAN_CHUNK = 65_536;
+/** Largest chunk a client may ask for: ~3.1 MB, under gRPC's 4 MiB default receive limit. */
+export const MAX_PLAN_CHUNK = 262_144;
+
+const POLICY_BY_ENUM: Record<number, string> = {
+  [pb.Policy.POLICY_FULL]: 'full',
+  [pb.Policy.POLICY_RANDOM]: 'random',
+  [pb.Policy.POLICY_INFOBATCH]: 'infobatch',
+  [pb.Policy.POLICY_SADP_LOSS]: 'sadp-loss',
+  [pb.Policy.POLICY_SADP]: 'sadp',
+};
+const ENUM_BY_POLICY: Record<string, sadp.v1.Policy> = Object.fromEntries(
+  Object.entries(POLICY_BY_ENUM).map(([k, v]) => [v, Number(k) as sadp.v1.Policy]),
+);
+
+/** The wire enum for a policy name (for clients such as the CLI). */
+export function policyToEnum(policy: string): sadp.v1.Policy {
+  const e = ENUM_BY_POLICY[policy];
+  if (e === undefined)
+    throw invalidArgument('SADP_INVALID_JOB_SPEC', `unknown policy ${JSON.stringify(policy)}`);
+  return e;
+}
+
+interface LongLike {
+  low: number;
+  high: number;
+}
+
+/** A protobuf uint64 (number, or Long when it exceeds 2^53) as a bigint. */
+export function u64ToBigInt(v: number | LongLike | null | undefined): bigint {
+  if (v === null || v === undefined) return 0n;
+  if (typeof v === 'number') return BigInt(Math.trunc(v));
+  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+}
+
+/** A bigint as a protobuf uint64 field value, exact beyond 2^53. */
+export function bigIntToU64(v: bigint): number {
+  if (v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+  const long = {
+    low: Number(v & 0xffffffffn) | 0,
+    high: Number((v >> 32n) & 0xffffffffn) | 0,
+    unsigned: true,
+  };
+  return long as unknown as number;
+}
+
+function specFromWire(spec: sadp.v1.JobSpec.$Properties | null | undefined): JobSpecInput {
+  if (!spec) throw invalidArgument('SADP_INVALID_JOB_SPEC', 'spec is required');
+  const policy = spec.policy ?? 0;
+  return {
+    jobId: spec.jobId ?? '',
+    datasetSize: spec.datasetSize ?? 0,
+    policy: POLICY_BY_ENUM[policy] ?? pb.Policy[policy] ?? String(policy),
+    pruneRatio: spec.pruneRatio ?? 0,
+    maxPruneRatio: spec.maxPruneRatio ?? null,
+    smoothing: spec.smoothing ?? null,
+    epochs: spec.epochs ?? 0,
+    seed: u64ToBigInt(spec.seed),
+    datasetUrl: spec.datasetUrl ?? '',
+    token: spec.token ?? '',
+  };
+}
+
+function jobToWire(info: JobInfo): sadp.v1.Job {
+  const r = info.record;
+  return pb.Job.create({
+    spec: pb.JobSpec.create({
+      jobId: r.jobId,
+      datasetSize: r.datasetSize,
+      policy: ENUM_BY_POLICY[r.policy],
+      pruneRatio: r.pruneRatio,
+      ...(r.maxPruneRatio === null ? {} : { maxPruneRatio: r.maxPruneRatio }),
+      ...(r.smoothing === null ? {} : { smoothing: r.smoothing }),
+      epochs: r.epochs,
+      seed: bigIntToU64(BigInt(r.seed)),
+      datasetUrl: r.datasetUrl,
+    }),
+    maxPruneRatio: r.effectiveMaxPruneRatio,
+    smoothing: r.effectiveSmoothing,
+    plannedEpochs: info.plannedEpochs,
+    scoredExamples: info.scoredExamples,
+    scoresReceived: info.scoresReceived,
+    tokenSha256: r.tokenSha256,
+  });
+}
+
+function statsToWire(s: EpochStats): sadp.v1.JobStats {
+  return pb.JobStats.create({
+    jobId: s.jobId,
+    epoch: s.epoch,
+    pruneRatio: s.pruneRatio,
+    expectedSize: s.expectedSize,
+    selectedCount: s.selectedCount,
+    minProbability: s.minProbability,
+    maxProbability: s.maxProbability,
+    maxWeight: s.maxWeight,
+    probabilityHistogram: Array.from(s.probabilityHistogram),
+    cappingPasses: s.cappingPasses,
+    smoothingOffset: s.smoothingOffset,
+    floorInfeasible: s.floorInfeasible,
+    scoredFraction: s.scoredFraction,
+    scoresReceived: s.scoresReceived,
+    computeMs: s.computeMs,
+  });
+}
+
+/** Aborted when the client cancels or the call ends. */
+function callSignal(
+  call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+): AbortSignal {
+  const ac = new AbortController();
+  const abort = (): void =>
+    ac.abort(new SadpError('SADP_CANCELLED', 'call cancelled', { status: Status.CANCELLED }));
+  call.once('cancelled', abort);
+  return ac.signal;
+}
+
+/**
+ * Resolves on 'drain'; resolves false when the call is cancelled, closed or
+ * fails first (grpc-js never fires the write callback of a cancelled call).
+ */
+function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const finish = (ok: boolean) => (): void => {
+      call.off('drain', onDrain);
+      call.off('cancelled', onStop);
+      call.off('close', onStop);
+      call.off('error', onStop);
+      signal.removeEventListener('abort', onStop);
+      resolve(ok);
+    };
+    const onDrain = finish(true);
+    const onStop = finish(false);
+    call.once('drain', onDrain);
+    call.once('cancelled', onStop);
+    call.once('close', onStop);
+    call.once('error', onStop);
+    signal.addEventListener('abort', onStop, { once: true });
+  });
+}
+
+/** Writes a plan as chunks, honouring backpressure; stops quietly on cancel. */
+async function streamPlan(
+  call: grpc.ServerWritableStream<sadp.v1.GetPlanRequest, sadp.v1.PlanChunk>,
+  plan: EpochPlan,
+  datasetSize: number,
+  chunkSize: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const total = plan.ids.length;
+  for (let offset = 0; ; offset += chunkSize) {
+    if (signal.aborted) return;
+    const end = Math.min(total, offset + chunkSize);
+    const last = end >= total;
+    const chunk = pb.PlanChunk.create({
+      epoch: plan.epoch,
+      datasetSize,
+      pruneRatio: plan.pruneRatio,
+      expectedSize: plan.expectedSize,
+      selectedCount: total,
+      digest: plan.digest,
+      offset,
+      // Typed subarrays: the encoder only indexes them, no per-id objects.
+      ids: plan.ids.subarray(offset, end) as unknown as number[],
+      weights: plan.weights.subarray(offset, end) as unknown as number[],
+      last,
+    });
+    const ok = call.write(chunk);
+    if (last) break;
+    if (!ok && !(await drained(call, signal))) return;
+  }
+  call.end();
+}
+
+/** Plan streams in progress; close() waits for them after cutting connections. */
+type StreamSet = Set<Promise<void>>;
+
+function handlers(core: ScorerCore, logger: Logger, streams: StreamSet): grpc.UntypedServiceImplementation {
+  const fail = (method: string, err: unknown): grpc.ServiceError => {
+    const e = toGrpcError(err);
+    if (e.code === Status.INTERNAL || e.code === Status.DATA_LOSS || e.code === Status.UNAVAILABLE) {
+      logger.error({ method, err }, 'request failed');
+    } else {
+      logger.debug({ method, code: e.code, details: e.details }, 'request rejected');
+    }
+    return Object.assign(new Error(e.message), {
+      code: e.code,
+      details: e.details,
+      metadata: new grpc.Metadata(),
+    });
+  };
+  const unary =
+    <Req, Res>(method: string, fn: (req: Req, signal: AbortSignal) => Promise<Res> | Res) =>
+    (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+      const signal = callSignal(call);
+      Promise.resolve()
+        .then(() => fn(call.request, signal))
+        .then(
+          (res) => callback(null, res),
+          (err: unknown) => callback(fail(method, err)),
+        );
+    };
+
+  return {
+    createJob: unary<sadp.v1.CreateJobRequest, sadp.v1.Job>('CreateJob', async (req, signal) =>
+      jobToWire(await core.createJob(specFromWire(req.spec), signal)),
+    ),
+    describeJob: unary<sadp.v1.DescribeJobRequest, sadp.v1.Job>('DescribeJob', (req) =>
+      jobToWire(core.describeJob(req.jobId)),
+    ),
+    reportScores: unary<sadp.v1.ReportScoresRequest, sadp.v1.ReportScoresResponse>(
+      'ReportScores',
+      async (req, signal) =>
+        pb.ReportScoresResponse.create({
+          accepted: await core.reportScores(
+            req.jobId,
+            { epoch: req.epoch, ids: req.ids, scores: req.scores, losses: req.losses },
+            signal,
+          ),
+        }),
+    ),
+    getStats: unary<sadp.v1.GetStatsRequest, sadp.v1.JobStats>('GetStats', async (req) =>
+      statsToWire(await core.getStats(req.jobId, req.epoch)),
+    ),
+    getPlan: (call: grpc.ServerWritableStream<sadp.v1.GetPlanRequest, sadp.v1.PlanChunk>): void => {
+      const signal = callSignal(call);
+      const { jobId, epoch } = call.request;
+      const run = async (): Promise<void> => {
+        const requested = call.request.chunkSize;
+        if (requested > MAX_PLAN_CHUNK) {
+          throw invalidArgument(
+            'SADP_INVALID_CHUNK_SIZE',
+            `chunk_size ${requested} exceeds the maximum of ${MAX_PLAN_CHUNK} entries`,
+          );
+        }
+        const plan = await core.getPlan(jobId, epoch);
+        const size = core.describeJob(jobId).record.datasetSize;
+        await streamPlan(call, plan, size, requested === 0 ? DEFAULT_PLAN_CHUNK : requested, signal);
+      };
+      const done = run().catch((err: unknown) => {
+        if (!signal.aborted) call.emit('error', fail('GetPlan', err));
+      });
+      streams.add(done);
+      void done.then(() => streams.delete(done));
+    },
+  };
+}
+
+function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function createScorerServer(options: ScorerServerOptions): Promise<ScorerServer> {
+  const logger = options.logger ?? silentLogger;
+  const host = options.host ?? '127.0.0.1';
+  let store = options.store;
+  if (!store) {
+    if (!options.stateUrl) {
+      throw invalidArgument('SADP_SCORER_NO_STATE', 'the scorer needs a state location (stateUrl or store)');
+    }
+    store = openStore(options.stateUrl, { s3: options.s3 });
+  }
+  const coreOptions: ScorerCoreOptions = {
+    store,
+    logger,
+    maxDatasetSize: options.maxDatasetSize,
+    maxQueuedReportBytes: options.maxQueuedReportBytes,
+    maxGroupBytes: options.maxGroupBytes,
+    planCacheSize: options.planCacheSize,
+    compactionConcurrency: options.compactionConcurrency,
+  };
+  const core = await openScorerCore(coreOptions);
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
+    'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+  });
+  const streams: StreamSet = new Set();
+  server.addService(ScorerService, handlers(core, logger, streams));
+  const health = addStandardServices(server, [SCORER_SERVICE_NAME]);
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(
+        formatHostPort(host, options.port ?? 0),
+        options.credentials ?? grpc.ServerCredentials.createInsecure(),
+        (err, p) => (err ? reject(err) : resolve(p)),
+      ),
+    );
+  } catch (err) {
+    await core.close();
+    throw new SadpError(
+      'SADP_BIND_FAILED',
+      `scorer could not listen on ${formatHostPort(host, options.port ?? 0)}`,
+      {
+        status: Status.UNAVAILABLE,
+        cause: err,
+      },
+    );
+  }
+  const address = formatHostPort(host, port);
+  logger.info({ address, state: core.stateUrl, jobs: core.jobIds().length }, 'scorer listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    port,
+    core,
+    close(graceMs = 5_000) {
+      closing ??= (async () => {
+        health.setStatus('', 'NOT_SERVING');
+        health.setStatus(SCORER_SERVICE_NAME, 'NOT_SERVING');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            logger.warn({ graceMs }, 'streams still open after the grace period: cancelling them');
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        // Every stream loop ends once its call is done or cancelled.
+        await Promise.all([...streams]);
+        await core.close();
+        logger.info({ address }, 'scorer stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,225 @@
+// An ObjectStore over an S3 bucket prefix. Every call maps its failures onto
+// the SadpError codes of ./errors.ts and always consumes or destroys GetObject
+// bodies (an abandoned body keeps its socket out of the pool for good).
+//
+// ETag pinning: GETs send If-Match, which AWS S3, MinIO and Ceph answer with
+// 412 when the object changed. s3rver ignores If-Match, so the ETag header of
+// the response (S3 returns it on ranged GETs too) is compared as well; either
+// way a changed object fails with SADP_OBJECT_CHANGED before any byte is used.
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { ObjectInfo, ObjectStore, ReadOptions, WriteOptions } from './object-store.js';
+import { changedError, mapStorageError, rangeError, unavailableError } from './errors.js';
+import { guardStream } from './guard-stream.js';
+import { checkKey, parseS3Url } from './keys.js';
+import { checkRangeArgs } from './range.js';
+
+/** Multipart part size: 8 MiB (S3's minimum is 5 MiB; 10,000 parts -> 78 GiB max object). */
+export const PART_SIZE = 8 * 1024 * 1024;
+/** Parts in flight per upload; buffered bytes per upload <= PART_SIZE * UPLOAD_QUEUE = 32 MiB. */
+export const UPLOAD_QUEUE = 4;
+
+export function stripEtag(etag: string | undefined): string {
+  return (etag ?? '').replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+class S3Store implements ObjectStore {
+  readonly url: string;
+  private readonly bucket: string;
+  private readonly prefix: string;
+
+  constructor(
+    url: string,
+    private readonly client: S3Client,
+  ) {
+    const { bucket, prefix } = parseS3Url(url);
+    this.bucket = bucket;
+    this.prefix = prefix === '' ? '' : `${prefix}/`;
+    this.url = `s3://${bucket}${prefix === '' ? '' : `/${prefix}`}`;
+  }
+
+  private objectKey(key: string): string {
+    return this.prefix + checkKey(key, this.url);
+  }
+
+  private urlOf(key: string): string {
+    return `${this.url}/${key}`;
+  }
+
+  async put(key: string, body: Uint8Array | Readable, options: WriteOptions = {}): Promise<ObjectInfo> {
+    const url = this.urlOf(key);
+    const Key = this.objectKey(key);
+    const { signal } = options;
+    try {
+      signal?.throwIfAborted();
+      let etag: string;
+      if (body instanceof Uint8Array && body.length <= PART_SIZE) {
+        const out = await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            Body: body,
+            ContentLength: body.length,
+            ContentType: options.contentType,
+          }),
+          { abortSignal: signal },
+        );
+        etag = stripEtag(out.ETag);
+      } else {
+        const upload = new Upload({
+          client: this.client,
+          params: { Bucket: this.bucket, Key, Body: body, ContentType: options.contentType },
+          partSize: PART_SIZE,
+          queueSize: UPLOAD_QUEUE,
+          leavePartsOnError: false,
+        });
+        const onAbort = (): void => void upload.abort().catch(() => undefined);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          const out = await upload.done();
+          etag = stripEtag(out.ETag);
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
+      }
+      // The size comes from HEAD (a stream's length is unknown up front); it
+      // also verifies that what is stored now is what we wrote.
+      const info = await this.head(key, { signal });
+      if (!info) throw unavailableError(url, 'PUT', 'object not visible after upload');
+      if (etag !== '' && info.etag !== etag) throw changedError(url, etag, info.etag);
+      return info;
+    } catch (err) {
+      if (!(body instanceof Uint8Array)) body.destroy();
+      throw mapStorageError(err, { url, op: 'PUT', signal });
+    }
+  }
+
+  private async open(
+    key: string,
+    options: ReadOptions,
+  ): Promise<{ body: Readable | undefined; length: number; url: string }> {
+    const url = this.urlOf(key);
+    checkRangeArgs(options, url);
+    const { start, end, ifMatch, signal } = options;
+    if (end !== undefined && end === (start ?? 0)) {
+      // HTTP cannot express an empty range; still honour existence and the pin.
+      const info = await this.head(key, { signal });
+      if (!info) throw mapStorageError({ name: 'NotFound' }, { url, op: 'GET' });
+      if (ifMatch !== undefined && info.etag !== ifMatch) throw changedError(url, ifMatch, info.etag);
+      if (end > info.size) throw rangeError(url, end, end, info.size);
+      return { body: undefined, length: 0, url };
+    }
+    const range =
+      start === undefined && end === undefined
+        ? undefined
+        : `bytes=${start ?? 0}-${end === undefined ? '' : end - 1}`;
+    let out;
+    try {
+      out = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.objectKey(key),
+          Range: range,
+          IfMatch: ifMatch,
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      throw mapStorageError(err, { url, op: 'GET', ifMatch, signal });
+    }
+    const body = out.Body as Readable | undefined;
+    const etag = stripEtag(out.ETag);
+    if (ifMatch !== undefined && etag !== '' && etag !== ifMatch) {
+      body?.destroy();
+      throw changedError(url, ifMatch, etag);
+    }
+    return { body, length: out.ContentLength ?? 0, url };
+  }
+
+  async get(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
+    const stream = await this.getStream(key, options);
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+    } finally {
+      stream.destroy();
+    }
+    return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
+  }
+
+  async getStream(key: string, options: ReadOptions = {}): Promise<Readable> {
+    const { body, length, url } = await this.open(key, options);
+    if (!body) return Readable.from([]);
+    return guardStream(body, {
+      mapError: (err) =>
+        mapStorageError(err, { url, op: 'GET', ifMatch: options.ifMatch, signal: options.signal }),
+      expectedBytes: length,
+      short: (got) => unavailableError(url, 'GET', `body ended after ${got} of ${length} bytes`),
+    });
+  }
+
+  async head(key: string, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }),
+        {
+          abortSignal: options.signal,
+        },
+      );
+      return { key, size: out.ContentLength ?? 0, etag: stripEtag(out.ETag) };
+    } catch (err) {
+      const mapped = mapStorageError(err, { url: this.urlOf(key), op: 'HEAD', signal: options.signal });
+      if (mapped.code === 'SADP_OBJECT_NOT_FOUND') return undefined;
+      throw mapped;
+    }
+  }
+
+  async *list(prefix: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      let out;
+      try {
+        out = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ContinuationToken: token,
+          }),
+          { abortSignal: options.signal },
+        );
+      } catch (err) {
+        throw mapStorageError(err, { url: `${this.url}/${prefix}`, op: 'LIST', signal: options.signal });
+      }
+      for (const item of out.Contents ?? []) {
+        if (item.Key === undefined) continue;
+        yield { key: item.Key.slice(this.prefix.length), size: item.Size ?? 0, etag: stripEtag(item.ETag) };
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), {
+        abortSignal: options.signal,
+      });
+    } catch (err) {
+      // S3 deletes idempotently; only a missing bucket is an error.
+      if ((err as { name?: unknown }).name !== 'NoSuchKey') {
+        throw mapStorageError(err, { url: this.urlOf(key), op: 'DELETE', signal: options.signal });
+      }
+    }
+  }
+}
+
+export function createS3Store(url: string, client: S3Client): ObjectStore {
+  return new S3Store(url, client);
+}

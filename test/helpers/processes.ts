@@ -1,0 +1,149 @@
+// A launcher for `sadp` service commands as child processes (the nats
+// launcher idea): start one, read its JSON "listening" line for the port,
+// keep every line of stdout and stderr, and kill or stop it by its own pid.
+// Tests and benchmarks use it to SIGKILL a service mid-epoch and start it
+// again on the same port and state. Works from source (tsx) and from dist/.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../common/paths.js';
+
+/** The CLI entry point, from source (tsx) or from the compiled tree, matching how the caller runs. */
+export function cliCommand(): string[] {
+  const fromSource = fileURLToPath(import.meta.url).endsWith('.ts');
+  return fromSource
+    ? ['--import', 'tsx', join(packageRoot, 'cli/sadp.ts')]
+    : [join(packageRoot, 'dist/cli/sadp.js')];
+}
+
+/** The environment without SADP_* variables (a developer's shell must not leak into a test), plus `extra`. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SADP_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export interface ServiceSpec {
+  /** `sadp` arguments, e.g. ['loader', '--listen', '127.0.0.1:0', ...]. */
+  args: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /** How long to wait for the listening line; default 60,000 ms (a loaded 2-core machine compiles slowly). */
+  startTimeoutMs?: number;
+}
+
+export interface ServiceProcess {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** The parsed "listening" line. */
+  readonly listening: Record<string, unknown>;
+  readonly port: number;
+  /** Every line written so far (stdout includes the listening line). */
+  readonly stdout: string[];
+  readonly stderr: string[];
+  /** Resolves with the exit code, or the signal name when killed. */
+  readonly exited: Promise<number | string>;
+  /** SIGKILL, then wait for the exit. */
+  kill(): Promise<number | string>;
+  /** SIGTERM (graceful), then wait; SIGKILL after `graceMs` (default 15,000). */
+  stop(graceMs?: number): Promise<number | string>;
+}
+
+/** The text of a failed start: the command and what it printed. */
+function startFailure(spec: ServiceSpec, why: string, stdout: string[], stderr: string[]): Error {
+  return new Error(
+    `sadp ${spec.args.join(' ')} ${why}\n--- stdout\n${stdout.join('\n')}\n--- stderr\n${stderr.join('\n')}`,
+  );
+}
+
+/** Starts `sadp <args>` and resolves once it printed its JSON "listening" line. */
+export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
+  const proc = spawn(process.execPath, [...cliCommand(), ...spec.args], {
+    cwd: spec.cwd ?? packageRoot,
+    env: cleanEnv(spec.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const exited = new Promise<number | string>((resolve) =>
+    proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  createInterface({ input: proc.stderr }).on('line', (line) => stderr.push(line));
+  const lines = createInterface({ input: proc.stdout });
+  const kill = async (): Promise<number | string> => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    return exited;
+  };
+  let listening: Record<string, unknown>;
+  try {
+    listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(startFailure(spec, 'did not print a listening line in time', stdout, stderr)),
+        spec.startTimeoutMs ?? 60_000,
+      );
+      lines.on('line', (line) => {
+        stdout.push(line);
+        if (!line.startsWith('{')) return;
+        try {
+          const msg = JSON.parse(line) as Record<string, unknown>;
+          if (msg.event !== 'listening') return;
+          clearTimeout(timer);
+          resolve(msg);
+        } catch {
+          // Not JSON: keep reading.
+        }
+      });
+      void exited.then((code) => {
+        clearTimeout(timer);
+        // Let the last lines of output arrive before reporting them.
+        setTimeout(() => reject(startFailure(spec, `exited (${code}) before listening`, stdout, stderr)), 50);
+      });
+    });
+  } catch (err) {
+    await kill();
+    throw err;
+  }
+  return {
+    proc,
+    pid: proc.pid as number,
+    listening,
+    port: Number(listening.port),
+    stdout,
+    stderr,
+    exited,
+    kill,
+    async stop(graceMs = 15_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+/** Runs `sadp <args>` to completion (for commands that must fail fast); never throws on a non-zero exit. */
+export async function runSadp(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [...cliCommand(), ...args], {
+    cwd: options.cwd ?? packageRoot,
+    env: cleanEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const timer = setTimeout(() => proc.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const code = await new Promise<number | string>((resolve) =>
+    proc.once('close', (c, signal) => resolve(c ?? signal ?? -1)),
+  );
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}

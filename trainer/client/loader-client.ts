@@ -1,0 +1,82 @@
+// The trainer's handle on a loader service: one gRPC channel, epochs as
+// reconnecting async iterables, and DescribeEpoch with retries.
+import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import { LoaderClient as GrpcLoaderClient } from '../../proto/index.js';
+import { toEpochInfo, type EpochInfo } from './batch.js';
+import { openEpochStream, type EpochRequest, type EpochStream } from './epoch-stream.js';
+import { LoaderCallError, cancelledError, grpcStatusOf, isRetryableStatus, statusName } from './errors.js';
+import { backoffDelayMs, resolveClientOptions, type LoaderClientOptions } from './options.js';
+import { sleep } from './timers.js';
+
+export interface EpochInfoRequest {
+  job: string;
+  epoch: number;
+  worldSize: number;
+  batchSize: number;
+  signal?: AbortSignal;
+}
+
+export interface LoaderClient {
+  /** Opens one rank's epoch; iterate it once. See EpochStream for cursor and scores. */
+  epoch(request: EpochRequest): EpochStream;
+  /** The shape of an epoch (DescribeEpoch), retried like a stream open. */
+  epochInfo(request: EpochInfoRequest): Promise<EpochInfo>;
+  /** Closes the channel; open streams fail with CANCELLED. */
+  close(): void;
+  readonly address: string;
+}
+
+export function createLoaderClient(options: LoaderClientOptions): LoaderClient {
+  const resolved = resolveClientOptions(options);
+  const grpcClient = new GrpcLoaderClient(resolved.address, resolved.credentials, resolved.channelOptions);
+
+  const describeOnce = (req: EpochInfoRequest): Promise<EpochInfo> =>
+    new Promise((resolve, reject) => {
+      const metadata = new Metadata();
+      if (resolved.token) metadata.set('authorization', `Bearer ${resolved.token}`);
+      const call = grpcClient.describeEpoch(
+        { jobId: req.job, epoch: req.epoch, worldSize: req.worldSize, batchSize: req.batchSize },
+        metadata,
+        { deadline: Date.now() + resolved.deadlineMs },
+        (err, res) => {
+          req.signal?.removeEventListener('abort', onAbort);
+          if (err) reject(err);
+          else if (!res) reject(new Error('DescribeEpoch returned no message'));
+          else resolve(toEpochInfo(res));
+        },
+      );
+      const onAbort = (): void => call.cancel();
+      req.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+
+  return {
+    address: resolved.address,
+    epoch: (request) => openEpochStream(grpcClient, resolved, request),
+    async epochInfo(req) {
+      const what = `DescribeEpoch ${req.epoch} of job ${req.job}`;
+      for (let attempt = 1; ; attempt++) {
+        if (req.signal?.aborted) throw cancelledError(req.signal, what);
+        try {
+          return await describeOnce(req);
+        } catch (err) {
+          if (req.signal?.aborted) throw cancelledError(req.signal, what);
+          const { code, details } = grpcStatusOf(err);
+          const last = attempt >= resolved.maxAttempts;
+          if (!isRetryableStatus(code) || last) {
+            throw new LoaderCallError(
+              last && isRetryableStatus(code)
+                ? 'SADP_LOADER_RETRIES_EXHAUSTED'
+                : `SADP_LOADER_${statusName(code)}`,
+              `${what}: loader at ${resolved.address} answered ${statusName(code)} (attempt ${attempt}): ${details}`,
+              last && isRetryableStatus(code) ? GrpcStatus.UNAVAILABLE : code,
+              details,
+              err,
+            );
+          }
+          await sleep(backoffDelayMs(attempt, resolved.baseDelayMs, resolved.maxDelayMs), req.signal, what);
+        }
+      }
+    },
+    close: () => grpcClient.close(),
+  };
+}

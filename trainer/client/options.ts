@@ -1,0 +1,144 @@
+// Options of the loader client, their defaults, and the gRPC channel they
+// compile to. Every default is documented where it is set.
+import * as grpc from '@grpc/grpc-js';
+import { invalidArgument } from '../../common/errors.js';
+
+export interface TlsOptions {
+  /** PEM CA bundle that signs the loader's certificate; unset = system roots. */
+  ca?: Uint8Array;
+  /** PEM client certificate and key for mutual TLS. */
+  cert?: Uint8Array;
+  key?: Uint8Array;
+}
+
+export interface ReconnectOptions {
+  /**
+   * Consecutive failed (re)connects before the epoch fails; the count resets
+   * whenever a stream delivers a batch. Default 10.
+   */
+  maxAttempts?: number;
+  /** First backoff step. Default 250 ms. */
+  baseDelayMs?: number;
+  /** Cap of one backoff step. Default 10 s: with equal jitter, 10 attempts wait >= ~20 s in all (a pod restart). */
+  maxDelayMs?: number;
+}
+
+export interface LoaderClientOptions {
+  /** host:port of the loader service. */
+  address: string;
+  /** Sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
+  /** `true` = TLS with the system roots; an object adds a CA and/or a client certificate. */
+  tls?: true | TlsOptions;
+  /**
+   * Deadline of unary calls and of a stream's first response (EpochInfo),
+   * which may wait for the scorer to compute the epoch's plan. Not applied
+   * to the stream as a whole: an epoch can last hours. Default 60 s.
+   */
+  deadlineMs?: number;
+  /**
+   * A stream that delivers nothing for this long while the trainer waits
+   * for a batch is treated as broken and reopened at the cursor (a wedged
+   * loader; keepalive only catches dead connections). 0 disables. Default 120 s.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Largest message accepted. Default 8 MiB: twice the loader's default
+   * 3 MiB part cap, so a loader configured a little higher still works.
+   */
+  maxReceiveMessageBytes?: number;
+  reconnect?: ReconnectOptions;
+  /**
+   * HTTP/2 keepalive ping interval. Default 30 s: far below the idle
+   * timeouts of cloud L4 load balancers (AWS NLB drops idle flows after
+   * 350 s), so a stream survives a long training step.
+   */
+  keepaliveMs?: number;
+  /**
+   * HTTP/2 flow-control window in bytes. Default 8 MiB: a few 3 MiB parts
+   * in flight, so one batch is not throttled to one window per round trip
+   * on a long-distance link (grpc-js' default is 64 KiB-ish).
+   */
+  flowControlWindow?: number;
+  /**
+   * Acks whose scores are not yet confirmed by ScoresCommitted, kept for
+   * resending after a reconnect. Beyond this the oldest are dropped (and
+   * counted in `stats.droppedAcks`): a loader that never commits cannot
+   * grow the trainer's memory without bound. Default 1024 batches
+   * (about 2.5 MB at batch size 128).
+   */
+  maxPendingAcks?: number;
+  /** Extra grpc-js channel options (tests, proxies). */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+export interface ResolvedClientOptions {
+  address: string;
+  token: string | undefined;
+  deadlineMs: number;
+  idleTimeoutMs: number;
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  maxPendingAcks: number;
+  credentials: grpc.ChannelCredentials;
+  channelOptions: grpc.ChannelOptions;
+}
+
+function positive(name: string, value: number | undefined, fallback: number, allowZero = false): number {
+  const v = value ?? fallback;
+  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
+    throw invalidArgument(
+      'SADP_INVALID_OPTION',
+      `loader client option ${name} must be a positive number, got ${v}`,
+    );
+  }
+  return v;
+}
+
+export function resolveClientOptions(options: LoaderClientOptions): ResolvedClientOptions {
+  if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(options.address)) {
+    throw invalidArgument(
+      'SADP_INVALID_OPTION',
+      `loader address ${JSON.stringify(options.address)} is not host:port (e.g. 127.0.0.1:50052)`,
+    );
+  }
+  const keepaliveMs = positive('keepaliveMs', options.keepaliveMs, 30_000);
+  const maxReceive = positive('maxReceiveMessageBytes', options.maxReceiveMessageBytes, 8 * 1024 * 1024);
+  const window = positive('flowControlWindow', options.flowControlWindow, 8 * 1024 * 1024);
+  const tls = options.tls;
+  const credentials =
+    tls === undefined
+      ? grpc.credentials.createInsecure()
+      : tls === true
+        ? grpc.credentials.createSsl()
+        : grpc.credentials.createSsl(
+            tls.ca ? Buffer.from(tls.ca) : null,
+            tls.key ? Buffer.from(tls.key) : null,
+            tls.cert ? Buffer.from(tls.cert) : null,
+          );
+  return {
+    address: options.address,
+    token: options.token,
+    deadlineMs: positive('deadlineMs', options.deadlineMs, 60_000),
+    idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, 120_000, true),
+    maxAttempts: Math.floor(positive('reconnect.maxAttempts', options.reconnect?.maxAttempts, 10)),
+    baseDelayMs: positive('reconnect.baseDelayMs', options.reconnect?.baseDelayMs, 250),
+    maxDelayMs: positive('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, 10_000),
+    maxPendingAcks: Math.floor(positive('maxPendingAcks', options.maxPendingAcks, 1024)),
+    credentials,
+    channelOptions: {
+      'grpc.keepalive_time_ms': keepaliveMs,
+      'grpc.keepalive_timeout_ms': Math.min(20_000, keepaliveMs),
+      'grpc.max_receive_message_length': maxReceive,
+      'grpc-node.flow_control_window': window,
+      ...options.channelOptions,
+    },
+  };
+}
+
+/** Equal jitter: half the step is fixed so a run of attempts always spans a restart, half is random so trainers spread out. */
+export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const step = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(step / 2 + random() * (step / 2));
+}
