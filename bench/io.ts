@@ -34,6 +34,7 @@ import { extract } from 'tar-stream';
 import { packageRoot } from '../common/paths.js';
 import {
   DEFAULT_GAP_BYTES,
+  DEFAULT_MAX_WASTE_RATIO,
   createRangeReader,
   planRanges,
   type FetchedSample,
@@ -390,7 +391,11 @@ function dryRun(config: Config): Record<string, unknown> {
   for (let k = 1; k <= EPOCHS; k++) {
     const rk = pruneRatioAt(k - 1, r, rMax, EPOCHS, N);
     const ids = select(N, rk, 2024, k, scratch);
-    const plan = planRanges(layout, ids, { gapBytes: DEFAULT_GAP_BYTES, maxRequestBytes: MAX_REQUEST_BYTES });
+    const plan = planRanges(layout, ids, {
+      gapBytes: DEFAULT_GAP_BYTES,
+      maxRequestBytes: MAX_REQUEST_BYTES,
+      maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
+    });
     epochs.push({
       epoch: k,
       pruneRatio: round(rk, 4),
@@ -406,7 +411,11 @@ function dryRun(config: Config): Record<string, unknown> {
         const p =
           g === DEFAULT_GAP_BYTES
             ? plan
-            : planRanges(layout, ids, { gapBytes: g, maxRequestBytes: MAX_REQUEST_BYTES });
+            : planRanges(layout, ids, {
+                gapBytes: g,
+                maxRequestBytes: MAX_REQUEST_BYTES,
+                maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
+              });
         const acc = sweep.get(g)!;
         acc.bytes += p.bytesRequested;
         acc.gets += p.count;
@@ -568,6 +577,7 @@ export async function runIoBench(quick: boolean): Promise<Record<string, unknown
           const plan = planRanges(dataset, ids.subarray(w, w + config.window), {
             gapBytes,
             maxRequestBytes: MAX_REQUEST_BYTES,
+            maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
           });
           gets += plan.count;
           requested += plan.bytesRequested;

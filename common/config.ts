@@ -97,6 +97,8 @@ export const ConfigSchema = z
           .int()
           .min(0)
           .default(64 * 1024),
+        /** Bound on pruned bytes fetched through merged gaps, as a fraction of the selected bytes. */
+        maxWasteRatio: z.number().min(0).default(0.05),
         /** Concurrent GETs per loader. */
         concurrency: z.number().int().min(1).max(1024).default(32),
         maxAttempts: z.number().int().min(1).max(20).default(5),

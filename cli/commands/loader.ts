@@ -51,14 +51,17 @@ export async function startLoaderFromConfig(
     host,
     port,
     scorerAddress: overrides.scorerAddress ?? config.loader.scorer,
-    // The scorer is dialled with the CA only (no client certificate of ours).
-    scorerCredentials: channelCredentials({ ca: config.tls.ca }),
+    // The scorer is dialled with the CA and, when configured, this service's
+    // certificate: a scorer with requireClientCert (one shared mutual-TLS
+    // config) refuses a loader that presents none.
+    scorerCredentials: channelCredentials({ ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key }),
     s3: overrides.s3 ?? s3Options(config),
     inflightBytes: config.loader.inflightBytes,
     prefetchBatches: config.loader.prefetchBatches,
     maxMessageBytes: config.loader.maxMessageBytes,
     readerOptions: {
       gapBytes: config.loader.gapBytes,
+      maxWasteRatio: config.loader.maxWasteRatio,
       concurrency: config.loader.concurrency,
       maxAttempts: config.loader.maxAttempts,
     },

@@ -4,6 +4,7 @@ export {
   createRangeReader,
   resolveRangeReaderOptions,
   DEFAULT_GAP_BYTES,
+  DEFAULT_MAX_WASTE_RATIO,
   type RangeReader,
   type RangeReaderOptions,
   type ResolvedRangeReaderOptions,

@@ -1,7 +1,8 @@
 // Turns a set of selected sample ids into few byte-range GETs: samples of the
 // same shard are merged into one range when the bytes between them (the
-// pruned samples we would fetch for nothing) are fewer than `gapBytes`, and a
-// merged range never grows past `maxRequestBytes`. Pure and allocation-light
+// pruned samples we would fetch for nothing) are fewer than `gapBytes` and
+// the plan's wasted bytes stay within `maxWasteRatio` of its selected bytes,
+// and a merged range never grows past `maxRequestBytes`. Pure and allocation-light
 // (flat typed arrays), so the ImageNet-scale dry run in bench/io.ts plans with
 // exactly the code the reader fetches with.
 import { SadpError, Status } from '../../common/errors.js';
@@ -35,6 +36,12 @@ export interface RangePlan {
 export interface PlanOptions {
   gapBytes: number;
   maxRequestBytes: number;
+  /**
+   * Bound on (bytes requested - bytes selected) / bytes selected for one plan;
+   * a gap is merged only while the waste it adds keeps the plan within it.
+   * Default Infinity (gapBytes alone decides).
+   */
+  maxWasteRatio?: number;
 }
 
 /**
@@ -68,11 +75,18 @@ export function sortUniqueIds(ids: ArrayLike<number>, size: number): Uint32Array
 /**
  * Plans the GETs for `ids` (sorted, unique: see sortUniqueIds). Two samples
  * are merged when the gap between them is 0 (contiguous: merging costs no
- * byte) or below `gapBytes`, and the merged range stays within
- * `maxRequestBytes` (a single larger sample still gets its own range).
+ * byte) or below `gapBytes` with the plan's waste within `maxWasteRatio`, and
+ * the merged range stays within `maxRequestBytes` (a single larger sample
+ * still gets its own range).
  */
 export function planRanges(layout: SampleLayout, ids: Uint32Array, options: PlanOptions): RangePlan {
   const { gapBytes, maxRequestBytes } = options;
+  const maxWasteRatio = options.maxWasteRatio ?? Infinity;
+  // Bytes of pruned samples inside merged ranges so far. Checking the bound
+  // greedily in plan order keeps every prefix of the plan within it, so small
+  // samples (where a fixed gap would span dozens of pruned ones) merge rarely
+  // and large ones merge as gapBytes allows.
+  let wasted = 0;
   const n = ids.length;
   const shard = new Uint32Array(n);
   const start = new Float64Array(n);
@@ -96,7 +110,11 @@ export function planRanges(layout: SampleLayout, ids: Uint32Array, options: Plan
       const gap = a - curEnd;
       if (gap < 0)
         throw badLayout(`sample ${id} at ${a} overlaps the previous selected sample ending at ${curEnd}`);
-      if ((gap === 0 || gap < gapBytes) && b - curStart <= maxRequestBytes) {
+      if (
+        (gap === 0 || (gap < gapBytes && wasted + gap <= maxWasteRatio * bytesSelected)) &&
+        b - curStart <= maxRequestBytes
+      ) {
+        wasted += gap;
         curEnd = b;
         end[count - 1] = b;
         continue;

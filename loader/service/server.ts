@@ -112,7 +112,8 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
 
   const registry = new JobRegistry({
     scorer,
-    s3Client: () => (s3Client ??= createS3Client(resolved.s3)),
+    // The range reader retries (with resume from the last byte) itself: one SDK attempt each.
+    s3Client: () => (s3Client ??= createS3Client({ ...resolved.s3, maxAttempts: 1 })),
     shuffle: resolved.shuffle,
     shuffleBlockShards: resolved.shuffleBlockShards,
     logger,

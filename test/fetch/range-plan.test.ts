@@ -125,3 +125,29 @@ test('ids are de-duplicated and sorted; out-of-range ids are rejected with the i
   assert.throws(() => sortUniqueIds([1, 6], 6), { code: 'SADP_SAMPLE_OUT_OF_RANGE', message: /sample id 6/ });
   assert.throws(() => sortUniqueIds([1.5], 6), { code: 'SADP_SAMPLE_OUT_OF_RANGE' });
 });
+
+test('maxWasteRatio bounds the pruned bytes a plan fetches, even with a large gapBytes', () => {
+  // 1,000 small samples of 2,560 bytes back to back; every other one selected:
+  // a 64 KiB gap would merge everything into one range (waste = 100 %).
+  const n = 1000;
+  const size = 2560;
+  const offsets = new Float64Array(n).map((_, i) => i * size);
+  const ends = new Float64Array(n).map((_, i) => (i + 1) * size);
+  const layout = { offsets, ends, shardIds: new Uint32Array(n) };
+  const ids = Uint32Array.from({ length: n / 2 }, (_, i) => 2 * i);
+  const unbounded = planRanges(layout, ids, { gapBytes: 64 * 1024, maxRequestBytes: 1 << 30 });
+  assert.equal(unbounded.count, 1);
+  assert.ok(unbounded.bytesRequested / unbounded.bytesSelected > 1.9);
+  for (const ratio of [0, 0.05, 0.25]) {
+    const plan = planRanges(layout, ids, {
+      gapBytes: 64 * 1024,
+      maxRequestBytes: 1 << 30,
+      maxWasteRatio: ratio,
+    });
+    const waste = plan.bytesRequested / plan.bytesSelected - 1;
+    assert.ok(waste <= ratio + 1e-12, `ratio ${ratio}: waste ${waste}`);
+    // The bound is used, not just respected: merges happen up to it.
+    if (ratio > 0) assert.ok(waste > ratio / 2, `ratio ${ratio}: waste ${waste} leaves the budget unused`);
+    else assert.equal(plan.count, ids.length);
+  }
+});

@@ -128,7 +128,8 @@ describe('merging', () => {
     const shardsTouched = new Set(ids.map((id) => dataset.shardIds[id]));
     let previousRequests = Infinity;
     for (const gapBytes of [0, 2048, 8192, 1 << 30]) {
-      const reader = createRangeReader({ gapBytes, maxRequestBytes: 1 << 30 });
+      // Gap semantics alone: no waste bound.
+      const reader = createRangeReader({ gapBytes, maxRequestBytes: 1 << 30, maxWasteRatio: Infinity });
       const requests: RangeRequestEvent[] = [];
       reader.onRequest = (r) => requests.push(r);
       assert.equal(diffSamples(ids, await reader.read(dataset, ids), fx.reference), undefined);
