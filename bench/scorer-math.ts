@@ -22,6 +22,7 @@ import {
   smoothedProbabilities,
 } from '../scorer/math/index.js';
 import type { PlanInput, PolicyName } from '../scorer/math/index.js';
+import { mulberry32 } from '../test/helpers/random.js';
 
 const IMAGENET_N = 1_281_167;
 const TEN_MILLION = 10_000_000;
@@ -81,13 +82,9 @@ function summarize(samples: number[]): Timing {
 
 /** Deterministic lognormal(0, sigma) scores (mulberry32 + Box-Muller): same data every run. */
 function lognormalScores(n: number, sigma: number, seed: number): Float64Array {
-  let state = seed >>> 0;
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
+  // Shifted by half a step into (0, 1): log(0) would be -Infinity.
+  const next = (): number => uniform() + 0.5 / 4294967296;
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const z = Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());

@@ -133,9 +133,10 @@ export function decodePlan(bytes: Uint8Array): EpochPlan {
       `encoded plan of epoch ${epoch}: body SHA-256 ${digest} does not match stored ${stored} (offset 160)`,
     );
 
-  // slice() copies into fresh, aligned buffers.
-  const idBytes = body.slice(0, 4 * count);
-  const weightBytes = body.slice(4 * count);
+  // Copy into fresh, aligned buffers: `new Uint8Array(view)` copies even when
+  // `bytes` is a Node Buffer (whose slice() is a view into a shared pool).
+  const idBytes = new Uint8Array(body.subarray(0, 4 * count));
+  const weightBytes = new Uint8Array(body.subarray(4 * count));
   const ids = new Uint32Array(count);
   const weights = new Float64Array(count);
   if (LITTLE_ENDIAN_HOST) {

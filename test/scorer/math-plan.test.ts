@@ -397,6 +397,9 @@ describe('encodePlan / decodePlan', () => {
       assert.equal(bytes.length, 192 + 12 * plan.ids.length);
       assert.deepEqual(decodePlan(bytes), plan);
       assert.deepEqual(decodePlan(bytes.slice()), plan, 'decodes from an unaligned copy too');
+      // A Node Buffer inside a larger shared pool (what storage reads return).
+      const pooled = Buffer.concat([Buffer.from([1, 2, 3]), Buffer.from(bytes)]).subarray(3);
+      assert.deepEqual(decodePlan(pooled), plan, 'decodes from a Buffer view into a shared pool');
     }
     const empty = { ...plans[0]!, ids: new Uint32Array(0), weights: new Float64Array(0) };
     empty.digest = planDigest(empty.ids, empty.weights);
