@@ -18,6 +18,7 @@ import { pb, ScorerClient, ScorerService, type sadp } from '../proto/index.js';
 import { Job, createScorerServer, openScorerCore, resolveJobSpec } from '../scorer/index.js';
 import { openStore } from '../storage/index.js';
 import { runMathBench } from './scorer-math.js';
+import { mulberry32 } from '../test/helpers/random.js';
 
 const IMAGENET_N = 1_281_167;
 const BATCH = 65_536;
@@ -33,18 +34,6 @@ function log(line: string): void {
 const fmt = (n: number): string => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Batch {
   ids: number[];
   scores: number[];
@@ -53,7 +42,7 @@ interface Batch {
 
 /** Reports covering ids 0..n-1 in shuffled blocks of BATCH, as plain arrays (what protobuf decoding yields). */
 function makeBatches(n: number, seed: number): Batch[] {
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   for (let i = n - 1; i > 0; i--) {

@@ -19,6 +19,7 @@ import { packageRoot } from '../common/paths.js';
 import { selectBackend, type BackendName, type BackendPreference } from '../trainer/backend.js';
 import { createSpikingCnn, createSpikingMlp, type SpikingModel } from '../trainer/snn/index.js';
 import { writeScatterSvg, type ScatterPoint } from './plot.js';
+import { mulberry32 } from '../test/helpers/random.js';
 
 const PIXELS = 784;
 const BATCH = 64;
@@ -75,14 +76,7 @@ function createModel(kind: ModelKind, scoreLayers: 'final' | 'all' = 'all'): Spi
 
 /** Seeded Fisher-Yates permutation of 0..n-1 (mulberry32). */
 function permutation(n: number, seed: number): Uint32Array {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rand = mulberry32(seed);
   const p = Uint32Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));

@@ -8,6 +8,7 @@ import { createLifecycle, type Lifecycle } from '../common/lifecycle.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { collectProcessMetrics, startMetricsServer } from '../common/metrics.js';
 import type { S3Options } from '../storage/index.js';
+import { intArg } from './args.js';
 
 export interface CommonServiceFlags {
   config?: string;
@@ -23,24 +24,6 @@ export interface CommonServiceFlags {
   tlsKey?: string;
   tlsCa?: string;
   requireClientCert?: boolean;
-}
-
-export function intArg(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < 0) {
-      throw new Error(`${name} must be a non-negative integer, got ${value}`);
-    }
-    return n;
-  };
-}
-
-export function numArg(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n)) throw new Error(`${name} must be a number, got ${value}`);
-    return n;
-  };
 }
 
 /** Adds the flags every service command takes. */
@@ -69,16 +52,23 @@ export function addCommonServiceOptions(cmd: Command): Command {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent');
 }
 
+/** The `s3` config section that the S3 connection flags stand for (unset flags leave config alone). */
+export function s3Overrides(
+  flags: Pick<CommonServiceFlags, 'endpoint' | 'region' | 'accessKeyId' | 'secretAccessKey' | 'pathStyle'>,
+): ConfigInput['s3'] {
+  return {
+    endpoint: flags.endpoint,
+    region: flags.region,
+    accessKeyId: flags.accessKeyId,
+    secretAccessKey: flags.secretAccessKey,
+    forcePathStyle: flags.pathStyle,
+  };
+}
+
 /** The config overrides the common flags stand for (unset flags leave config alone). */
 export function commonOverrides(flags: CommonServiceFlags): ConfigInput {
   return {
-    s3: {
-      endpoint: flags.endpoint,
-      region: flags.region,
-      accessKeyId: flags.accessKeyId,
-      secretAccessKey: flags.secretAccessKey,
-      forcePathStyle: flags.pathStyle,
-    },
+    s3: s3Overrides(flags),
     tls: {
       cert: flags.tlsCert,
       key: flags.tlsKey,

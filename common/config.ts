@@ -154,7 +154,7 @@ export const ENV_VARS: Readonly<Record<string, { path: string[]; type: Leaf }>> 
 })();
 
 /** Environment variables read outside the schema. */
-export const EXTRA_ENV_VARS = ['SADP_CONFIG'] as const;
+export const EXTRA_ENV_VARS = ['SADP_CONFIG', 'SADP_DEBUG'] as const;
 
 function configError(message: string): SadpError {
   return new SadpError('SADP_CONFIG_INVALID', message, { status: Status.INVALID_ARGUMENT });

@@ -12,7 +12,8 @@ export interface TlsFiles {
   requireClientCert?: boolean | undefined;
 }
 
-function read(path: string, what: string): Buffer {
+/** Reads a PEM file; SADP_TLS_FILE (INVALID_ARGUMENT) naming `what` and the path when it cannot. */
+export function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (cause) {
@@ -44,8 +45,8 @@ export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredent
     );
   }
   return grpc.ServerCredentials.createSsl(
-    tls.ca ? read(tls.ca, 'CA') : null,
-    [{ cert_chain: read(tls.cert, 'certificate'), private_key: read(tls.key, 'key') }],
+    tls.ca ? readPem(tls.ca, 'CA') : null,
+    [{ cert_chain: readPem(tls.cert, 'certificate'), private_key: readPem(tls.key, 'key') }],
     Boolean(tls.requireClientCert),
   );
 }
@@ -54,8 +55,8 @@ export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredent
 export function channelCredentials(tls: TlsFiles | undefined): grpc.ChannelCredentials {
   if (!tls?.ca) return grpc.credentials.createInsecure();
   return grpc.credentials.createSsl(
-    read(tls.ca, 'CA'),
-    tls.key ? read(tls.key, 'client key') : null,
-    tls.cert ? read(tls.cert, 'client certificate') : null,
+    readPem(tls.ca, 'CA'),
+    tls.key ? readPem(tls.key, 'client key') : null,
+    tls.cert ? readPem(tls.cert, 'client certificate') : null,
   );
 }

@@ -20,7 +20,7 @@ import {
 import { createScorerServer, POLICY_NAMES } from '../../scorer/index.js';
 import { s3OptionsForEmbedded, startEmbeddedS3 } from '../../storage/index.js';
 import { formatBytes, runTraining, type EpochSummary } from '../../trainer/index.js';
-import { intArg, numArg } from '../service-runtime.js';
+import { intArg, numArg } from '../args.js';
 
 interface DemoFlags {
   epochs: number;

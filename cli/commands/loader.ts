@@ -1,22 +1,21 @@
 // `sadp loader`: runs the trainer-facing loader gRPC service against a scorer.
 // Prints {"event":"listening","service":"loader",...} on stdout when ready.
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { splitHostPort, type Config } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
-import { channelCredentials } from '../../common/tls.js';
+import { channelCredentials, readPem } from '../../common/tls.js';
 import { createLoaderServer, type LoaderServer, type LoaderTlsOptions } from '../../loader/index.js';
 import type { S3Options } from '../../storage/index.js';
 import {
   addCommonServiceOptions,
   announce,
-  intArg,
   resolveConfig,
   runUntilShutdown,
   s3Options,
   startServiceRuntime,
   type CommonServiceFlags,
 } from '../service-runtime.js';
+import { intArg } from '../args.js';
 
 interface LoaderFlags extends CommonServiceFlags {
   listen?: string;
@@ -33,9 +32,9 @@ function loaderTls(config: Config): LoaderTlsOptions | undefined {
   const { cert, key, ca, requireClientCert } = config.tls;
   if (!cert || !key) return undefined;
   return {
-    cert: readFileSync(cert),
-    key: readFileSync(key),
-    ...(ca ? { ca: readFileSync(ca) } : {}),
+    cert: readPem(cert, 'certificate'),
+    key: readPem(key, 'key'),
+    ...(ca ? { ca: readPem(ca, 'CA') } : {}),
     requireClientCert,
   };
 }

@@ -7,11 +7,13 @@
 // shell exports to stderr. s3rver's credentials are fixed and not checked
 // (see storage/embedded-s3.ts), so printing them discloses nothing.
 import type { Command } from 'commander';
-import { loadConfig, type ConfigInput } from '../../common/config.js';
+import { loadConfig } from '../../common/config.js';
 import { createLifecycle } from '../../common/lifecycle.js';
 import { createLogger } from '../../common/logger.js';
 import { errorMessage, isSadpError } from '../../common/errors.js';
 import { startEmbeddedS3, type S3Options } from '../../storage/index.js';
+import { intArg } from '../args.js';
+import { announce, s3Overrides } from '../service-runtime.js';
 
 export interface S3Flags {
   config?: string;
@@ -38,16 +40,7 @@ export function addS3Flags(cmd: Command): Command {
 
 /** S3 client options from flags > env (SADP_S3_*) > config file. */
 export function s3OptionsFromFlags(flags: S3Flags): S3Options {
-  const overrides: ConfigInput = {
-    s3: {
-      endpoint: flags.endpoint,
-      region: flags.region,
-      accessKeyId: flags.accessKeyId,
-      secretAccessKey: flags.secretAccessKey,
-      forcePathStyle: flags.pathStyle,
-    },
-  };
-  const { s3 } = loadConfig({ file: flags.config, overrides });
+  const { s3 } = loadConfig({ file: flags.config, overrides: { s3: s3Overrides(flags) } });
   return {
     endpoint: s3.endpoint,
     region: s3.region,
@@ -110,18 +103,14 @@ async function serve(flags: ServeFlags): Promise<void> {
   });
   const lifecycle = createLifecycle({ graceMs: config.shutdownGraceMs, logger });
   lifecycle.add({ name: 's3', close: () => server.close() });
-  process.stdout.write(
-    `${JSON.stringify({
-      event: 'listening',
-      service: 's3',
-      endpoint: server.endpoint,
-      port: server.port,
-      dataDir: opts.dataDir,
-      buckets: flags.bucket,
-      accessKeyId: server.accessKeyId,
-      secretAccessKey: server.secretAccessKey,
-    })}\n`,
-  );
+  announce('s3', {
+    endpoint: server.endpoint,
+    port: server.port,
+    dataDir: opts.dataDir,
+    buckets: flags.bucket,
+    accessKeyId: server.accessKeyId,
+    secretAccessKey: server.secretAccessKey,
+  });
   process.stderr.write(
     `embedded S3 at ${server.endpoint} (data in ${opts.dataDir}); to use it:\n` +
       `  export AWS_ENDPOINT_URL=${server.endpoint} AWS_ACCESS_KEY_ID=${server.accessKeyId} ` +
@@ -130,12 +119,6 @@ async function serve(flags: ServeFlags): Promise<void> {
   );
   await lifecycle.done;
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
-}
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--port must be 0..65535, got ${value}`);
-  return n;
 }
 
 export function registerS3Command(program: Command): void {
@@ -148,7 +131,7 @@ export function registerS3Command(program: Command): void {
     .option('--config <file>', 'YAML config file; default $SADP_CONFIG')
     .option('--data-dir <dir>', 'where objects are stored; default .sadp/s3')
     .option('--host <host>', 'address to bind; default 127.0.0.1')
-    .option('--port <port>', 'port (0: any free port); default 9000', port)
+    .option('--port <port>', 'port (0: any free port); default 9000', intArg('--port', 0, 65535))
     .option('--bucket <name...>', 'buckets to create at start', [])
     .option(
       '--allow-non-loopback',

@@ -8,22 +8,29 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
-import { loadConfig, splitHostPort } from '../../common/config.js';
+import { loadConfig, splitHostPort, type Config } from '../../common/config.js';
+import type { Logger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import { channelCredentials, serverCredentials } from '../../common/tls.js';
 import { pb, ScorerClient, type sadp } from '../../proto/index.js';
-import { POLICY_NAMES, bigIntToU64, createScorerServer, policyToEnum } from '../../scorer/index.js';
+import {
+  POLICY_NAMES,
+  bigIntToU64,
+  createScorerServer,
+  policyToEnum,
+  type ScorerServer,
+} from '../../scorer/index.js';
+import type { S3Options } from '../../storage/index.js';
 import {
   addCommonServiceOptions,
   announce,
-  intArg,
-  numArg,
   resolveConfig,
   runUntilShutdown,
   s3Options,
   startServiceRuntime,
   type CommonServiceFlags,
 } from '../service-runtime.js';
+import { intArg, numArg } from '../args.js';
 
 interface ServeFlags extends CommonServiceFlags {
   listen?: string;
@@ -36,18 +43,27 @@ interface ClientFlags {
   deadlineMs: number;
 }
 
-async function serve(flags: ServeFlags): Promise<void> {
-  const config = resolveConfig(flags, { scorer: { listen: flags.listen, state: flags.state } });
-  const runtime = await startServiceRuntime('scorer', config);
+/** Starts a scorer from resolved config; shared by `sadp scorer` and `sadp serve`. */
+export function startScorerFromConfig(
+  config: Config,
+  logger: Logger,
+  overrides: { s3?: S3Options } = {},
+): Promise<ScorerServer> {
   const { host, port } = splitHostPort(config.scorer.listen);
-  const server = await createScorerServer({
+  return createScorerServer({
     host,
     port,
     stateUrl: config.scorer.state,
-    s3: s3Options(config),
+    s3: overrides.s3 ?? s3Options(config),
     credentials: serverCredentials(config.tls),
-    logger: runtime.logger,
+    logger,
   });
+}
+
+async function serve(flags: ServeFlags): Promise<void> {
+  const config = resolveConfig(flags, { scorer: { listen: flags.listen, state: flags.state } });
+  const runtime = await startServiceRuntime('scorer', config);
+  const server = await startScorerFromConfig(config, runtime.logger);
   runtime.lifecycle.add({ name: 'scorer', close: (graceMs) => server.close(graceMs) });
   announce('scorer', {
     address: server.address,

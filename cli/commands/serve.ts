@@ -2,21 +2,19 @@
 // S3 server, then the scorer, then a loader wired to that scorer. Kubernetes
 // runs the same pieces as separate `sadp scorer` / `sadp loader` processes.
 import type { Command } from 'commander';
-import { splitHostPort } from '../../common/config.js';
-import { serverCredentials } from '../../common/tls.js';
-import { createScorerServer } from '../../scorer/index.js';
 import { s3OptionsForEmbedded, startEmbeddedS3, type S3Options } from '../../storage/index.js';
 import { startLoaderFromConfig } from './loader.js';
+import { startScorerFromConfig } from './scorer.js';
 import {
   addCommonServiceOptions,
   announce,
-  intArg,
   resolveConfig,
   runUntilShutdown,
   s3Options,
   startServiceRuntime,
   type CommonServiceFlags,
 } from '../service-runtime.js';
+import { intArg } from '../args.js';
 
 interface ServeFlags extends CommonServiceFlags {
   embeddedS3?: boolean;
@@ -74,15 +72,7 @@ export function registerServeCommand(program: Command): void {
       });
     }
 
-    const scorerAt = splitHostPort(config.scorer.listen);
-    const scorer = await createScorerServer({
-      host: scorerAt.host,
-      port: scorerAt.port,
-      stateUrl: config.scorer.state,
-      s3,
-      credentials: serverCredentials(config.tls),
-      logger: logger.child({ component: 'scorer' }),
-    });
+    const scorer = await startScorerFromConfig(config, logger.child({ component: 'scorer' }), { s3 });
     lifecycle.add({ name: 'scorer', close: (graceMs) => scorer.close(graceMs) });
     announce('scorer', { address: scorer.address, port: scorer.port, state: config.scorer.state });
 

@@ -17,6 +17,7 @@ import {
   type DatasetManifest,
   type SampleSource,
 } from '../../loader/shards/index.js';
+import { intArg } from '../args.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
 
 /** Parses `64MiB`, `1.5GB`, `500k`, `1048576`. */
@@ -29,15 +30,6 @@ export function parseBytes(value: string): number {
   const n = Math.round(Number(m[1]) * base ** power);
   if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`byte size out of range: ${value}`);
   return n;
-}
-
-function count(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0)
-      throw new Error(`${name} must be a non-negative integer, got ${value}`);
-    return n;
-  };
 }
 
 const MiB = 1024 * 1024;
@@ -248,11 +240,11 @@ export function registerShardsCommand(program: Command): void {
       .option(
         '--count <n>',
         'synthetic: number of samples; fashion-mnist: at most this many',
-        count('--count'),
+        intArg('--count'),
       )
-      .option('--seed <s>', 'synthetic: PRNG seed', count('--seed'), 0)
-      .option('--mean-bytes <n>', 'synthetic: mean payload size', count('--mean-bytes'), 110_000)
-      .option('--classes <n>', 'synthetic: number of classes', count('--classes'), 1000)
+      .option('--seed <s>', 'synthetic: PRNG seed', intArg('--seed'), 0)
+      .option('--mean-bytes <n>', 'synthetic: mean payload size', intArg('--mean-bytes'), 110_000)
+      .option('--classes <n>', 'synthetic: number of classes', intArg('--classes'), 1000)
       .requiredOption('--out <url>', 'dataset root: s3://bucket/prefix or a directory')
       .option('--shard-bytes <size>', 'target shard size, e.g. 64MiB', parseBytes, BUILD_DEFAULTS.shardBytes)
       .option('--prefix <name>', 'shard name prefix (<prefix>-000000.tar); default the split or train'),
@@ -267,6 +259,6 @@ export function registerShardsCommand(program: Command): void {
       )
       .argument('<pattern>', 'shard URL, brace pattern, or prefix/')
       .requiredOption('--out <url>', 'manifest to write: .../manifest.json (or a directory)')
-      .option('--concurrency <n>', 'shards read at once', count('--concurrency'), 4),
+      .option('--concurrency <n>', 'shards read at once', intArg('--concurrency'), 4),
   ).action(runAction((pattern: string, flags: IndexFlags) => index(pattern, flags)));
 }

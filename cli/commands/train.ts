@@ -7,8 +7,10 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SadpError, Status } from '../../common/errors.js';
+import { readPem } from '../../common/tls.js';
 import { AUTO_BACKEND_ORDER, type BackendPreference } from '../../trainer/backend.js';
 import { createTrainReporter, runTraining, type EvalSource, type TrainOptions } from '../../trainer/index.js';
+import { intArg, numArg } from '../args.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
 
 interface TrainFlags extends S3Flags {
@@ -37,35 +39,6 @@ interface TrainFlags extends S3Flags {
   seed?: number;
   maxUnacked?: number;
   json?: boolean;
-}
-
-function int(name: string, min = 0) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min)
-      throw new Error(`${name} must be an integer >= ${min}, got ${value}`);
-    return n;
-  };
-}
-
-function positive(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < 0)
-      throw new Error(`${name} must be a number >= 0, got ${value}`);
-    return n;
-  };
-}
-
-function readPem(path: string, what: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (cause) {
-    throw new SadpError('SADP_TLS_FILE', `cannot read TLS ${what} file ${path}`, {
-      status: Status.INVALID_ARGUMENT,
-      cause,
-    });
-  }
 }
 
 function tokenOf(flags: TrainFlags): string | undefined {
@@ -104,7 +77,7 @@ export function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): 
           key: flags.tlsKey ? readPem(flags.tlsKey, 'client key') : undefined,
         }
       : undefined;
-  const hidden = flags.hidden?.split(',').map((h) => int('--hidden', 1)(h.trim()));
+  const hidden = flags.hidden?.split(',').map((h) => intArg('--hidden', 1)(h.trim()));
   return {
     loader: flags.loader,
     job: flags.job,
@@ -158,42 +131,46 @@ export function registerTrainCommand(program: Command): void {
     )
     .option('--loader <host:port>', 'loader service address', '127.0.0.1:50052')
     .requiredOption('--job <id>', 'job id (created at the scorer)')
-    .option('--rank <n>', 'this trainer rank', int('--rank'), 0)
-    .option('--world-size <n>', 'trainer ranks in the job', int('--world-size', 1), 1)
-    .option('--batch-size <n>', 'samples per batch', int('--batch-size', 1), 128)
-    .option('--epochs <k>', "epochs to train (default: the job's, asked from the loader)", int('--epochs', 1))
+    .option('--rank <n>', 'this trainer rank', intArg('--rank'), 0)
+    .option('--world-size <n>', 'trainer ranks in the job', intArg('--world-size', 1), 1)
+    .option('--batch-size <n>', 'samples per batch', intArg('--batch-size', 1), 128)
+    .option(
+      '--epochs <k>',
+      "epochs to train (default: the job's, asked from the loader)",
+      intArg('--epochs', 1),
+    )
     .option('--model <kind>', 'mlp (784-256-10 LIF) or cnn (2 conv stages)', 'mlp')
     .option('--backend <name>', `TF.js backend: auto or ${AUTO_BACKEND_ORDER.join(', ')}`, 'auto')
     .option(
       '--lr <rate>',
       'peak Adam learning rate, cosine-annealed over the actual steps (default 1e-3)',
-      positive('--lr'),
+      numArg('--lr', 0),
     )
-    .option('--min-lr <rate>', 'floor of the cosine schedule (default 0)', positive('--min-lr'))
-    .option('--time-steps <T>', 'SNN time steps (default 4)', int('--time-steps', 1))
+    .option('--min-lr <rate>', 'floor of the cosine schedule (default 0)', numArg('--min-lr', 0))
+    .option('--time-steps <T>', 'SNN time steps (default 4)', intArg('--time-steps', 1))
     .option('--hidden <widths>', 'MLP hidden widths, comma-separated (default 256)')
     .option('--eval <manifest-url>', 'test split built by `sadp shards build`: per-epoch accuracy')
     .option(
       '--eval-fashion-mnist <dir>',
       'Fashion-MNIST idx files (e.g. /usr/share/datasets/fashion-mnist): test accuracy',
     )
-    .option('--eval-limit <n>', 'evaluate on at most n test examples', int('--eval-limit', 1))
+    .option('--eval-limit <n>', 'evaluate on at most n test examples', intArg('--eval-limit', 1))
     .option('--checkpoint-dir <dir>', 'write checkpoints here and resume from them')
     .option(
       '--checkpoint-every <n>',
       'batches between checkpoints (default 50; also every epoch end)',
-      int('--checkpoint-every', 1),
+      intArg('--checkpoint-every', 1),
     )
     .option('--token <token>', "the job's bearer token")
     .option('--token-file <file>', "read the job's bearer token from a file (keeps it out of `ps`)")
     .option('--tls-ca <file>', "PEM CA of the loader's certificate (enables TLS)")
     .option('--tls-cert <file>', 'PEM client certificate (mutual TLS)')
     .option('--tls-key <file>', 'PEM client key (mutual TLS)')
-    .option('--seed <n>', 'weight initialisation seed (default 1)', int('--seed'))
+    .option('--seed <n>', 'weight initialisation seed (default 1)', intArg('--seed'))
     .option(
       '--max-unacked <n>',
       "credit window asked from the loader (default: the loader's, 4)",
-      int('--max-unacked', 1),
+      intArg('--max-unacked', 1),
     )
     .option('--json', 'one JSON object per line on stdout (progress as JSON on stderr)');
   addS3Flags(cmd).action(runAction(train));

@@ -4,10 +4,10 @@
 // body), and a retry after a partial body asks only for the bytes still
 // missing. The body stream is always consumed or destroyed.
 import type { Readable } from 'node:stream';
+import { cancelledError, sleep } from '../../common/abort.js';
 import { SadpError, Status, errorMessage, isSadpError } from '../../common/errors.js';
 import { isRetryableStorageError, type ObjectStore } from '../../storage/index.js';
-import { backoffDelayMs, sleep } from './backoff.js';
-import { cancelled } from './limiter.js';
+import { backoffDelayMs } from './backoff.js';
 
 export interface RetryConfig {
   maxAttempts: number;
@@ -61,7 +61,7 @@ export async function fetchRange(
   const progress = { filled: 0 };
   let lastError: unknown;
   for (let attempt = 1; ; attempt++) {
-    if (signal.aborted) throw cancelled(signal, `read of ${target.label}`);
+    if (signal.aborted) throw cancelledError(signal, `read of ${target.label}`);
     const from = target.start + progress.filled;
     observer.request({ key: target.key, start: from, end: target.end, attempt });
     let reason: RetryReason;
@@ -75,7 +75,7 @@ export async function fetchRange(
         { status: Status.UNAVAILABLE },
       );
     } catch (err) {
-      if (signal.aborted) throw cancelled(signal, `read of ${target.label}`);
+      if (signal.aborted) throw cancelledError(signal, `read of ${target.label}`);
       if (!(err instanceof RetryableAttempt)) throw err;
       reason = err.reason;
       lastError = err.cause;
@@ -89,7 +89,11 @@ export async function fetchRange(
       );
     }
     observer.retry(reason, lastError);
-    await sleep(backoffDelayMs(attempt, config.baseBackoffMs, config.maxBackoffMs, config.random), signal);
+    await sleep(
+      backoffDelayMs(attempt, config.baseBackoffMs, config.maxBackoffMs, config.random),
+      signal,
+      `read of ${target.label}`,
+    );
   }
 }
 

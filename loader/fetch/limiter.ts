@@ -1,6 +1,7 @@
 // A counting semaphore that bounds in-flight GETs across every read() of one
 // reader. Waiters queue FIFO; the queue holds one entry per range the callers
 // asked for, so its bound is the callers' own window.
+import { cancelledError } from '../../common/abort.js';
 import { SadpError, Status } from '../../common/errors.js';
 
 export interface Limiter {
@@ -30,7 +31,7 @@ export function createLimiter(concurrency: number): Limiter {
   };
 
   const acquire = (signal?: AbortSignal): Promise<void> => {
-    if (signal?.aborted) return Promise.reject(cancelled(signal));
+    if (signal?.aborted) return Promise.reject(cancelledError(signal, 'read'));
     if (active < concurrency) {
       active++;
       return Promise.resolve();
@@ -45,7 +46,7 @@ export function createLimiter(concurrency: number): Limiter {
       const onAbort = (): void => {
         const i = queue.indexOf(waiter);
         if (i >= 0) queue.splice(i, 1);
-        reject(cancelled(signal));
+        reject(cancelledError(signal, 'read'));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       queue.push(waiter);
@@ -68,10 +69,4 @@ export function createLimiter(concurrency: number): Limiter {
       return queue.length;
     },
   };
-}
-
-export function cancelled(signal: AbortSignal | undefined, what = 'read'): SadpError {
-  const reason: unknown = signal?.reason;
-  if (reason instanceof SadpError && reason.code === 'SADP_CANCELLED') return reason;
-  return new SadpError('SADP_CANCELLED', `${what} cancelled`, { status: Status.CANCELLED, cause: reason });
 }

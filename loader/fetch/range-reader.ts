@@ -2,12 +2,13 @@
 // its shards with few, merged byte-range GETs, bounded concurrency and
 // retries, then cuts the bytes into tar members checked against the index.
 import { setMaxListeners } from 'node:events';
+import { cancelledError } from '../../common/abort.js';
 import { SadpError, Status } from '../../common/errors.js';
 import { counter } from '../../common/metrics.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
 import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
-import { cancelled, createLimiter } from './limiter.js';
+import { createLimiter } from './limiter.js';
 import { planRanges, sortUniqueIds, type RangePlan } from './range-plan.js';
 import { cutSample } from './cut.js';
 
@@ -191,7 +192,7 @@ class RangeReaderImpl implements RangeReader {
   }
 
   async read(dataset: Dataset, ids: ArrayLike<number>, signal?: AbortSignal): Promise<FetchedSample[]> {
-    if (signal?.aborted) throw cancelled(signal);
+    if (signal?.aborted) throw cancelledError(signal, 'read');
     const unique = sortUniqueIds(ids, dataset.size);
     const plan = planRanges(dataset, unique, this.options);
     const byId = new Map<number, FetchedSample>();
@@ -227,7 +228,7 @@ class RangeReaderImpl implements RangeReader {
     } finally {
       signal?.removeEventListener('abort', forward);
     }
-    if (signal?.aborted) throw cancelled(signal);
+    if (signal?.aborted) throw cancelledError(signal, 'read');
     if (firstError !== undefined) throw firstError;
 
     // Counted only once the whole read succeeded: a failed read delivers nothing.

@@ -2,7 +2,7 @@
 // FIFO wait queue. Sample sizes are known from the shard index before any GET,
 // so bytes are reserved before a fetch starts and released once the batch is
 // written to the trainer's socket.
-import { SadpError, Status } from '../../common/errors.js';
+import { cancelledError } from '../../common/abort.js';
 
 interface Waiter {
   bytes: number;
@@ -70,7 +70,7 @@ class ByteBudgetImpl implements ByteBudget {
   }
 
   acquire(bytes: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(cancelledError(signal));
+    if (signal?.aborted) return Promise.reject(cancelledError(signal, 'wait for in-flight byte budget'));
     if (this.queue.length === 0 && this.fits(bytes)) {
       this.take(bytes);
       return Promise.resolve();
@@ -84,7 +84,7 @@ class ByteBudgetImpl implements ByteBudget {
         onAbort: () => {
           const i = this.queue.indexOf(waiter);
           if (i >= 0) this.queue.splice(i, 1);
-          reject(cancelledError(signal));
+          reject(cancelledError(signal, 'wait for in-flight byte budget'));
           // The head may have been the one blocking smaller requests behind it.
           this.pump();
         },
@@ -113,11 +113,4 @@ class ByteBudgetImpl implements ByteBudget {
       head.resolve();
     }
   }
-}
-
-function cancelledError(signal: AbortSignal | undefined): SadpError {
-  return new SadpError('SADP_CANCELLED', 'cancelled while waiting for in-flight byte budget', {
-    status: Status.CANCELLED,
-    cause: signal?.reason,
-  });
 }

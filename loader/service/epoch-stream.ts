@@ -12,6 +12,7 @@
 // stops sending new batches, waits for the acks of what it sent, commits
 // them, and ends with UNAVAILABLE so the trainer reconnects with its cursor.
 import type * as grpc from '@grpc/grpc-js';
+import { cancelledError } from '../../common/abort.js';
 import { SadpError, Status, toGrpcError, type StatusCode } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { pb, type sadp } from '../../proto/index.js';
@@ -21,7 +22,6 @@ import { splitBatch } from './batch-parts.js';
 import { deliveredTo, epochLayout, type EpochLayout } from './epoch-layout.js';
 import { raceSignal, type EpochState, type JobContext } from './job-registry.js';
 import { checkShape, openJob, type LoaderCore } from './loader-core.js';
-import { cancelled } from './scorer-access.js';
 
 export type StreamEpochCall = grpc.ServerDuplexStream<
   sadp.v1.StreamEpochRequest,
@@ -54,6 +54,15 @@ export function epochInfo(ctx: JobContext, state: EpochState, layout: EpochLayou
 
 function rpcError(status: StatusCode, message: string, code = 'SADP_BAD_REQUEST'): SadpError {
   return new SadpError(code, message, { status });
+}
+
+/** A stream that has not opened when the loader drains: UNAVAILABLE, so the trainer reconnects elsewhere. */
+function drainingError(): SadpError {
+  return rpcError(
+    Status.UNAVAILABLE,
+    'the loader is shutting down; connect to another replica',
+    'SADP_DRAINING',
+  );
 }
 
 interface PendingAck {
@@ -123,13 +132,7 @@ class EpochStream {
     call.on('error', () => this.controller.abort());
     call.on('close', () => this.cleanup('CANCELLED'));
     if (core.drainSignal.aborted) {
-      this.fail(
-        rpcError(
-          Status.UNAVAILABLE,
-          'the loader is shutting down; connect to another replica',
-          'SADP_DRAINING',
-        ),
-      );
+      this.fail(drainingError());
       return;
     }
     core.drainSignal.addEventListener('abort', this.onDrain, { once: true });
@@ -216,11 +219,7 @@ class EpochStream {
     }
     if (this.phase !== 'opening') return;
     if (core.drainSignal.aborted) {
-      throw rpcError(
-        Status.UNAVAILABLE,
-        'the loader is shutting down; connect to another replica',
-        'SADP_DRAINING',
-      );
+      throw drainingError();
     }
     this.ctx = ctx;
     this.state = state;
@@ -378,13 +377,7 @@ class EpochStream {
 
   private drainRequested(): void {
     if (this.phase === 'await-open') {
-      this.fail(
-        rpcError(
-          Status.UNAVAILABLE,
-          'the loader is shutting down; connect to another replica',
-          'SADP_DRAINING',
-        ),
-      );
+      this.fail(drainingError());
       return;
     }
     this.wake();
@@ -408,7 +401,7 @@ class EpochStream {
     if (batch <= this.lastAck + this.maxUnacked || this.stopping()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const signal = this.controller.signal;
-      const onAbort = (): void => reject(cancelled(signal));
+      const onAbort = (): void => reject(cancelledError(signal, 'wait for credit'));
       signal.addEventListener('abort', onAbort, { once: true });
       this.wakeWriter = () => {
         signal.removeEventListener('abort', onAbort);
@@ -470,7 +463,7 @@ class EpochStream {
         // A trim may have dropped the batch while the writer waited for credit.
         if (!this.fetches.has(b)) this.topUp(b);
         const fetch = this.fetches.get(b) as BatchFetch;
-        const samples = await raceSignal(fetch.ready, signal);
+        const samples = await raceSignal(fetch.ready, signal, `fetch of batch ${b}`);
         const { parts, oversized } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
         if (oversized.length > 0) {
           this.log.warn(
@@ -522,7 +515,7 @@ class EpochStream {
       }
     }
     // The write callback never fires on a cancelled call: race it against the abort.
-    await raceSignal(flushed, signal);
+    await raceSignal(flushed, signal, 'stream write');
   }
 
   private needDrain = false;
@@ -530,7 +523,7 @@ class EpochStream {
   private waitDrain(signal: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (signal.aborted) {
-        reject(cancelled(signal));
+        reject(cancelledError(signal, 'stream write'));
         return;
       }
       const done = (): void => {
@@ -540,7 +533,7 @@ class EpochStream {
       };
       const onAbort = (): void => {
         this.call.removeListener('drain', done);
-        reject(cancelled(signal));
+        reject(cancelledError(signal, 'stream write'));
       };
       this.call.once('drain', done);
       signal.addEventListener('abort', onAbort, { once: true });

@@ -2,6 +2,7 @@
 // job (DescribeJob, once), its dataset (manifest and shard indexes opened
 // once), and each epoch's plan with its shuffled order, fetched from the
 // scorer once no matter how many ranks ask at the same time.
+import { cancelledError } from '../../common/abort.js';
 import { SadpError, Status } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { sadp } from '../../proto/index.js';
@@ -11,7 +12,7 @@ import type { S3Client } from '../../storage/index.js';
 import { shufflePlan } from './epoch-layout.js';
 import type { LoaderMetrics } from './metrics.js';
 import type { ShuffleMode } from './options.js';
-import { cancelled, type Plan, type ScorerAccess } from './scorer-access.js';
+import type { Plan, ScorerAccess } from './scorer-access.js';
 
 export interface JobContext {
   jobId: string;
@@ -58,12 +59,16 @@ const MAX_JOBS = 64;
 /** Epoch states kept per job: the current one, a late straggler's and the next. */
 const MAX_EPOCHS_PER_JOB = 3;
 
-/** Resolves like `promise`, or rejects when `signal` aborts first (the shared work goes on). */
-export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+/** Resolves like `promise`, or rejects with SADP_CANCELLED naming `what` when `signal` aborts first (the shared work goes on). */
+export function raceSignal<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  what: string,
+): Promise<T> {
   if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(cancelled(signal));
+  if (signal.aborted) return Promise.reject(cancelledError(signal, what));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(cancelled(signal));
+    const onAbort = (): void => reject(cancelledError(signal, what));
     signal.addEventListener('abort', onAbort, { once: true });
     promise.then(
       (v) => {
@@ -97,7 +102,7 @@ export class JobRegistry {
       });
       while (this.jobs.size > MAX_JOBS) this.forget(this.jobs.keys().next().value as string);
     }
-    return raceSignal(p, signal);
+    return raceSignal(p, signal, `loading job ${jobId}`);
   }
 
   /** The epoch's plan and order, loading it (once) when missing. */
@@ -119,7 +124,7 @@ export class JobRegistry {
       // Forget the oldest epochs; streams still using them keep their reference.
       while (map.size > MAX_EPOCHS_PER_JOB) map.delete(Math.min(...map.keys()));
     }
-    return raceSignal(p, signal);
+    return raceSignal(p, signal, `loading epoch ${epoch} of job ${ctx.jobId}`);
   }
 
   /** The epoch's state if it is loaded (or loading). */

@@ -7,8 +7,10 @@
 // backoff for as long as the loader runs; nothing is dropped silently: a
 // report the scorer rejects outright fails the streams whose acks it carried.
 import type { Logger } from '../../common/logger.js';
+import { sleep } from '../../common/abort.js';
 import { SadpError, Status, errorMessage } from '../../common/errors.js';
-import { backoffMs, isRetryableScorerError, scorerError, sleep, type ScorerAccess } from './scorer-access.js';
+import { backoffDelayMs } from '../fetch/backoff.js';
+import { isRetryableScorerError, scorerError, type ScorerAccess } from './scorer-access.js';
 import type { LoaderMetrics } from './metrics.js';
 
 /** Told once whether an ack's entries are durable at the scorer. */
@@ -261,7 +263,7 @@ export class ScoreForwarder {
         if (isRetryableScorerError(err)) {
           this.stats.retries++;
           metrics.scoreReports.inc({ outcome: 'retry' });
-          const delay = backoffMs(Math.min(attempt, 10), 100, 5_000);
+          const delay = backoffDelayMs(Math.min(attempt, 10) + 1, 100, 5_000);
           logger.warn(
             {
               job: jobId,

@@ -3,9 +3,11 @@
 // reports, with deadlines, retries of transient failures, and scorer errors
 // mapped onto SadpErrors that name the job and epoch.
 import * as grpc from '@grpc/grpc-js';
+import { cancelledError, sleep } from '../../common/abort.js';
 import { SadpError, Status, type StatusCode } from '../../common/errors.js';
 import { pb, type ScorerClient, type sadp } from '../../proto/index.js';
 import { planDigest } from '../../scorer/index.js';
+import { backoffDelayMs } from '../fetch/backoff.js';
 
 export interface Plan {
   epoch: number;
@@ -70,36 +72,8 @@ export interface RetryOptions {
   baseMs: number;
   maxMs: number;
   signal?: AbortSignal;
-}
-
-/** Sleeps `ms` or until `signal` aborts (then rejects); the timer is always cleared. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(cancelled(signal));
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(cancelled(signal));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-export function cancelled(signal: AbortSignal | undefined): SadpError {
-  const reason: unknown = signal?.reason;
-  if (reason instanceof SadpError) return reason;
-  return new SadpError('SADP_CANCELLED', 'cancelled', { status: Status.CANCELLED, cause: reason });
-}
-
-/** Full-jitter exponential backoff delay for retry number `attempt` (0-based). */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.random() * Math.min(maxMs, baseMs * 2 ** attempt);
+  /** What is being asked, for the SADP_CANCELLED message. */
+  what: string;
 }
 
 export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
@@ -107,9 +81,9 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
     try {
       return await fn();
     } catch (err) {
-      if (options.signal?.aborted) throw cancelled(options.signal);
+      if (options.signal?.aborted) throw cancelledError(options.signal, options.what);
       if (attempt + 1 >= options.attempts || !isRetryableScorerError(err)) throw err;
-      await sleep(backoffMs(attempt, options.baseMs, options.maxMs), options.signal);
+      await sleep(backoffDelayMs(attempt + 1, options.baseMs, options.maxMs), options.signal, options.what);
     }
   }
 }
@@ -129,16 +103,17 @@ export function createScorerAccess(client: ScorerClient, callTimeoutMs: number):
   function unary<Res>(
     start: (opts: Partial<grpc.CallOptions>, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall,
     signal: AbortSignal | undefined,
+    what: string,
   ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (signal?.aborted) {
-        reject(cancelled(signal));
+        reject(cancelledError(signal, what));
         return;
       }
       const onAbort = (): void => call.cancel();
       const call = start({ deadline: deadline() }, (err, res) => {
         signal?.removeEventListener('abort', onAbort);
-        if (signal?.aborted) reject(cancelled(signal));
+        if (signal?.aborted) reject(cancelledError(signal, what));
         else if (err || res === undefined) reject(err ?? new Error('empty response'));
         else resolve(res);
       });
@@ -148,25 +123,29 @@ export function createScorerAccess(client: ScorerClient, callTimeoutMs: number):
 
   return {
     describeJob(jobId, signal) {
+      const what = `describe job ${jobId}`;
       return withRetry(
         () =>
           unary<sadp.v1.Job>(
             (opts, cb) =>
               client.describeJob(pb.DescribeJobRequest.create({ jobId }), new grpc.Metadata(), opts, cb),
             signal,
+            what,
           ),
-        { ...READ_RETRY, signal },
+        { ...READ_RETRY, signal, what },
       ).catch((err: unknown) => {
-        throw scorerError(err, `describe job ${jobId}`);
+        throw scorerError(err, what);
       });
     },
 
     getPlan(jobId, epoch, signal) {
+      const what = `plan of job ${jobId} epoch ${epoch}`;
       return withRetry(() => fetchPlan(client, jobId, epoch, deadline(), signal), {
         ...READ_RETRY,
         signal,
+        what,
       }).catch((err: unknown) => {
-        throw scorerError(err, `plan of job ${jobId} epoch ${epoch}`);
+        throw scorerError(err, what);
       });
     },
 
@@ -175,6 +154,7 @@ export function createScorerAccess(client: ScorerClient, callTimeoutMs: number):
         (opts, cb) =>
           client.reportScores(pb.ReportScoresRequest.create(request), new grpc.Metadata(), opts, cb),
         signal,
+        `score report of job ${String(request.jobId)}`,
       );
       return res.accepted;
     },
@@ -188,11 +168,11 @@ async function fetchPlan(
   deadline: Date,
   signal: AbortSignal | undefined,
 ): Promise<Plan> {
-  if (signal?.aborted) throw cancelled(signal);
+  const what = `plan of job ${jobId} epoch ${epoch}`;
+  if (signal?.aborted) throw cancelledError(signal, what);
   const call = client.getPlan(pb.GetPlanRequest.create({ jobId, epoch }), new grpc.Metadata(), { deadline });
   const onAbort = (): void => call.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
-  const what = `plan of job ${jobId} epoch ${epoch}`;
   const corrupt = (msg: string): SadpError =>
     new SadpError('SADP_PLAN_CORRUPT', `${what}: ${msg}`, { status: Status.DATA_LOSS });
   let plan: Plan | undefined;
@@ -237,7 +217,7 @@ async function fetchPlan(
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
-  if (signal?.aborted) throw cancelled(signal);
+  if (signal?.aborted) throw cancelledError(signal, what);
   if (!plan || !sawLast) throw corrupt('stream ended before the last chunk');
   if (filled !== plan.ids.length) throw corrupt(`got ${filled} of ${plan.ids.length} ids`);
   const digest = planDigest(plan.ids, plan.weights);

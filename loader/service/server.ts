@@ -123,7 +123,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
       // Strict per loader: epoch k's streams here finish (bounded wait) and
       // every score this loader holds is at the scorer before plan k+1 is fixed.
       if (epoch > 0) await boundary.barrier(jobId, epoch - 1, resolved.epochBarrierMs, signal);
-      await raceSignal(forwarder.flush(jobId), signal);
+      await raceSignal(forwarder.flush(jobId), signal, `score flush of job ${jobId}`);
     },
   });
 

@@ -22,7 +22,7 @@ import {
 import type { Readable } from 'node:stream';
 import type { DatasetManifest, ShardIndex } from './format.js';
 import { CompactShardIndex, SuffixTable } from './compact-index.js';
-import { throwIfCancelled } from './cancel.js';
+import { throwIfCancelled } from '../../common/abort.js';
 import { indexInvalid, manifestInvalid, parseJson, validateIndex, validateManifest } from './schema.js';
 
 export interface OpenDatasetOptions {

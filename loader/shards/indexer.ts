@@ -21,7 +21,7 @@ import {
 import { openDatasetStore } from './dataset.js';
 import { INDEX_DIR, MANIFEST_KEY, type DatasetManifest, type ShardEntry, type ShardIndex } from './format.js';
 import { SampleGrouper } from './sample-grouper.js';
-import { throwIfCancelled } from './cancel.js';
+import { throwIfCancelled } from '../../common/abort.js';
 import { TarScanner, tarCorrupt, type TarRecord } from './tar-scanner.js';
 
 export interface IndexProgress {

@@ -3,11 +3,8 @@
 // independent oracle that reads each shard whole and parses it with
 // tar-stream's extract.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { extract } from 'tar-stream';
 import {
   buildShards,
   openDataset,
@@ -16,27 +13,11 @@ import {
   type Sample,
   type SampleSource,
 } from '../../loader/shards/index.js';
-import {
-  createS3Client,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type ObjectStore,
-  type S3Client,
-} from '../../storage/index.js';
+import { createS3Client, s3OptionsForEmbedded, type EmbeddedS3, type S3Client } from '../../storage/index.js';
 import type { FetchedSample } from '../../loader/fetch/index.js';
-
-/** Deterministic small PRNG for fixture shapes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../helpers/random.js';
+import { startTempS3 } from '../helpers/temp-s3.js';
+import { tarMembers } from '../helpers/tar.js';
 
 /**
  * Samples of mixed shape: keys in sub-directories and longer than a ustar
@@ -44,7 +25,7 @@ export function prng(seed: number): () => number {
  */
 export function mixedSource(count: number, seed = 1): SampleSource {
   const samples: Sample[] = [];
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   for (let i = 0; i < count; i++) {
     const stem = String(i).padStart(5, '0');
     const key =
@@ -85,10 +66,9 @@ export async function startFixture(options: {
   shardBytes: number;
   seed?: number;
 }): Promise<Fixture> {
-  const dir = await mkdtemp(join(tmpdir(), 'sadp-fetch-'));
   const bucket = 'fetch';
-  const s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: [bucket] });
-  const client = createS3Client({ ...s3OptionsForEmbedded(s3), maxAttempts: 1 });
+  const tmp = await startTempS3({ prefix: 'sadp-fetch-', buckets: [bucket], client: { maxAttempts: 1 } });
+  const { dir, s3, client } = tmp;
   try {
     const source = mixedSource(options.samples, options.seed);
     await buildShards(source, { out: join(dir, 'local'), shardBytes: options.shardBytes });
@@ -96,23 +76,9 @@ export async function startFixture(options: {
     const local = await openDataset(join(dir, 'local', 'manifest.json'));
     const remote = await openDataset(`s3://${bucket}/ds/manifest.json`, { client });
     const reference = await readWhole(local);
-    return {
-      s3,
-      client,
-      local,
-      remote,
-      reference,
-      dir,
-      bucket,
-      async close() {
-        client.destroy();
-        await s3.close();
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
+    return { s3, client, local, remote, reference, dir, bucket, close: () => tmp.close() };
   } catch (err) {
-    client.destroy();
-    await s3.close();
+    await tmp.close();
     throw err;
   }
 }
@@ -127,21 +93,6 @@ export async function openRemoteVia(
   return { dataset, client };
 }
 
-async function readShard(store: ObjectStore, key: string): Promise<Array<{ name: string; data: Buffer }>> {
-  const ex = extract();
-  const members: Array<{ name: string; data: Buffer }> = [];
-  const consume = (async () => {
-    for await (const entry of ex) {
-      const parts: Buffer[] = [];
-      for await (const chunk of entry as AsyncIterable<Buffer>) parts.push(chunk);
-      members.push({ name: entry.header.name, data: Buffer.concat(parts) });
-    }
-  })();
-  ex.end(Buffer.from(await store.get(key)));
-  await consume;
-  return members;
-}
-
 /** Every sample of `dataset`, by a full sequential read and parse of each shard. */
 export async function readWhole(
   dataset: Dataset,
@@ -152,7 +103,7 @@ export async function readWhole(
     if (!entry) throw new Error(`no shard ${s}`);
     let id = entry.firstId - 1;
     let current: string | undefined;
-    for (const m of await readShard(dataset.store, dataset.shardKey(s))) {
+    for (const m of await tarMembers(await dataset.store.get(dataset.shardKey(s)))) {
       const { key, ext } = splitMemberName(m.name);
       if (key !== current) {
         current = key;

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { backoffDelayMs, sleep } from '../../loader/fetch/backoff.js';
+import { sleep } from '../../common/abort.js';
+import { backoffDelayMs } from '../../loader/fetch/backoff.js';
 import { createLimiter } from '../../loader/fetch/limiter.js';
 
 test('the limiter never runs more than `concurrency` tasks and serves waiters in order', async () => {

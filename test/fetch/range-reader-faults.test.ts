@@ -15,11 +15,13 @@ import type { Dataset } from '../../loader/shards/index.js';
 import type { S3Client } from '../../storage/index.js';
 import {
   startFaultProxy,
+  withFaultRules,
   type FaultKind,
   type FaultProxy,
   type FaultRule,
 } from '../helpers/s3-fault-proxy.js';
-import { diffSamples, openRemoteVia, prng, startFixture, type Fixture } from './fixtures.js';
+import { diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
+import { mulberry32 } from '../helpers/random.js';
 
 let fx: Fixture;
 let proxy: FaultProxy;
@@ -35,7 +37,7 @@ before(async () => {
   fx = await startFixture({ samples: 90, shardBytes: 64 * 1024, seed: 5 });
   proxy = await startFaultProxy({ target: fx.s3.endpoint, seed: 3 });
   remote = await openRemoteVia(fx, proxy.endpoint);
-  const coin = prng(2);
+  const coin = mulberry32(2);
   ids = Array.from({ length: fx.remote.size }, (_, i) => i).filter(() => coin() < 0.6);
 });
 
@@ -44,15 +46,6 @@ after(async () => {
   await proxy.close();
   await fx.close();
 });
-
-async function withRules<T>(rules: FaultRule[], fn: () => Promise<T>): Promise<T> {
-  proxy.setRules(rules);
-  try {
-    return await fn();
-  } finally {
-    proxy.setRules([]);
-  }
-}
 
 function record(reader: { onRequest?: (r: RangeRequestEvent) => void }): RangeRequestEvent[] {
   const log: RangeRequestEvent[] = [];
@@ -86,7 +79,7 @@ describe('transient faults are retried and every sample arrives once, intact', (
         stallMs: 30_000,
         latencyMs: 30,
       };
-      const got = await withRules([rule], () => reader.read(remote.dataset, ids));
+      const got = await withFaultRules(proxy, [rule], () => reader.read(remote.dataset, ids));
 
       assert.equal(diffSamples(ids, got, fx.reference), undefined);
       assert.equal(new Set(got.map((s) => s.id)).size, ids.length, 'each sample exactly once');
@@ -124,7 +117,7 @@ for (const fault of ['slowdown', 'truncate'] as const) {
     const reader = createRangeReader({ ...FAST_RETRIES, maxAttempts: 3 });
     const one = [ids[0] as number];
     const key = remote.dataset.shardKey(remote.dataset.shardIds[one[0] as number] as number);
-    await withRules([{ fault, path: SHARDS, afterBytes: 100 }], async () => {
+    await withFaultRules(proxy, [{ fault, path: SHARDS, afterBytes: 100 }], async () => {
       await assert.rejects(reader.read(remote.dataset, one), (err: unknown) => {
         assert.ok(isSadpError(err, 'SADP_STORAGE_UNAVAILABLE'), String(err));
         assert.ok(err.message.includes(key), err.message);
@@ -150,12 +143,16 @@ test(
     const reader = createRangeReader({ idleTimeoutMs: 60_000, concurrency: 2 });
     const controller = new AbortController();
     const stalls = proxy.stats.stall;
-    await withRules([{ fault: 'stall', path: SHARDS, afterBytes: 100, stallMs: 60_000 }], async () => {
-      const reading = reader.read(remote.dataset, ids, controller.signal);
-      while (proxy.stats.stall === stalls) await new Promise((resolve) => setImmediate(resolve));
-      controller.abort();
-      await assert.rejects(reading, (err: unknown) => isSadpError(err, 'SADP_CANCELLED'));
-    });
+    await withFaultRules(
+      proxy,
+      [{ fault: 'stall', path: SHARDS, afterBytes: 100, stallMs: 60_000 }],
+      async () => {
+        const reading = reader.read(remote.dataset, ids, controller.signal);
+        while (proxy.stats.stall === stalls) await new Promise((resolve) => setImmediate(resolve));
+        controller.abort();
+        await assert.rejects(reading, (err: unknown) => isSadpError(err, 'SADP_CANCELLED'));
+      },
+    );
     // The proxy's stall timer goes when it sees the client's socket close.
     while (activeTimers() > baseline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.equal(reader.stats.retries, 0);

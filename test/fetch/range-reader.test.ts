@@ -10,8 +10,9 @@ import { registry } from '../../common/metrics.js';
 import { createRangeReader, type RangeRequestEvent } from '../../loader/fetch/index.js';
 import { openDataset, type Dataset, type ShardIndex } from '../../loader/shards/index.js';
 import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../helpers/s3-fault-proxy.js';
-import { countRuns, diffSamples, openRemoteVia, prng, startFixture, type Fixture } from './fixtures.js';
+import { countRuns, diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
 import type { S3Client } from '../../storage/index.js';
+import { mulberry32 } from '../helpers/random.js';
 
 let fx: Fixture;
 let proxy: FaultProxy;
@@ -91,7 +92,7 @@ function prunedRanges(dataset: Dataset, ids: Set<number>): Map<string, Array<[nu
 
 describe('merging', () => {
   // About half the samples, pseudo-random but fixed, so runs and gaps vary.
-  const coin = prng(11);
+  const coin = mulberry32(11);
   const ids = Array.from({ length: 140 }, (_, i) => i).filter(() => coin() < 0.55);
 
   test('gapBytes 0: one GET per run of adjacent samples, and no byte of a pruned sample is requested', async () => {

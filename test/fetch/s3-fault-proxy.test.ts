@@ -2,39 +2,27 @@
 // real failure would, schedules and seeds are reproducible, and non-object
 // requests pass untouched by default.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import {
-  createS3Client,
-  openStore,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type ObjectStore,
-  type S3Client,
-} from '../../storage/index.js';
+import { createS3Client, openStore, type ObjectStore, type S3Client } from '../../storage/index.js';
 import {
   parseRangeHeader,
   startFaultProxy,
+  withFaultRules,
   type FaultProxy,
-  type FaultRule,
 } from '../helpers/s3-fault-proxy.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
 
-let dir: string;
-let s3: EmbeddedS3;
+let tmp: TempS3;
 let proxy: FaultProxy;
 let client: S3Client;
 let store: ObjectStore;
 const body = randomBytes(256 * 1024);
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sadp-fault-proxy-'));
-  s3 = await startEmbeddedS3({ dataDir: dir, buckets: ['proxy'] });
-  proxy = await startFaultProxy({ target: s3.endpoint, seed: 7 });
-  client = createS3Client({ ...s3OptionsForEmbedded(s3), endpoint: proxy.endpoint, maxAttempts: 1 });
+  tmp = await startTempS3({ prefix: 'sadp-fault-proxy-', buckets: ['proxy'] });
+  proxy = await startFaultProxy({ target: tmp.s3.endpoint, seed: 7 });
+  client = createS3Client({ ...tmp.s3Options, endpoint: proxy.endpoint, maxAttempts: 1 });
   store = openStore('s3://proxy/data', { client });
   await store.put('blob.bin', body);
 });
@@ -42,8 +30,7 @@ before(async () => {
 after(async () => {
   client.destroy();
   await proxy.close();
-  await s3.close();
-  await rm(dir, { recursive: true, force: true });
+  await tmp.close();
 });
 
 /** Reads [start, end) and reports the bytes that arrived before any error. */
@@ -55,15 +42,6 @@ async function readRange(start: number, end: number): Promise<{ got: Buffer; err
     return { got: Buffer.concat(chunks) };
   } catch (err) {
     return { got: Buffer.concat(chunks), err };
-  }
-}
-
-async function withRules<T>(rules: FaultRule[], fn: () => Promise<T>): Promise<T> {
-  proxy.setRules(rules);
-  try {
-    return await fn();
-  } finally {
-    proxy.setRules([]);
   }
 }
 
@@ -83,7 +61,7 @@ for (const [fault, status] of [
 ] as const) {
   test(`${fault} answers HTTP ${status}, which the store maps to a retryable SADP_STORAGE_UNAVAILABLE`, async () => {
     const count = proxy.stats[fault];
-    const { err } = await withRules([{ fault }], () => readRange(0, 100));
+    const { err } = await withFaultRules(proxy, [{ fault }], () => readRange(0, 100));
     assert.ok(err instanceof Error);
     assert.equal((err as { code?: string }).code, 'SADP_STORAGE_UNAVAILABLE');
     assert.match(err.message, new RegExp(String(status)));
@@ -93,7 +71,9 @@ for (const [fault, status] of [
 
 for (const fault of ['reset', 'truncate'] as const) {
   test(`${fault} delivers exactly afterBytes correct bytes, then the body fails`, async () => {
-    const { got, err } = await withRules([{ fault, afterBytes: 10_000 }], () => readRange(5000, 200_000));
+    const { got, err } = await withFaultRules(proxy, [{ fault, afterBytes: 10_000 }], () =>
+      readRange(5000, 200_000),
+    );
     assert.equal((err as { code?: string }).code, 'SADP_STORAGE_UNAVAILABLE');
     assert.equal(got.length, 10_000);
     assert.ok(got.equals(body.subarray(5000, 15_000)));
@@ -102,7 +82,8 @@ for (const fault of ['reset', 'truncate'] as const) {
 
 test('stall, latency and a shared bandwidth cap delay the body without changing a byte', async () => {
   const before = { ...proxy.stats };
-  const { got, err } = await withRules(
+  const { got, err } = await withFaultRules(
+    proxy,
     [
       { fault: 'stall', afterBytes: 3000, stallMs: 100, nth: [1] },
       { fault: 'latency', latencyMs: 20 },
@@ -121,7 +102,7 @@ test('stall, latency and a shared bandwidth cap delay the body without changing 
   assert.equal(proxy.stats.latency, before.latency + 2);
   assert.equal(proxy.stats.bandwidth, before.bandwidth + 2);
   // A body that arrives from upstream in one chunk still ends only after the stalled rest is sent.
-  const small = await withRules([{ fault: 'stall', afterBytes: 500, stallMs: 50 }], () =>
+  const small = await withFaultRules(proxy, [{ fault: 'stall', afterBytes: 500, stallMs: 50 }], () =>
     readRange(0, 10_000),
   );
   assert.equal(small.err, undefined);
@@ -129,7 +110,7 @@ test('stall, latency and a shared bandwidth cap delay the body without changing 
 });
 
 test('nth schedules count matching GETs per rule; HEAD and LIST are not object GETs', async () => {
-  const outcomes = await withRules([{ fault: 'internal-error', nth: [2, 4] }], async () => {
+  const outcomes = await withFaultRules(proxy, [{ fault: 'internal-error', nth: [2, 4] }], async () => {
     const out: boolean[] = [];
     for (let i = 0; i < 5; i++) {
       assert.ok(await store.head('blob.bin'));
@@ -144,11 +125,11 @@ test('nth schedules count matching GETs per rule; HEAD and LIST are not object G
 test('probabilistic faults follow the seed: the same seed gives the same pattern', async () => {
   const pattern = async (seed: number): Promise<string> => {
     const p = await startFaultProxy({
-      target: s3.endpoint,
+      target: tmp.s3.endpoint,
       seed,
       rules: [{ fault: 'slowdown', probability: 0.5 }],
     });
-    const c = createS3Client({ ...s3OptionsForEmbedded(s3), endpoint: p.endpoint, maxAttempts: 1 });
+    const c = createS3Client({ ...tmp.s3Options, endpoint: p.endpoint, maxAttempts: 1 });
     try {
       const st = openStore('s3://proxy/data', { client: c });
       let out = '';

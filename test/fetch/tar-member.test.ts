@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { pack, extract } from 'tar-stream';
+import { pack } from 'tar-stream';
 import { parseMemberAt, TarHeaderError } from '../../loader/fetch/tar-member.js';
+import { tarMembers } from '../helpers/tar.js';
 
 interface Entry {
   name: string;
@@ -27,21 +28,6 @@ async function packTar(entries: Entry[]): Promise<Buffer> {
   p.finalize();
   await done;
   return Buffer.concat(chunks);
-}
-
-async function extractAll(tar: Buffer): Promise<{ name: string; data: Buffer }[]> {
-  const ex = extract();
-  const out: { name: string; data: Buffer }[] = [];
-  const done = (async () => {
-    for await (const entry of ex) {
-      const parts: Buffer[] = [];
-      for await (const chunk of entry as AsyncIterable<Buffer>) parts.push(chunk);
-      out.push({ name: entry.header.name, data: Buffer.concat(parts) });
-    }
-  })();
-  ex.end(tar);
-  await done;
-  return out;
 }
 
 /** Walks a whole tar with parseMemberAt until the end-of-archive blocks. */
@@ -70,7 +56,7 @@ test('parses every member tar-stream writes, PAX and prefix-split names included
       }),
       async (entries) => {
         const tar = await packTar(entries);
-        assert.deepEqual(walk(tar), await extractAll(tar));
+        assert.deepEqual(walk(tar), await tarMembers(tar));
       },
     ),
     { numRuns: 60 },

@@ -12,8 +12,10 @@ import { packageRoot } from '../../common/paths.js';
 /** The CLI entry point, from source (tsx) or from the compiled tree, matching how the caller runs. */
 export function cliCommand(): string[] {
   const fromSource = fileURLToPath(import.meta.url).endsWith('.ts');
+  // tsx by URL, not by name: a child started in another directory (a temp
+  // cwd) would not find the package from there.
   return fromSource
-    ? ['--import', 'tsx', join(packageRoot, 'cli/sadp.ts')]
+    ? ['--import', import.meta.resolve('tsx'), join(packageRoot, 'cli/sadp.ts')]
     : [join(packageRoot, 'dist/cli/sadp.js')];
 }
 
@@ -31,6 +33,11 @@ export interface ServiceSpec {
   cwd?: string;
   /** How long to wait for the listening line; default 60,000 ms (a loaded 2-core machine compiles slowly). */
   startTimeoutMs?: number;
+  /**
+   * Which listening line means "started", for commands that run several
+   * services (`sadp serve` prints one per service); default the first.
+   */
+  service?: string;
 }
 
 export interface ServiceProcess {
@@ -88,6 +95,7 @@ export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
         try {
           const msg = JSON.parse(line) as Record<string, unknown>;
           if (msg.event !== 'listening') return;
+          if (spec.service !== undefined && msg.service !== spec.service) return;
           clearTimeout(timer);
           resolve(msg);
         } catch {

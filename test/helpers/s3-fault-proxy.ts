@@ -13,6 +13,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { mulberry32 } from './random.js';
 
 export type FaultKind =
   'latency' | 'bandwidth' | 'slowdown' | 'internal-error' | 'reset' | 'truncate' | 'stall';
@@ -78,6 +79,20 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
+/** Runs `fn` with `rules` active on `proxy`, then clears them (also when `fn` throws). */
+export async function withFaultRules<T>(
+  proxy: FaultProxy,
+  rules: FaultRule[],
+  fn: () => Promise<T>,
+): Promise<T> {
+  proxy.setRules(rules);
+  try {
+    return await fn();
+  } finally {
+    proxy.setRules([]);
+  }
+}
+
 /** Object GETs in path-style addressing; the SDK adds `x-id=GetObject`, which is not a sub-resource. */
 const OBJECT_PATH = /^\/[^/?]+\/[^?]+(\?(x-id=GetObject)?)?$/;
 
@@ -101,18 +116,6 @@ interface ActiveRule {
   link?: Link;
 }
 
-/** mulberry32: small, fast, good enough to make fault patterns reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function s3Error(code: string, message: string): string {
   return (
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
@@ -122,7 +125,7 @@ function s3Error(code: string, message: string): string {
 
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const target = new URL(options.target);
-  const random = prng(options.seed ?? 1);
+  const random = mulberry32(options.seed ?? 1);
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();

@@ -5,18 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { pb, ScorerClient, type sadp } from '../../proto/index.js';
+import { ScorerClient } from '../../proto/index.js';
 import { createScorerServer } from '../../scorer/index.js';
-import {
-  SAMPLES,
-  connectLoader,
-  getPlan,
-  getStats,
-  startRank,
-  startStack,
-  unary,
-  waitFor,
-} from './helpers.js';
+import { SAMPLES, connectLoader, getPlan, getStats, startRank, startStack, waitFor } from './helpers.js';
 
 test('scores survive a scorer outage: the loader retries, then commits every ack', async (t) => {
   const stack = await startStack();
@@ -28,23 +19,7 @@ test('scores survive a scorer outage: the loader retries, then commits every ack
   t.after(() => scorer.close(200));
   const scorerClient = new ScorerClient(scorer.address, grpc.credentials.createInsecure());
   t.after(() => scorerClient.close());
-  const jobId = 'outage';
-  await unary<sadp.v1.Job>((cb) =>
-    scorerClient.createJob(
-      pb.CreateJobRequest.create({
-        spec: pb.JobSpec.create({
-          jobId,
-          datasetSize: SAMPLES,
-          policy: pb.Policy.POLICY_SADP,
-          pruneRatio: 0.5,
-          epochs: 2,
-          seed: 5,
-          datasetUrl: stack.manifestUrl,
-        }),
-      }),
-      cb,
-    ),
-  );
+  const jobId = await stack.createJob({ jobId: 'outage', epochs: 2, seed: 5 }, scorerClient);
   const loader = await stack.startLoader({ scorerAddress: scorer.address, scoreFlushMs: 20 });
   const client = connectLoader(loader.address);
   t.after(() => client.close());

@@ -4,8 +4,6 @@
 // StreamEpoch protocol with LoaderClient directly (so tests control acks,
 // reads and disconnects message by message).
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
@@ -20,14 +18,8 @@ import {
 import type { RangeRequestEvent } from '../../loader/fetch/index.js';
 import { LoaderClient, pb, ScorerClient, type sadp } from '../../proto/index.js';
 import { createScorerServer, type ScorerServer } from '../../scorer/index.js';
-import {
-  createS3Client,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type S3Client,
-  type S3Options,
-} from '../../storage/index.js';
+import type { EmbeddedS3, S3Client, S3Options } from '../../storage/index.js';
+import { startTempS3 } from '../helpers/temp-s3.js';
 
 export const SAMPLES = 600;
 export const MEAN_BYTES = 2_000;
@@ -46,18 +38,16 @@ export interface Stack {
   /** Every storage GET of every loader started by startLoader, in order. */
   requests: RangeRequestEvent[];
   startLoader(options?: Partial<LoaderServerOptions>): Promise<LoaderServer>;
-  /** Creates a job on the scorer; returns its id. */
-  createJob(spec?: Partial<sadp.v1.JobSpec.$Properties>): Promise<string>;
+  /** Creates a job (SADP, r = 0.5, 3 epochs, seed 11 unless `spec` says otherwise) on the rig's scorer or on `via`; returns its id. */
+  createJob(spec?: Partial<sadp.v1.JobSpec.$Properties>, via?: ScorerClient): Promise<string>;
   close(): Promise<void>;
 }
 
 let jobCounter = 0;
 
 export async function startStack(): Promise<Stack> {
-  const dir = await mkdtemp(join(tmpdir(), 'sadp-loader-'));
-  const s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: [BUCKET] });
-  const s3Options = s3OptionsForEmbedded(s3);
-  const s3Client = createS3Client(s3Options);
+  const tmp = await startTempS3({ prefix: 'sadp-loader-', buckets: [BUCKET] });
+  const { dir, s3, s3Options, client: s3Client } = tmp;
   await buildShards(
     syntheticSource({ count: SAMPLES, meanBytes: MEAN_BYTES, seed: SOURCE_SEED, classes: 10 }),
     {
@@ -93,10 +83,10 @@ export async function startStack(): Promise<Stack> {
       loaders.push(loader);
       return loader;
     },
-    async createJob(spec = {}) {
+    async createJob(spec = {}, via = scorerClient) {
       const jobId = spec.jobId ?? `job-${process.pid}-${++jobCounter}`;
       await unary<sadp.v1.Job>((cb) =>
-        scorerClient.createJob(
+        via.createJob(
           pb.CreateJobRequest.create({
             spec: pb.JobSpec.create({
               jobId,
@@ -118,9 +108,7 @@ export async function startStack(): Promise<Stack> {
       await Promise.all(loaders.map((l) => l.close(500)));
       scorerClient.close();
       await scorer.close(500);
-      s3Client.destroy();
-      await s3.close();
-      await rm(dir, { recursive: true, force: true });
+      await tmp.close();
     },
   };
 }

@@ -115,18 +115,6 @@ export function digestOf(ids: Uint32Array, weights: Float64Array): string {
   return createHash('sha256').update(idBytes).update(wBytes).digest('hex');
 }
 
-/** Deterministic test data (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A report of ids [from, to) with scores (and losses) drawn from `next`. */
 export function makeReport(
   jobId: string,

@@ -14,11 +14,11 @@ import {
   connect,
   fetchPlan,
   makeReport,
-  rng,
   spawnScorer,
   tempDir,
   type SpawnedScorer,
 } from './service-helpers.js';
+import { mulberry32 } from '../helpers/random.js';
 
 const N = 50_000;
 const JOB = 'restart';
@@ -49,7 +49,7 @@ async function reportRange(
   seed: number,
 ) {
   const client = connect(t, scorer.address);
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const reports = [];
   for (let at = from; at < to; at += 5_000) reports.push(makeReport(JOB, at, Math.min(to, at + 5_000), next));
   await Promise.all(reports.map((r) => call(client, 'reportScores', r)));

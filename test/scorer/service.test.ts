@@ -22,9 +22,9 @@ import {
   fetchPlan,
   makeReport,
   rejectsWith,
-  rng,
   tempDir,
 } from './service-helpers.js';
+import { mulberry32 } from '../helpers/random.js';
 
 type Spec = sadp.v1.JobSpec.$Properties;
 
@@ -128,7 +128,7 @@ test('reports, plan and stats: the plan equals the math library’s on the same 
   const { client } = await startScorer(t);
   await create(client, spec('j', { datasetSize: 10_000 }));
   const expected = new ExpectedScores(10_000);
-  const next = rng(1);
+  const next = mulberry32(1);
   // Three quarters of the examples scored, in reports of 2,500.
   for (let from = 0; from < 7_500; from += 2_500) {
     const r = makeReport('j', from, from + 2_500, next);
@@ -191,7 +191,7 @@ test('a bad report is rejected naming its first bad entry and changes nothing', 
   const n = 5_000;
   await create(client, spec('control', { datasetSize: n, policy: pb.Policy.POLICY_SADP_LOSS }));
   await create(client, spec('probe', { datasetSize: n, policy: pb.Policy.POLICY_SADP_LOSS }));
-  const next = rng(2);
+  const next = mulberry32(2);
   const good = makeReport('', 0, 2_000, next);
   await report(client, { ...good, jobId: 'control' });
   await report(client, { ...good, jobId: 'probe' });
@@ -263,7 +263,7 @@ test('a 300,000-example plan streams in chunks that reassemble to its digest', a
   const { client } = await startScorer(t);
   const n = 300_000;
   await create(client, spec('big', { datasetSize: n, pruneRatio: 0.3, epochs: 2 }));
-  const next = rng(3);
+  const next = mulberry32(3);
   const sends = [];
   for (let from = 0; from < n; from += 65_536)
     sends.push(report(client, makeReport('big', from, Math.min(n, from + 65_536), next, false)));
@@ -301,7 +301,7 @@ test('concurrent GetPlan calls for one epoch share one computation', async (t) =
   const { logger, lines: logged } = captureLogs();
   const { client } = await startScorer(t, { logger });
   await create(client, spec('c', { datasetSize: 200_000 }));
-  await report(client, makeReport('c', 0, 65_536, rng(4)));
+  await report(client, makeReport('c', 0, 65_536, mulberry32(4)));
 
   const plans = await Promise.all(Array.from({ length: 6 }, () => fetchPlan(client, 'c', 1)));
   for (const p of plans) assert.equal(p.digest, plans[0]!.digest);

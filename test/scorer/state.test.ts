@@ -19,7 +19,8 @@ import {
   encodeSnapshot,
   StateErrorCode,
 } from '../../scorer/state/index.js';
-import { ExpectedScores, makeReport, rng, tempDir } from './service-helpers.js';
+import { mulberry32 } from '../helpers/random.js';
+import { ExpectedScores, makeReport, tempDir } from './service-helpers.js';
 
 const N = 20_000;
 
@@ -47,7 +48,7 @@ function referencePlan(expected: ExpectedScores, epoch: number) {
 }
 
 async function reportAll(core: ScorerCore, expected: ExpectedScores, from: number, to: number, seed: number) {
-  const r = makeReport('j', from, to, rng(seed));
+  const r = makeReport('j', from, to, mulberry32(seed));
   await core.reportScores('j', { epoch: 0, ids: r.ids!, scores: r.scores!, losses: r.losses! });
   expected.apply(r);
 }
@@ -185,7 +186,7 @@ test('concurrent reports are group-committed and applied in log order', async (t
   const sends: Promise<number>[] = [];
   for (let i = 0; i < 20; i++) {
     // Overlapping ids: the order they are applied in matters.
-    const r = makeReport('j', i * 500, i * 500 + 1_000, rng(100 + i));
+    const r = makeReport('j', i * 500, i * 500 + 1_000, mulberry32(100 + i));
     expected.apply(r);
     sends.push(core.reportScores('j', { epoch: 0, ids: r.ids!, scores: r.scores!, losses: r.losses! }));
   }
@@ -217,7 +218,7 @@ test('a failed log write rejects the report, applies nothing, and the next write
   const expected = new ExpectedScores(N);
   await reportAll(core, expected, 0, 1_000, 1);
   failNext = true;
-  const lost = makeReport('j', 5_000, 6_000, rng(2));
+  const lost = makeReport('j', 5_000, 6_000, mulberry32(2));
   await assert.rejects(
     core.reportScores('j', { epoch: 0, ids: lost.ids!, scores: lost.scores!, losses: lost.losses! }),
     (err: unknown) => isSadpError(err, 'SADP_STATE_WRITE_FAILED') && err.status === Status.UNAVAILABLE,

@@ -2,8 +2,7 @@
 // what is wrong and whose message names the shard and the byte offset.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pack } from 'tar-stream';
 import { isSadpError } from '../../common/errors.js';
@@ -16,29 +15,18 @@ import {
   type DatasetManifest,
   type ShardIndex,
 } from '../../loader/shards/index.js';
-import {
-  createS3Client,
-  openStore,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type ObjectStore,
-  type S3Client,
-} from '../../storage/index.js';
+import { openStore, type ObjectStore } from '../../storage/index.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
 
-let dir: string;
-let s3: EmbeddedS3;
-let client: S3Client;
+let tmp: TempS3;
 let root: string;
 let manifest: DatasetManifest;
 let shardBytes: Buffer;
 let shardIndex: ShardIndex;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sadp-bad-'));
-  s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: ['bad'] });
-  client = createS3Client({ ...s3OptionsForEmbedded(s3), maxAttempts: 1 });
-  root = join(dir, 'good');
+  tmp = await startTempS3({ prefix: 'sadp-bad-', buckets: ['bad'], client: { maxAttempts: 1 } });
+  root = join(tmp.dir, 'good');
   manifest = await buildShards(syntheticSource({ count: 200, meanBytes: 2000, seed: 5 }), {
     out: root,
     shardBytes: 120_000,
@@ -47,11 +35,7 @@ before(async () => {
   shardIndex = JSON.parse(await readFile(join(root, 'index', 'train-000000.idx.json'), 'utf8')) as ShardIndex;
 });
 
-after(async () => {
-  client.destroy();
-  await s3.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => tmp?.close());
 
 function expectError(code: string, ...mentions: Array<string | number>) {
   return (err: unknown): boolean => {
@@ -68,7 +52,7 @@ async function writeTar(name: string, entries: Array<[string, string]>): Promise
   p.finalize();
   const chunks: Buffer[] = [];
   for await (const c of p as AsyncIterable<Buffer>) chunks.push(c);
-  await writeFile(join(dir, name), Buffer.concat(chunks));
+  await writeFile(join(tmp.dir, name), Buffer.concat(chunks));
   return name;
 }
 
@@ -78,9 +62,9 @@ describe('tar problems found while indexing', () => {
     assert.ok(victim);
     const bytes = Buffer.from(shardBytes);
     bytes[victim.headerOffset + 3] = (bytes[victim.headerOffset + 3] ?? 0) ^ 0x20; // flip a bit of the name
-    await writeFile(join(dir, 'corrupt.tar'), bytes);
+    await writeFile(join(tmp.dir, 'corrupt.tar'), bytes);
     await assert.rejects(
-      indexShard(openStore(dir), 'corrupt.tar'),
+      indexShard(openStore(tmp.dir), 'corrupt.tar'),
       expectError('SADP_TAR_CORRUPT', 'corrupt.tar', `offset ${victim.headerOffset}`),
     );
   });
@@ -88,18 +72,18 @@ describe('tar problems found while indexing', () => {
   test('an object cut inside a member -> SADP_TAR_TRUNCATED naming the shard and the member offset', async () => {
     const victim = shardIndex.samples[7]?.members[1];
     assert.ok(victim);
-    await writeFile(join(dir, 'cut.tar'), shardBytes.subarray(0, victim.dataOffset + 100));
+    await writeFile(join(tmp.dir, 'cut.tar'), shardBytes.subarray(0, victim.dataOffset + 100));
     await assert.rejects(
-      indexShard(openStore(dir), 'cut.tar'),
+      indexShard(openStore(tmp.dir), 'cut.tar'),
       expectError('SADP_TAR_TRUNCATED', 'cut.tar', `offset ${victim.headerOffset}`),
     );
   });
 
   test('an object cut exactly at a member boundary (no end-of-archive) -> SADP_TAR_TRUNCATED', async () => {
     const boundary = shardIndex.samples[9]?.end as number;
-    await writeFile(join(dir, 'boundary.tar'), shardBytes.subarray(0, boundary));
+    await writeFile(join(tmp.dir, 'boundary.tar'), shardBytes.subarray(0, boundary));
     await assert.rejects(
-      indexShard(openStore(dir), 'boundary.tar'),
+      indexShard(openStore(tmp.dir), 'boundary.tar'),
       expectError('SADP_TAR_TRUNCATED', 'boundary.tar', `offset ${boundary}`),
     );
   });
@@ -107,9 +91,9 @@ describe('tar problems found while indexing', () => {
   test('an object cut inside a header -> SADP_TAR_TRUNCATED at that header', async () => {
     const victim = shardIndex.samples[2]?.members[0];
     assert.ok(victim);
-    await writeFile(join(dir, 'half-header.tar'), shardBytes.subarray(0, victim.headerOffset + 200));
+    await writeFile(join(tmp.dir, 'half-header.tar'), shardBytes.subarray(0, victim.headerOffset + 200));
     await assert.rejects(
-      indexShard(openStore(dir), 'half-header.tar'),
+      indexShard(openStore(tmp.dir), 'half-header.tar'),
       expectError('SADP_TAR_TRUNCATED', 'half-header.tar', `offset ${victim.headerOffset}`),
     );
   });
@@ -121,7 +105,7 @@ describe('tar problems found while indexing', () => {
       ['a.cls', '1'],
     ]);
     await assert.rejects(
-      indexShard(openStore(dir), name),
+      indexShard(openStore(tmp.dir), name),
       expectError('SADP_SHARD_INVALID', 'split.tar', 'offset 2048', 'split sample'),
     );
   });
@@ -133,7 +117,7 @@ describe('tar problems found while indexing', () => {
       ['a.jpg', 'again'],
     ]);
     await assert.rejects(
-      indexShard(openStore(dir), name),
+      indexShard(openStore(tmp.dir), name),
       expectError('SADP_SHARD_INVALID', 'dup.tar', 'offset 2048', '"jpg"'),
     );
   });
@@ -149,8 +133,8 @@ describe('tar problems found while indexing', () => {
     p.finalize();
     const chunks: Buffer[] = [];
     for await (const c of p as AsyncIterable<Buffer>) chunks.push(c);
-    await writeFile(join(dir, 'meta.tar'), Buffer.concat(chunks));
-    const { index, extensions } = await indexShard(openStore(dir), 'meta.tar');
+    await writeFile(join(tmp.dir, 'meta.tar'), Buffer.concat(chunks));
+    const { index, extensions } = await indexShard(openStore(tmp.dir), 'meta.tar');
     assert.deepEqual(
       index.samples.map((s) => [s.key, s.offset, s.members.map((m) => m.ext)]),
       [
@@ -162,7 +146,7 @@ describe('tar problems found while indexing', () => {
   });
 
   test('an object changed between HEAD and GET -> SADP_OBJECT_CHANGED naming the shard and the pinned ETag', async () => {
-    const store = openStore('s3://bad/changing', { client });
+    const store = openStore('s3://bad/changing', { client: tmp.client });
     const first = await store.put('shard.tar', shardBytes);
     // Replace the object right after the indexer's HEAD, before its GET.
     const racing: ObjectStore = {
@@ -186,7 +170,7 @@ describe('tar problems found while indexing', () => {
 
   test('a shard pattern with a missing shard -> SADP_OBJECT_NOT_FOUND naming it', async () => {
     await assert.rejects(
-      indexShards(join(root, 'train-{000000..000099}.tar'), { out: join(dir, 'partial') }),
+      indexShards(join(root, 'train-{000000..000099}.tar'), { out: join(tmp.dir, 'partial') }),
       expectError('SADP_OBJECT_NOT_FOUND', 'train-0000'),
     );
   });
@@ -199,7 +183,7 @@ describe('bad manifests and indexes found by openDataset', () => {
     edit: (files: { manifest: DatasetManifest; indexes: Map<string, ShardIndex> }) => void,
     omitIndex?: string,
   ): Promise<string> {
-    const store = openStore(`s3://bad/${name}`, { client });
+    const store = openStore(`s3://bad/${name}`, { client: tmp.client });
     const m = structuredClone(manifest);
     const indexes = new Map<string, ShardIndex>();
     for (const s of m.shards) {
@@ -213,13 +197,13 @@ describe('bad manifests and indexes found by openDataset', () => {
   }
 
   test('the unchanged copy opens (the variants below differ only in their edit)', async () => {
-    const dataset = await openDataset(await variant('ok', () => undefined), { client });
+    const dataset = await openDataset(await variant('ok', () => undefined), { client: tmp.client });
     assert.equal(dataset.size, 200);
   });
 
   test('missing manifest -> SADP_MANIFEST_MISSING naming it', async () => {
     await assert.rejects(
-      openDataset('s3://bad/nothing-here/manifest.json', { client }),
+      openDataset('s3://bad/nothing-here/manifest.json', { client: tmp.client }),
       expectError('SADP_MANIFEST_MISSING', 's3://bad/nothing-here/manifest.json'),
     );
   });
@@ -228,7 +212,10 @@ describe('bad manifests and indexes found by openDataset', () => {
     const url = await variant('schema', ({ manifest: m }) => {
       (m.shards[1] as unknown as Record<string, unknown>).size = 'big';
     });
-    await assert.rejects(openDataset(url, { client }), expectError('SADP_MANIFEST_INVALID', 'shards.1.size'));
+    await assert.rejects(
+      openDataset(url, { client: tmp.client }),
+      expectError('SADP_MANIFEST_INVALID', 'shards.1.size'),
+    );
   });
 
   test('a gap in firstIds -> SADP_MANIFEST_INVALID naming the shard', async () => {
@@ -236,7 +223,7 @@ describe('bad manifests and indexes found by openDataset', () => {
       (m.shards[2] as { firstId: number }).firstId += 1;
     });
     await assert.rejects(
-      openDataset(url, { client }),
+      openDataset(url, { client: tmp.client }),
       expectError('SADP_MANIFEST_INVALID', 'shards.2.firstId', manifest.shards[2]?.url as string),
     );
   });
@@ -246,7 +233,7 @@ describe('bad manifests and indexes found by openDataset', () => {
     assert.ok(victim);
     const url = await variant('missing', () => undefined, victim.index);
     await assert.rejects(
-      openDataset(url, { client }),
+      openDataset(url, { client: tmp.client }),
       expectError('SADP_INDEX_MISSING', victim.url, `s3://bad/missing/${victim.index}`),
     );
   });
@@ -261,7 +248,7 @@ describe('bad manifests and indexes found by openDataset', () => {
     });
     assert.ok(dropped > 0);
     await assert.rejects(
-      openDataset(url, { client }),
+      openDataset(url, { client: tmp.client }),
       expectError('SADP_INDEX_MISMATCH', victim.url, 'samples', `offset ${dropped}`),
     );
   });
@@ -273,7 +260,7 @@ describe('bad manifests and indexes found by openDataset', () => {
       (indexes.get(victim.index) as ShardIndex).etag = 'feedfacefeedfacefeedfacefeedface';
     });
     await assert.rejects(
-      openDataset(url, { client }),
+      openDataset(url, { client: tmp.client }),
       expectError('SADP_INDEX_MISMATCH', victim.url, 'feedfacefeedfacefeedfacefeedface', victim.etag),
     );
   });
@@ -288,27 +275,27 @@ describe('bad manifests and indexes found by openDataset', () => {
       offset = s.offset;
     });
     await assert.rejects(
-      openDataset(url, { client }),
+      openDataset(url, { client: tmp.client }),
       expectError('SADP_INDEX_INVALID', victim.url, `offset ${offset}`),
     );
   });
 
   test('not JSON -> SADP_MANIFEST_INVALID', async () => {
-    const store = openStore('s3://bad/garbage', { client });
+    const store = openStore('s3://bad/garbage', { client: tmp.client });
     await store.put('manifest.json', Buffer.from('{"format": "sadp-webdataset", '));
     await assert.rejects(
-      openDataset('s3://bad/garbage/manifest.json', { client }),
+      openDataset('s3://bad/garbage/manifest.json', { client: tmp.client }),
       expectError('SADP_MANIFEST_INVALID', 'JSON'),
     );
   });
 
   test('a shard rewritten after indexing fails reads pinned to the manifest ETag', async () => {
-    const store = openStore('s3://bad/rewritten', { client });
+    const store = openStore('s3://bad/rewritten', { client: tmp.client });
     const built = await buildShards(syntheticSource({ count: 20, meanBytes: 1000 }), {
       out: store.url,
-      client,
+      client: tmp.client,
     });
-    const dataset = await openDataset(`${store.url}/manifest.json`, { client });
+    const dataset = await openDataset(`${store.url}/manifest.json`, { client: tmp.client });
     const entry = built.shards[0];
     assert.ok(entry);
     await store.put(entry.url, shardBytes);
@@ -323,7 +310,7 @@ describe('bad manifests and indexes found by openDataset', () => {
   });
 
   test('a truncated local shard is caught by the size check too', async () => {
-    const copy = join(dir, 'copy');
+    const copy = join(tmp.dir, 'copy');
     await buildShards(syntheticSource({ count: 30, meanBytes: 1000 }), { out: copy });
     await truncate(join(copy, 'train-000000.tar'), 2048);
     await assert.rejects(

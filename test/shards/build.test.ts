@@ -5,11 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { extract } from 'tar-stream';
 import { fashionMnistAvailable, readFashionMnist } from '../../common/datasets/fashion-mnist.js';
 import { isSadpError } from '../../common/errors.js';
 import {
@@ -24,33 +22,20 @@ import {
   type SampleSource,
   type ShardIndex,
 } from '../../loader/shards/index.js';
-import {
-  createS3Client,
-  openStore,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type S3Client,
-} from '../../storage/index.js';
+import { openStore } from '../../storage/index.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
+import { tarMembers } from '../helpers/tar.js';
 
 const run = promisify(execFile);
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-let dir: string;
-let s3: EmbeddedS3;
-let client: S3Client;
+let tmp: TempS3;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sadp-build-'));
-  s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: ['shards'] });
-  client = createS3Client(s3OptionsForEmbedded(s3));
+  tmp = await startTempS3({ prefix: 'sadp-build-', buckets: ['shards'] });
 });
 
-after(async () => {
-  client.destroy();
-  await s3.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => tmp?.close());
 
 /** Every sample a source yields, as name -> sha256, in order. */
 async function expectedMembers(source: SampleSource): Promise<Array<[string, string, number]>> {
@@ -91,27 +76,11 @@ async function gnuTarMembers(path: string): Promise<Array<[string, number]>> {
     });
 }
 
-/** Parses a byte range with tar-stream: the members it contains. */
-async function parseSlice(bytes: Uint8Array): Promise<Array<{ name: string; data: Buffer }>> {
-  const ex = extract();
-  const members: Array<{ name: string; data: Buffer }> = [];
-  const done = (async () => {
-    for await (const entry of ex) {
-      const parts: Buffer[] = [];
-      for await (const c of entry as AsyncIterable<Buffer>) parts.push(c);
-      members.push({ name: entry.header.name, data: Buffer.concat(parts) });
-    }
-  })();
-  ex.end(Buffer.concat([bytes, Buffer.alloc(1024)]));
-  await done;
-  return members;
-}
-
 /** Checks every sample's range and member offsets against the shard's bytes. */
 async function checkIndexAgainstBytes(shard: Uint8Array, index: ShardIndex): Promise<void> {
   assert.equal(index.size, shard.length);
   for (const s of index.samples) {
-    const parsed = await parseSlice(shard.subarray(s.offset, s.end));
+    const parsed = await tarMembers(shard.subarray(s.offset, s.end));
     assert.deepEqual(
       parsed.map((p) => p.name),
       s.members.map((m) => m.name),
@@ -135,7 +104,7 @@ describe('buildShards: synthetic ImageNet-shaped samples', () => {
   let manifest: DatasetManifest;
 
   before(async () => {
-    root = join(dir, 'synthetic');
+    root = join(tmp.dir, 'synthetic');
     manifest = await buildShards(syntheticSource(options), { out: root, shardBytes: 150_000 });
   });
 
@@ -187,20 +156,20 @@ describe('buildShards: synthetic ImageNet-shaped samples', () => {
 
   test('the same seed gives byte-identical shards; another seed does not', async () => {
     const again = await buildShards(syntheticSource(options), {
-      out: join(dir, 'synthetic-again'),
+      out: join(tmp.dir, 'synthetic-again'),
       shardBytes: 150_000,
     });
     const other = await buildShards(syntheticSource({ ...options, seed: 8 }), {
-      out: join(dir, 'synthetic-other'),
+      out: join(tmp.dir, 'synthetic-other'),
       shardBytes: 150_000,
     });
     const first = await readFile(join(root, manifest.shards[0]?.url as string));
     assert.equal(
-      sha(await readFile(join(dir, 'synthetic-again', again.shards[0]?.url as string))),
+      sha(await readFile(join(tmp.dir, 'synthetic-again', again.shards[0]?.url as string))),
       sha(first),
     );
     assert.notEqual(
-      sha(await readFile(join(dir, 'synthetic-other', other.shards[0]?.url as string))),
+      sha(await readFile(join(tmp.dir, 'synthetic-other', other.shards[0]?.url as string))),
       sha(first),
     );
   });
@@ -235,7 +204,7 @@ describe(
   { skip: !fashionMnistAvailable() && 'Fashion-MNIST idx files not installed' },
   () => {
     test('.npy holds the 28x28 pixels and .cls the label of each image', async () => {
-      const root = join(dir, 'fmnist');
+      const root = join(tmp.dir, 'fmnist');
       const manifest = await buildShards(fashionMnistSource({ split: 'test', limit: 200 }), {
         out: root,
         prefix: 'test',
@@ -255,7 +224,7 @@ describe(
           start: sample.offset,
           end: sample.end,
         });
-        const members = await parseSlice(bytes);
+        const members = await tarMembers(bytes);
         const npy = members.find((m) => m.name.endsWith('.npy'))?.data as Buffer;
         const cls = members.find((m) => m.name.endsWith('.cls'))?.data.toString();
         const { shape, data: pixels } = decodeNpyUint8(npy);
@@ -275,7 +244,7 @@ describe(
 
 describe('buildShards: image folder', () => {
   test('class folders become .cls indexes in sorted order, files group by stem, classes.json is written', async () => {
-    const input = join(dir, 'folder');
+    const input = join(tmp.dir, 'folder');
     const files: Record<string, string> = {
       'dog/b.jpg': 'dog-b',
       'cat/a.jpg': 'cat-a-jpg',
@@ -289,7 +258,7 @@ describe('buildShards: image folder', () => {
       await mkdir(join(input, path, '..'), { recursive: true });
       await writeFile(join(input, path), text);
     }
-    const root = join(dir, 'folder-shards');
+    const root = join(tmp.dir, 'folder-shards');
     const manifest = await buildShards(imageFolderSource({ input }), { out: root });
     assert.deepEqual(JSON.parse(await readFile(join(root, 'classes.json'), 'utf8')), ['ant', 'cat', 'dog']);
     assert.deepEqual(manifest.fields, ['cls', 'jpg', 'json', 'seg.png']);
@@ -326,7 +295,7 @@ describe('buildShards to S3 (embedded server)', () => {
     let progressCalls = 0;
     const manifest = await buildShards(source, {
       out: 's3://shards/ds',
-      client,
+      client: tmp.client,
       shardBytes: 200_000,
       onProgress: (p) => {
         progressCalls++;
@@ -334,18 +303,21 @@ describe('buildShards to S3 (embedded server)', () => {
       },
     });
     assert.ok(progressCalls >= 200);
-    const store = openStore('s3://shards/ds', { client });
+    const store = openStore('s3://shards/ds', { client: tmp.client });
     for (const s of manifest.shards) {
       const head = await store.head(s.url);
       assert.deepEqual(head && { size: head.size, etag: head.etag }, { size: s.size, etag: s.etag });
     }
-    const dataset = await openDataset('s3://shards/ds/manifest.json', { client });
+    const dataset = await openDataset('s3://shards/ds/manifest.json', { client: tmp.client });
     assert.equal(dataset.size, 200);
     const shard = await store.get(dataset.shardKey(1), { ifMatch: manifest.shards[1]?.etag });
     await checkIndexAgainstBytes(shard, dataset.shardIndex(1));
     // The same source written locally gives the same bytes.
-    const local = await buildShards(source, { out: join(dir, 'same-as-s3'), shardBytes: 200_000 });
-    assert.equal(sha(await readFile(join(dir, 'same-as-s3', local.shards[1]?.url as string))), sha(shard));
+    const local = await buildShards(source, { out: join(tmp.dir, 'same-as-s3'), shardBytes: 200_000 });
+    assert.equal(
+      sha(await readFile(join(tmp.dir, 'same-as-s3', local.shards[1]?.url as string))),
+      sha(shard),
+    );
   });
 
   test('cancelling a build stops it with SADP_CANCELLED and writes no manifest', async () => {
@@ -353,14 +325,17 @@ describe('buildShards to S3 (embedded server)', () => {
     await assert.rejects(
       buildShards(syntheticSource({ count: 200, meanBytes: 50_000 }), {
         out: 's3://shards/cancelled',
-        client,
+        client: tmp.client,
         shardBytes: 2 * 1024 * 1024,
         signal: controller.signal,
         onProgress: (p) => p.samples === 60 && controller.abort(),
       }),
       (err: unknown) => isSadpError(err, 'SADP_CANCELLED'),
     );
-    assert.equal(await openStore('s3://shards/cancelled', { client }).head('manifest.json'), undefined);
+    assert.equal(
+      await openStore('s3://shards/cancelled', { client: tmp.client }).head('manifest.json'),
+      undefined,
+    );
   });
 
   test('a failing upload fails the build instead of hanging', async () => {
@@ -376,7 +351,11 @@ describe('buildShards to S3 (embedded server)', () => {
       },
     };
     await assert.rejects(
-      buildShards(source, { out: 's3://no-such-bucket/x', client, shardBytes: 100 * 1024 * 1024 }),
+      buildShards(source, {
+        out: 's3://no-such-bucket/x',
+        client: tmp.client,
+        shardBytes: 100 * 1024 * 1024,
+      }),
       (err: unknown) => err instanceof Error && /no-such-bucket/.test(err.message),
     );
   });

@@ -10,7 +10,6 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { extract } from 'tar-stream';
 import {
   indexShard,
   indexShards,
@@ -18,14 +17,9 @@ import {
   splitMemberName,
   type ShardIndex,
 } from '../../loader/shards/index.js';
-import {
-  createS3Client,
-  openStore,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type S3Client,
-} from '../../storage/index.js';
+import { openStore } from '../../storage/index.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
+import { tarMembers } from '../helpers/tar.js';
 
 const run = promisify(execFile);
 
@@ -94,21 +88,6 @@ with tarfile.open(out, 'w', format=getattr(tarfile, fmt)) as tf:
   return out;
 }
 
-async function parseSlice(bytes: Uint8Array): Promise<Array<{ name: string; data: Buffer }>> {
-  const ex = extract();
-  const members: Array<{ name: string; data: Buffer }> = [];
-  const done = (async () => {
-    for await (const entry of ex) {
-      const parts: Buffer[] = [];
-      for await (const c of entry as AsyncIterable<Buffer>) parts.push(c);
-      if (entry.header.type === 'file') members.push({ name: entry.header.name, data: Buffer.concat(parts) });
-    }
-  })();
-  ex.end(Buffer.concat([bytes, Buffer.alloc(1024)]));
-  await done;
-  return members;
-}
-
 /** Verifies an index against the tar's bytes and the source files (name prefix stripped). */
 async function verify(
   tarPath: string,
@@ -124,7 +103,7 @@ async function verify(
     assert.ok(s.offset >= prevEnd && s.offset % 512 === 0 && s.end % 512 === 0, `sample ${s.key} range`);
     prevEnd = s.end;
     assert.equal(s.offset, s.members[0]?.headerOffset);
-    const parsed = await parseSlice(bytes.subarray(s.offset, s.end));
+    const parsed = await tarMembers(bytes.subarray(s.offset, s.end), { filesOnly: true });
     assert.deepEqual(
       parsed.map((p) => p.name),
       s.members.map((m) => m.name),
@@ -239,27 +218,22 @@ describe("Python's tarfile", () => {
 });
 
 describe('indexShards over S3 with a brace pattern', () => {
-  let s3: EmbeddedS3;
-  let client: S3Client;
+  let tmp: TempS3;
 
   before(async () => {
-    s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: ['foreign'] });
-    client = createS3Client(s3OptionsForEmbedded(s3));
+    tmp = await startTempS3({ prefix: 'sadp-foreign-s3-', buckets: ['foreign'] });
   });
 
-  after(async () => {
-    client.destroy();
-    await s3.close();
-  });
+  after(() => tmp?.close());
 
   test('shards from GNU tar and tarfile, uploaded to S3, index into one dense manifest', async () => {
-    const store = openStore('s3://foreign/wds', { client });
+    const store = openStore('s3://foreign/wds', { client: tmp.client });
     const paths = [await gnuTar('ustar'), await pythonTar('PAX_FORMAT', [...files.keys()].sort())];
     for (const [i, p] of paths.entries())
       await store.put(`part-${String(i).padStart(6, '0')}.tar`, await readFile(p));
     const manifest = await indexShards('s3://foreign/wds/part-{000000..000001}.tar', {
       out: 's3://foreign/wds/manifest.json',
-      client,
+      client: tmp.client,
     });
     assert.deepEqual(
       manifest.shards.map((s) => [s.url, s.firstId, s.samples]),
@@ -269,7 +243,7 @@ describe('indexShards over S3 with a brace pattern', () => {
       ],
     );
     assert.deepEqual(manifest.fields, ['cls', 'jpg', 'seg.png']);
-    const dataset = await openDataset('s3://foreign/wds/manifest.json', { client });
+    const dataset = await openDataset('s3://foreign/wds/manifest.json', { client: tmp.client });
     assert.equal(dataset.size, 2 * expectedKeys.length);
     assert.equal(dataset.key(expectedKeys.length + 1), expectedKeys[1]);
     await verify(paths[1] as string, dataset.shardIndex(1), files);
@@ -277,20 +251,20 @@ describe('indexShards over S3 with a brace pattern', () => {
     // The same shards indexed into a manifest elsewhere keep absolute URLs and still open.
     const elsewhere = await indexShards('s3://foreign/wds/', {
       out: join(dir, 'local-manifest'),
-      client,
+      client: tmp.client,
       concurrency: 2,
     });
     assert.deepEqual(
       elsewhere.shards.map((s) => s.url),
       ['s3://foreign/wds/part-000000.tar', 's3://foreign/wds/part-000001.tar'],
     );
-    const remote = await openDataset(join(dir, 'local-manifest', 'manifest.json'), { client });
+    const remote = await openDataset(join(dir, 'local-manifest', 'manifest.json'), { client: tmp.client });
     const id = 3;
     const bytes = await remote.store.get(remote.shardKey(0), {
       start: remote.offsets[id],
       end: remote.ends[id],
     });
-    const parsed = await parseSlice(bytes);
+    const parsed = await tarMembers(bytes, { filesOnly: true });
     assert.deepEqual(
       parsed.map((p) => p.name),
       remote.shardIndex(0).samples[id]?.members.map((m) => m.name),

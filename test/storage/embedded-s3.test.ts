@@ -5,9 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { inspect, promisify } from 'node:util';
@@ -20,37 +19,29 @@ import {
   openStore,
   s3OptionsForEmbedded,
   startEmbeddedS3,
-  type EmbeddedS3,
   type ObjectStore,
   type S3Client,
 } from '../../storage/index.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/s3-fault-proxy.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
 
 const run = promisify(execFile);
 
-let dir: string;
-let s3: EmbeddedS3;
-let client: S3Client;
+let tmp: TempS3;
 const BUCKET = 'embedded';
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sadp-s3-'));
-  s3 = await startEmbeddedS3({ dataDir: join(dir, 'data'), buckets: [BUCKET, 'second'] });
-  client = createS3Client(s3OptionsForEmbedded(s3));
+  tmp = await startTempS3({ prefix: 'sadp-s3-', buckets: [BUCKET, 'second'] });
 });
 
-after(async () => {
-  client.destroy();
-  await s3.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => tmp?.close());
 
 describe('startEmbeddedS3', () => {
   test('listens on 127.0.0.1 with an OS-chosen port and creates the buckets', async () => {
-    assert.match(s3.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
-    assert.ok(s3.port > 0);
-    assert.equal(s3.endpoint, `http://127.0.0.1:${s3.port}`);
-    const store = openStore(`s3://second/p`, { client });
+    assert.match(tmp.s3.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.ok(tmp.s3.port > 0);
+    assert.equal(tmp.s3.endpoint, `http://127.0.0.1:${tmp.s3.port}`);
+    const store = openStore(`s3://second/p`, { client: tmp.client });
     await store.put('k', Buffer.from('v'));
     assert.equal(Buffer.from(await store.get('k')).toString(), 'v');
   });
@@ -58,7 +49,7 @@ describe('startEmbeddedS3', () => {
   test('refuses a non-loopback host without allowNonLoopback (SADP_INSECURE_BIND)', async () => {
     for (const host of ['0.0.0.0', '::', '10.1.2.3', 'example.com']) {
       await assert.rejects(
-        startEmbeddedS3({ dataDir: join(dir, 'refused'), host, port: 0 }),
+        startEmbeddedS3({ dataDir: join(tmp.dir, 'refused'), host, port: 0 }),
         (err: unknown) => isSadpError(err, 'SADP_INSECURE_BIND') && err.message.includes(host),
       );
     }
@@ -66,7 +57,7 @@ describe('startEmbeddedS3', () => {
 
   test('binds a non-loopback address when explicitly allowed', async () => {
     const open = await startEmbeddedS3({
-      dataDir: join(dir, 'open'),
+      dataDir: join(tmp.dir, 'open'),
       host: '0.0.0.0',
       port: 0,
       allowNonLoopback: true,
@@ -82,7 +73,7 @@ describe('startEmbeddedS3', () => {
   });
 
   test('close() returns while a client still holds keep-alive connections, and frees the port', async () => {
-    const other = await startEmbeddedS3({ dataDir: join(dir, 'closing'), buckets: ['bkt1'] });
+    const other = await startEmbeddedS3({ dataDir: join(tmp.dir, 'closing'), buckets: ['bkt1'] });
     const c = createS3Client(s3OptionsForEmbedded(other));
     const store = openStore('s3://bkt1', { client: c });
     await store.put('a', Buffer.from('a'));
@@ -98,9 +89,9 @@ describe('startEmbeddedS3', () => {
   });
 
   test('serves ranged GETs as 206 with the ETag header, but ignores If-Match (why the store checks the ETag)', async () => {
-    const store = openStore(`s3://${BUCKET}/raw`, { client });
+    const store = openStore(`s3://${BUCKET}/raw`, { client: tmp.client });
     const info = await store.put('obj', randomBytes(4096));
-    const out = await client.send(
+    const out = await tmp.client.send(
       new GetObjectCommand({
         Bucket: BUCKET,
         Key: 'raw/obj',
@@ -131,8 +122,8 @@ describe('AWS CLI against the embedded server', () => {
     }
     const env = {
       ...process.env,
-      AWS_ACCESS_KEY_ID: s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+      AWS_ACCESS_KEY_ID: tmp.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: tmp.s3.secretAccessKey,
       AWS_DEFAULT_REGION: 'us-east-1',
       AWS_EC2_METADATA_DISABLED: 'true',
       AWS_CONFIG_FILE: '/dev/null',
@@ -142,14 +133,17 @@ describe('AWS CLI against the embedded server', () => {
       AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
     };
     const aws = (...args: string[]): Promise<unknown> =>
-      run('aws', ['--endpoint-url', s3.endpoint, '--only-show-errors', ...args], { env, timeout: 60_000 });
-    const local = join(dir, 'cli');
+      run('aws', ['--endpoint-url', tmp.s3.endpoint, '--only-show-errors', ...args], {
+        env,
+        timeout: 60_000,
+      });
+    const local = join(tmp.dir, 'cli');
     await mkdir(local, { recursive: true });
     // 9 MiB: above the CLI's 8 MiB multipart threshold.
     const body = randomBytes(9 * 1024 * 1024 + 17);
     await writeFile(join(local, 'up.bin'), body);
     await aws('s3', 'cp', join(local, 'up.bin'), `s3://${BUCKET}/cli/up.bin`);
-    const store = openStore(`s3://${BUCKET}/cli`, { client });
+    const store = openStore(`s3://${BUCKET}/cli`, { client: tmp.client });
     const info = await store.head('up.bin');
     assert.equal(info?.size, body.length);
     assert.deepEqual(
@@ -171,10 +165,10 @@ describe('failure mapping', () => {
   const body = randomBytes(256 * 1024);
 
   before(async () => {
-    proxy = await startFaultProxy({ target: s3.endpoint });
-    viaProxy = createS3Client({ ...s3OptionsForEmbedded(s3), endpoint: proxy.endpoint, maxAttempts: 1 });
+    proxy = await startFaultProxy({ target: tmp.s3.endpoint });
+    viaProxy = createS3Client({ ...s3OptionsForEmbedded(tmp.s3), endpoint: proxy.endpoint, maxAttempts: 1 });
     store = openStore(`s3://${BUCKET}/faults`, { client: viaProxy });
-    await openStore(`s3://${BUCKET}/faults`, { client }).put('obj.bin', body);
+    await openStore(`s3://${BUCKET}/faults`, { client: tmp.client }).put('obj.bin', body);
   });
 
   after(async () => {
@@ -218,7 +212,7 @@ describe('failure mapping', () => {
     const port = (probe.address() as { port: number }).port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     const dead = createS3Client({
-      ...s3OptionsForEmbedded(s3),
+      ...s3OptionsForEmbedded(tmp.s3),
       endpoint: `http://127.0.0.1:${port}`,
       maxAttempts: 1,
     });
@@ -231,7 +225,7 @@ describe('failure mapping', () => {
 
   test('missing bucket -> SADP_OBJECT_NOT_FOUND naming the URL', async () => {
     await assert.rejects(
-      openStore('s3://no-such-bucket/p', { client }).get('k'),
+      openStore('s3://no-such-bucket/p', { client: tmp.client }).get('k'),
       (err: unknown) =>
         isSadpError(err, 'SADP_OBJECT_NOT_FOUND') && err.message.includes('s3://no-such-bucket/p/k'),
     );
@@ -270,7 +264,7 @@ describe('credentials never appear in errors or logs', () => {
       sessionToken: TOKEN,
     };
     // Unknown key id: s3rver answers InvalidAccessKeyId and echoes the key id in its XML body.
-    const wrongKey = createS3Client({ ...options, endpoint: s3.endpoint, maxAttempts: 1 });
+    const wrongKey = createS3Client({ ...options, endpoint: tmp.s3.endpoint, maxAttempts: 1 });
     const probe = createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const port = (probe.address() as { port: number }).port;

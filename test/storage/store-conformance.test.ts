@@ -4,21 +4,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { isSadpError } from '../../common/errors.js';
-import {
-  createS3Client,
-  openStore,
-  PART_SIZE,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type ObjectStore,
-  type S3Client,
-} from '../../storage/index.js';
+import { openStore, PART_SIZE, type ObjectStore } from '../../storage/index.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
 
 async function collect(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -40,25 +31,17 @@ async function rejectsWith(promise: Promise<unknown>, code: string, includes: st
   });
 }
 
-let dir: string;
-let s3: EmbeddedS3;
-let client: S3Client;
+let tmp: TempS3;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sadp-store-'));
-  s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: ['conformance'] });
-  client = createS3Client(s3OptionsForEmbedded(s3));
+  tmp = await startTempS3({ prefix: 'sadp-store-', buckets: ['conformance'] });
 });
 
-after(async () => {
-  client.destroy();
-  await s3.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => tmp?.close());
 
 const kinds: Array<[string, () => ObjectStore]> = [
-  ['local directory', () => openStore(join(dir, 'local', 'root'))],
-  ['embedded S3', () => openStore('s3://conformance/some/prefix', { client })],
+  ['local directory', () => openStore(join(tmp.dir, 'local', 'root'))],
+  ['embedded S3', () => openStore('s3://conformance/some/prefix', { client: tmp.client })],
 ];
 
 for (const [kind, open] of kinds) {
@@ -199,7 +182,7 @@ for (const [kind, open] of kinds) {
 }
 
 test('local put is atomic: no temp files are left and readers never see partial content', async () => {
-  const root = join(dir, 'atomic');
+  const root = join(tmp.dir, 'atomic');
   const store = openStore(root);
   const failing = new Readable({
     read() {
@@ -215,15 +198,15 @@ test('local put is atomic: no temp files are left and readers never see partial 
 
 test('local list uses S3 byte order: `a.txt` sorts before `a/z.txt`', async () => {
   // s3rver walks directories and lists `a/z.txt` first; AWS S3 and this store use byte order.
-  const store = openStore(join(dir, 'order'));
+  const store = openStore(join(tmp.dir, 'order'));
   for (const k of ['a/z.txt', 'a.txt', 'a0']) await store.put(k, Buffer.from(k));
   assert.deepEqual(await listAll(store, ''), ['a.txt', 'a/z.txt', 'a0']);
 });
 
 test('openStore accepts file:// URLs and plain paths and rejects other schemes', () => {
-  assert.equal(openStore(`file://${dir}/x`).url, `file://${dir}/x`);
-  assert.equal(openStore(join(dir, 'y')).url, `file://${dir}/y`);
-  assert.equal(openStore('s3://bucket/a/b/', { client }).url, 's3://bucket/a/b');
+  assert.equal(openStore(`file://${tmp.dir}/x`).url, `file://${tmp.dir}/x`);
+  assert.equal(openStore(join(tmp.dir, 'y')).url, `file://${tmp.dir}/y`);
+  assert.equal(openStore('s3://bucket/a/b/', { client: tmp.client }).url, 's3://bucket/a/b');
   assert.throws(
     () => openStore('gs://bucket/x'),
     (err: unknown) => isSadpError(err, 'SADP_INVALID_URL'),

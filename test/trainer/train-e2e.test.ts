@@ -6,8 +6,6 @@
 // scorer, and a run stopped mid-epoch must resume at its checkpoint's cursor.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -20,13 +18,6 @@ import {
 import { pb, ScorerClient, type sadp } from '../../proto/index.js';
 import { createScorerServer, type ScorerServer } from '../../scorer/index.js';
 import {
-  createS3Client,
-  s3OptionsForEmbedded,
-  startEmbeddedS3,
-  type EmbeddedS3,
-  type S3Client,
-} from '../../storage/index.js';
-import {
   createLoaderClient,
   readCheckpoint,
   runTraining,
@@ -34,23 +25,13 @@ import {
   type TrainOptions,
 } from '../../trainer/index.js';
 import { isSadpError } from '../../common/errors.js';
+import { mulberry32 } from '../helpers/random.js';
+import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
 
 const TRAIN = 1200;
 const TEST = 300;
 const CLASSES = 10;
 const BUCKET = 'e2e';
-
-/** mulberry32: a tiny seeded PRNG so the data set is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * 28x28 images: noise everywhere plus a bright 6x6 block whose position is
@@ -63,7 +44,7 @@ function learnableSource(count: number, seed: number): SampleSource {
     count: () => Promise.resolve(count),
     // eslint-disable-next-line @typescript-eslint/require-await -- generated in memory; the interface is async
     async *samples() {
-      const rand = prng(seed);
+      const rand = mulberry32(seed);
       for (let i = 0; i < count; i++) {
         const label = Math.floor(rand() * CLASSES);
         const px = new Uint8Array(784);
@@ -84,9 +65,7 @@ function learnableSource(count: number, seed: number): SampleSource {
   };
 }
 
-let dir: string;
-let s3: EmbeddedS3;
-let s3Client: S3Client;
+let tmp: TempS3;
 let scorer: ScorerServer;
 let scorerClient: ScorerClient;
 let loader: LoaderServer;
@@ -94,33 +73,29 @@ let trainUrl: string;
 let testUrl: string;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sadp-train-e2e-'));
-  s3 = await startEmbeddedS3({ dataDir: join(dir, 's3'), buckets: [BUCKET] });
-  s3Client = createS3Client(s3OptionsForEmbedded(s3));
+  tmp = await startTempS3({ prefix: 'sadp-train-e2e-', buckets: [BUCKET] });
   await buildShards(learnableSource(TRAIN, 7), {
     out: `s3://${BUCKET}/train`,
-    client: s3Client,
+    client: tmp.client,
     shardBytes: 256 * 1024,
   });
   await buildShards(learnableSource(TEST, 99), {
     out: `s3://${BUCKET}/test`,
-    client: s3Client,
+    client: tmp.client,
     shardBytes: 256 * 1024,
   });
   trainUrl = `s3://${BUCKET}/train/manifest.json`;
   testUrl = `s3://${BUCKET}/test/manifest.json`;
-  scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'scorer') });
+  scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(tmp.dir, 'scorer') });
   scorerClient = new ScorerClient(scorer.address, grpc.credentials.createInsecure());
-  loader = await createLoaderServer({ scorerAddress: scorer.address, s3: s3OptionsForEmbedded(s3) });
+  loader = await createLoaderServer({ scorerAddress: scorer.address, s3: tmp.s3Options });
 });
 
 after(async () => {
   await loader?.close(500);
   scorerClient?.close();
   await scorer?.close(500);
-  s3Client?.destroy();
-  await s3?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await tmp?.close();
 });
 
 function unary<T>(start: (cb: grpc.requestCallback<T>) => unknown): Promise<T> {
@@ -161,7 +136,7 @@ function baseOptions(job: string): TrainOptions {
     network: { hidden: [64] },
     lr: 3e-3,
     seed: 3,
-    eval: { kind: 'manifest', url: testUrl, s3: s3OptionsForEmbedded(s3) },
+    eval: { kind: 'manifest', url: testUrl, s3: tmp.s3Options },
   };
 }
 
@@ -203,7 +178,7 @@ test('two SADP epochs: the network learns, only selected bytes are read, scores 
 
 test('a run stopped mid-epoch resumes from its checkpoint at the cursor', async () => {
   await createJob('resume', 1, 0.3);
-  const checkpointDir = join(dir, 'ckpt');
+  const checkpointDir = join(tmp.dir, 'ckpt');
   const controller = new AbortController();
   const seenFirst: number[] = [];
   await assert.rejects(
@@ -283,7 +258,7 @@ test('a run stopped mid-epoch resumes from its checkpoint at the cursor', async 
 
 test('the client rides through a real loader restart: every batch once, every score durable', async (t) => {
   await createJob('restart', 1, 0.3);
-  const first = await createLoaderServer({ scorerAddress: scorer.address, s3: s3OptionsForEmbedded(s3) });
+  const first = await createLoaderServer({ scorerAddress: scorer.address, s3: tmp.s3Options });
   let second: LoaderServer | undefined;
   t.after(async () => {
     await first.close(500);
@@ -310,7 +285,7 @@ test('the client rides through a real loader restart: every batch once, every sc
       restarted = first.close(5_000).then(async () => {
         second = await createLoaderServer({
           scorerAddress: scorer.address,
-          s3: s3OptionsForEmbedded(s3),
+          s3: tmp.s3Options,
           port: first.port,
         });
       });

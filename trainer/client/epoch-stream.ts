@@ -12,6 +12,7 @@
 //   iteration ends, fails, is aborted or is abandoned (`break`).
 import { Metadata, status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
 import type { LoaderClient as GrpcLoaderClient, sadp } from '../../proto/index.js';
+import { cancelledError, sleep } from '../../common/abort.js';
 import { invalidArgument } from '../../common/errors.js';
 import {
   assembleBatch,
@@ -22,16 +23,8 @@ import {
   type Batch,
   type EpochInfo,
 } from './batch.js';
-import {
-  LoaderCallError,
-  cancelledError,
-  grpcStatusOf,
-  isRetryableStatus,
-  protocolError,
-  statusName,
-} from './errors.js';
+import { LoaderCallError, grpcStatusOf, isRetryableStatus, protocolError, statusName } from './errors.js';
 import { backoffDelayMs, type ResolvedClientOptions } from './options.js';
-import { sleep } from './timers.js';
 
 export interface EpochRequest {
   job: string;

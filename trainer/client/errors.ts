@@ -65,12 +65,6 @@ export function statusName(code: number): string {
   return (GrpcStatus as unknown as Record<number, string>)[code] ?? `STATUS_${code}`;
 }
 
-export function cancelledError(signal: AbortSignal | undefined, what: string): SadpError {
-  const reason: unknown = signal?.reason;
-  if (reason instanceof SadpError && reason.code === 'SADP_CANCELLED') return reason;
-  return new SadpError('SADP_CANCELLED', `${what} cancelled`, { status: Status.CANCELLED, cause: reason });
-}
-
 export function protocolError(message: string): LoaderCallError {
   return new LoaderCallError('SADP_LOADER_PROTOCOL', message, GrpcStatus.INTERNAL, message);
 }

@@ -1,12 +1,12 @@
 // The trainer's handle on a loader service: one gRPC channel, epochs as
 // reconnecting async iterables, and DescribeEpoch with retries.
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import { cancelledError, sleep } from '../../common/abort.js';
 import { LoaderClient as GrpcLoaderClient } from '../../proto/index.js';
 import { toEpochInfo, type EpochInfo } from './batch.js';
 import { openEpochStream, type EpochRequest, type EpochStream } from './epoch-stream.js';
-import { LoaderCallError, cancelledError, grpcStatusOf, isRetryableStatus, statusName } from './errors.js';
+import { LoaderCallError, grpcStatusOf, isRetryableStatus, statusName } from './errors.js';
 import { backoffDelayMs, resolveClientOptions, type LoaderClientOptions } from './options.js';
-import { sleep } from './timers.js';
 
 export interface EpochInfoRequest {
   job: string;
