@@ -123,3 +123,104 @@ export async function writeScatterSvg(
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, svg);
 }
+
+export interface LinePoint {
+  x: number;
+  y: number;
+  /** Error bar from yLow to yHigh (e.g. mean -/+ std); none when absent. */
+  yLow?: number;
+  yHigh?: number;
+  /** Line and colour group, e.g. the policy. */
+  series: string;
+  /** Drawn dashed without markers: a baseline or an ideal, not a measurement. */
+  reference?: boolean;
+}
+
+export interface LinePanel {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  points: readonly LinePoint[];
+  /** x axis starts at 0. Default true. */
+  xZero?: boolean;
+}
+
+export interface LinePanelsOptions {
+  title: string;
+  seriesLabel?: string;
+  /** One panel's size in pixels. Default 320 x 240. */
+  width?: number;
+  height?: number;
+}
+
+/**
+ * Side-by-side panels of lines with markers and error bars, one line per
+ * series, colours shared across panels; reference series are dashed.
+ */
+export function linePanelsSpec(panels: readonly LinePanel[], o: LinePanelsOptions): TopLevelSpec {
+  const color = { field: 'series', type: 'nominal' as const, title: o.seriesLabel ?? '' };
+  const unit = (p: LinePanel) => {
+    const values = p.points
+      .filter((q) => Number.isFinite(q.x) && Number.isFinite(q.y))
+      .map((q) => ({
+        x: q.x,
+        y: q.y,
+        yLow: q.yLow ?? null,
+        yHigh: q.yHigh ?? null,
+        series: q.series,
+        reference: q.reference ?? false,
+      }));
+    const x = {
+      field: 'x',
+      type: 'quantitative' as const,
+      title: p.xLabel,
+      scale: { zero: p.xZero ?? true },
+    };
+    const y = { field: 'y', type: 'quantitative' as const, title: p.yLabel, scale: { zero: false } };
+    return {
+      title: p.title,
+      width: o.width ?? 320,
+      height: o.height ?? 240,
+      data: { values },
+      layer: [
+        {
+          transform: [{ filter: '!datum.reference' }],
+          mark: { type: 'line' as const, point: { filled: true, size: 40 } },
+          encoding: { x, y, color },
+        },
+        {
+          transform: [{ filter: '!datum.reference && isValid(datum.yLow) && isValid(datum.yHigh)' }],
+          mark: { type: 'rule' as const },
+          encoding: {
+            x,
+            y: { field: 'yLow', type: 'quantitative' as const },
+            y2: { field: 'yHigh' },
+            color,
+          },
+        },
+        {
+          transform: [{ filter: 'datum.reference' }],
+          mark: { type: 'line' as const, strokeDash: [6, 4] },
+          encoding: { x, y, color },
+        },
+      ],
+    };
+  };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: o.title,
+    hconcat: panels.map(unit),
+    resolve: { scale: { color: 'shared' } },
+  };
+}
+
+/** Writes side-by-side line panels to `path` (an .svg), creating its directory. */
+export async function writeLinePanelsSvg(
+  path: string,
+  panels: readonly LinePanel[],
+  o: LinePanelsOptions,
+): Promise<void> {
+  const svg = await renderVegaLiteSvg(linePanelsSpec(panels, o));
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, svg);
+}

@@ -267,3 +267,10 @@ test('checkpoints round-trip and bad inputs are rejected with codes naming the c
   for (const m of [a, b, other]) m.dispose();
   await assert.rejects(a.scoreBatch(x, y), (e) => isSadpError(e, 'SADP_SNN_DISPOSED'));
 });
+
+test('creating and disposing a network leaves no tensors behind', () => {
+  const before = tf.memory().numTensors;
+  createSpikingMlp({ seed: 1 }).dispose();
+  createSpikingCnn({ channels: [2, 2], seed: 1 }).dispose();
+  assert.equal(tf.memory().numTensors, before, 'initial values of the weight variables must be disposed');
+});

@@ -37,6 +37,13 @@ export function unfoldBound(layer: WeightLayer): number {
   return layer.kind === 'conv' ? layer.size : 1;
 }
 
+/** A trainable variable holding `init`; the initial tensor is disposed (tf.variable copies it). */
+function variableFrom(init: tf.Tensor): tf.Variable {
+  const v = tf.variable(init);
+  init.dispose();
+  return v;
+}
+
 /** He-uniform kernel, zero bias, seeded. */
 export function createDense(name: string, inSize: number, outSize: number, seed: number): DenseLayer {
   const limit = Math.sqrt(6 / inSize);
@@ -45,8 +52,8 @@ export function createDense(name: string, inSize: number, outSize: number, seed:
     name,
     inSize,
     outSize,
-    kernel: tf.variable(tf.randomUniform([inSize, outSize], -limit, limit, 'float32', seed)),
-    bias: tf.variable(tf.zeros([outSize])),
+    kernel: variableFrom(tf.randomUniform([inSize, outSize], -limit, limit, 'float32', seed)),
+    bias: variableFrom(tf.zeros([outSize])),
   };
 }
 
@@ -71,8 +78,8 @@ export function createConv(
     inShape,
     filters,
     size,
-    kernel: tf.variable(tf.randomUniform([size, size, inShape[2], filters], -limit, limit, 'float32', seed)),
-    bias: tf.variable(tf.zeros([filters])),
+    kernel: variableFrom(tf.randomUniform([size, size, inShape[2], filters], -limit, limit, 'float32', seed)),
+    bias: variableFrom(tf.zeros([filters])),
   };
 }
 
