@@ -26,7 +26,7 @@ const s3Section = z
     accessKeyId: z.string().min(1).optional(),
     secretAccessKey: z.string().min(1).optional(),
     /** Keep-alive sockets per S3 client (the SDK default is 50). */
-    maxSockets: z.number().int().min(1).max(4096).default(64),
+    maxSockets: z.number().int().min(1).max(4096).default(128),
     requestTimeoutMs: z.number().int().positive().default(30_000),
   })
   .strict();
@@ -100,7 +100,7 @@ export const ConfigSchema = z
         /** Bound on pruned bytes fetched through merged gaps, as a fraction of the selected bytes. */
         maxWasteRatio: z.number().min(0).default(0.05),
         /** Concurrent GETs per loader. */
-        concurrency: z.number().int().min(1).max(1024).default(32),
+        concurrency: z.number().int().min(1).max(1024).default(64),
         maxAttempts: z.number().int().min(1).max(20).default(5),
         shuffle: z.enum(['global', 'shard-block']).default('global'),
         /** 'token': trainers must present the job's bearer token. */

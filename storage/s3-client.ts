@@ -22,7 +22,7 @@ export interface S3Options {
   sessionToken?: string;
   /** SDK attempts per request including the first; default 3. The range reader sets 1 and retries itself. */
   maxAttempts?: number;
-  /** Keep-alive sockets per client; default 64 (the SDK's own default is 50). */
+  /** Keep-alive sockets per client; default 128 (the SDK's own default is 50). */
   maxSockets?: number;
   /**
    * Socket idle timeout until the response headers; default 30 s. It does not
@@ -35,7 +35,8 @@ export interface S3Options {
 
 export const S3_DEFAULTS = {
   maxAttempts: 3,
-  maxSockets: 64,
+  // Above the range reader's default concurrency (64), so GETs never queue for a socket.
+  maxSockets: 128,
   requestTimeoutMs: 30_000,
   connectionTimeoutMs: 5_000,
   region: 'us-east-1',
