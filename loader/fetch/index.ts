@@ -7,6 +7,7 @@ export {
   DEFAULT_MAX_WASTE_RATIO,
   type RangeReader,
   type RangeReaderOptions,
+  type ReadPriority,
   type ResolvedRangeReaderOptions,
   type FetchedSample,
   type IoStats,

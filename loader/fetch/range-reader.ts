@@ -90,11 +90,21 @@ export interface RangeReader {
    * id yields the same object again). The whole result is held in memory:
    * callers bound it by the window of ids they pass.
    */
-  read(dataset: Dataset, ids: ArrayLike<number>, signal?: AbortSignal): Promise<FetchedSample[]>;
+  read(
+    dataset: Dataset,
+    ids: ArrayLike<number>,
+    signal?: AbortSignal,
+    options?: ReadPriority,
+  ): Promise<FetchedSample[]>;
   /** Cumulative over every read(). */
   readonly stats: IoStats;
   /** Called for every GET issued. */
   onRequest?: (r: RangeRequestEvent) => void;
+}
+
+/** Lower runs first when GETs queue for the reader's concurrency; default 0. */
+export interface ReadPriority {
+  priority?: number;
 }
 
 export interface ResolvedRangeReaderOptions {
@@ -196,7 +206,13 @@ class RangeReaderImpl implements RangeReader {
     };
   }
 
-  async read(dataset: Dataset, ids: ArrayLike<number>, signal?: AbortSignal): Promise<FetchedSample[]> {
+  async read(
+    dataset: Dataset,
+    ids: ArrayLike<number>,
+    signal?: AbortSignal,
+    options: ReadPriority = {},
+  ): Promise<FetchedSample[]> {
+    const priority = options.priority ?? 0;
     if (signal?.aborted) throw cancelledError(signal, 'read');
     const unique = sortUniqueIds(ids, dataset.size);
     const plan = planRanges(dataset, unique, this.options);
@@ -221,6 +237,7 @@ class RangeReaderImpl implements RangeReader {
           await this.limiter.run(
             () => this.fetchAndCut(dataset, plan, r, byId, controller.signal),
             controller.signal,
+            priority,
           );
         } catch (err) {
           firstError ??= err instanceof Error ? err : new SadpError('SADP_INTERNAL', String(err));

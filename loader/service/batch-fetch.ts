@@ -71,6 +71,8 @@ export class BatchFetch {
     readonly spec: BatchSpec,
     private readonly deps: FetchDeps,
     preReserved: boolean,
+    /** The reader's GET queue priority: 0 for a batch a trainer waits on, 1 for a prefetch. */
+    private readonly priority: number,
   ) {
     if (preReserved) this.reserved = spec.bytes;
     this.ready = this.run(preReserved);
@@ -80,14 +82,14 @@ export class BatchFetch {
   }
 
   /** Starts a fetch, waiting for budget in FIFO order. */
-  static start(spec: BatchSpec, deps: FetchDeps): BatchFetch {
-    return new BatchFetch(spec, deps, false);
+  static start(spec: BatchSpec, deps: FetchDeps, priority = 0): BatchFetch {
+    return new BatchFetch(spec, deps, false, priority);
   }
 
   /** Starts a fetch only if the budget has room right now (opportunistic prefetch). */
-  static tryStart(spec: BatchSpec, deps: FetchDeps): BatchFetch | undefined {
+  static tryStart(spec: BatchSpec, deps: FetchDeps, priority = 1): BatchFetch | undefined {
     if (!deps.budget.tryAcquire(spec.bytes)) return undefined;
-    return new BatchFetch(spec, deps, true);
+    return new BatchFetch(spec, deps, true, priority);
   }
 
   /** Bytes this fetch holds (or will hold once admitted). */
@@ -105,7 +107,9 @@ export class BatchFetch {
         throw new Error('batch disposed');
       }
     }
-    const samples = await this.deps.reader.read(this.deps.dataset, this.spec.ids, signal);
+    const samples = await this.deps.reader.read(this.deps.dataset, this.spec.ids, signal, {
+      priority: this.priority,
+    });
     this.deps.onReady?.(this.spec);
     return samples;
   }

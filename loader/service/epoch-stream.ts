@@ -429,7 +429,7 @@ class EpochStream {
       // The batch to send next always goes; prefetch beyond it only within the fair share,
       // so one stalled trainer cannot hold the whole budget.
       if (i > batch && held + spec.bytes > share) break;
-      this.fetches.set(i, BatchFetch.start(spec, core.fetchDeps(ctx, this.epoch)));
+      this.fetches.set(i, BatchFetch.start(spec, core.fetchDeps(ctx, this.epoch), i === batch ? 0 : 1));
       held += spec.bytes;
     }
   }

@@ -117,14 +117,14 @@ export async function prepareNextEpoch(
   const layout = epochLayout(state.plan.ids.length, world, batchSize);
   const first = Math.min(core.options.prefetchBatches, layout.steps);
   const deps = core.fetchDeps(ctx, next);
-  // Batch-major: every rank's first batch is queued for the (FIFO) range
-  // reader before anyone's second, so the first step of the epoch is ready first.
+  // Batch-major, and every rank's first batch at the reader's top priority,
+  // so the first step of the epoch is ready first.
   const perRank = new Map<number, Map<number, BatchFetch>>();
   let started = 0;
   fill: for (let i = 0; i < first; i++) {
     for (let rank = 0; rank < world; rank++) {
       if (core.boundary.rankOpened(jobId, next, world, batchSize, rank)) continue;
-      const f = BatchFetch.tryStart(batchSpec(state, layout, ctx.dataset, rank, i), deps);
+      const f = BatchFetch.tryStart(batchSpec(state, layout, ctx.dataset, rank, i), deps, i === 0 ? 0 : 1);
       if (!f) break fill;
       let batches = perRank.get(rank);
       if (!batches) perRank.set(rank, (batches = new Map<number, BatchFetch>()));

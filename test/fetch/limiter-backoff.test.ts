@@ -80,3 +80,23 @@ test('backoff is full jitter below min(max, base * 2^(attempt - 1)); sleep is ca
   controller.abort();
   await assert.rejects(sleeping, { code: 'SADP_CANCELLED' });
 });
+
+test('waiters run by priority, FIFO within a priority', async () => {
+  const limiter = createLimiter(1);
+  const order: string[] = [];
+  let unblock!: () => void;
+  const blocker = limiter.run(() => new Promise<void>((resolve) => (unblock = resolve)));
+  const queued = [
+    limiter.run(() => Promise.resolve(void order.push('prefetch-a')), undefined, 1),
+    limiter.run(() => Promise.resolve(void order.push('prefetch-b')), undefined, 1),
+    limiter.run(() => Promise.resolve(void order.push('needed-a')), undefined, 0),
+    limiter.run(() => Promise.resolve(void order.push('warm')), undefined, 2),
+    limiter.run(() => Promise.resolve(void order.push('needed-b'))),
+  ];
+  assert.equal(limiter.waiting, 5);
+  await sleep(0); // the blocker's task starts after its (already granted) acquire settles
+  unblock();
+  await Promise.all([blocker, ...queued]);
+  assert.deepEqual(order, ['needed-a', 'needed-b', 'prefetch-a', 'prefetch-b', 'warm']);
+  assert.equal(limiter.active, 0);
+});
