@@ -17,7 +17,8 @@ import {
   type FaultMode,
   type PersistentResult,
 } from '../../test/reliability/fault-scenario.js';
-import { epochClean, prng } from '../../test/reliability/stack.js';
+import { epochClean } from '../../test/reliability/stack.js';
+import { mulberry32 } from '../../test/helpers/random.js';
 import { intFlag, parseFlags, progress, table, writeResult } from './report.js';
 
 const FAULTS: FaultKind[] = ['latency', 'slowdown', 'internal-error', 'reset', 'truncate', 'stall'];
@@ -45,7 +46,7 @@ const started = performance.now();
 let failed = 0;
 for (let seed = 1; seed <= seeds; seed++) {
   const env = await startFaultEnv({ proxySeed: seed, idleTimeoutMs: config.readerIdleTimeoutMs });
-  const rand = prng(seed * 31);
+  const rand = mulberry32(seed * 31);
   try {
     for (const fault of FAULTS) {
       for (const mode of MODES) {

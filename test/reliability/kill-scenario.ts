@@ -24,7 +24,6 @@ import {
   createJob,
   epochClean,
   expectedPlanDigest,
-  prng,
   readDurableScores,
   runEpoch,
   servedPlan,
@@ -34,6 +33,7 @@ import {
   type Oracle,
   type ScoreCheck,
 } from './stack.js';
+import { mulberry32 } from '../helpers/random.js';
 
 export type KillTarget = 'loader' | 'scorer' | 's3';
 export const KILL_TARGETS: readonly KillTarget[] = ['loader', 'scorer', 's3'];
@@ -247,7 +247,7 @@ export async function runKillScenario(
   o: KillRunOptions,
 ): Promise<{ result: KillRunResult; record: RunRecord }> {
   const started = performance.now();
-  const rand = prng(o.seed * 7919 + KILL_TARGETS.indexOf(o.target));
+  const rand = mulberry32(o.seed * 7919 + KILL_TARGETS.indexOf(o.target));
   const epochs = o.epochs ?? 3;
   const world = o.world ?? 4;
   const batchSize = o.batchSize ?? 8;
