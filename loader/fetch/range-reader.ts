@@ -67,6 +67,12 @@ export interface IoStats {
   requests: number;
   /** GETs that were retries of a failed or partial attempt. */
   retries: number;
+  /**
+   * The part of `retries` whose attempt made no progress for `idleTimeoutMs`:
+   * a stalled body, or a healthy one queued behind a busy server. Kept apart
+   * because only this kind can be caused by load rather than by a fault.
+   */
+  idleTimeoutRetries: number;
   /** Sum of the lengths of every GET issued (a resumed retry counts only the bytes it asks for). */
   bytesRequested: number;
   /** Body bytes received, partial bodies included. */
@@ -164,6 +170,7 @@ class RangeReaderImpl implements RangeReader {
   readonly stats: IoStats = {
     requests: 0,
     retries: 0,
+    idleTimeoutRetries: 0,
     bytesRequested: 0,
     bytesReceived: 0,
     bytesDelivered: 0,
@@ -201,6 +208,7 @@ class RangeReaderImpl implements RangeReader {
       },
       retry: (reason) => {
         stats.retries++;
+        if (reason === 'idle-timeout') stats.idleTimeoutRetries++;
         metrics?.retries.inc({ reason });
       },
     };

@@ -108,6 +108,8 @@ export interface FaultCaseResult {
   injected: number;
   storageRequests: number;
   retries: number;
+  /** The part of `retries` that were idle timeouts (a stall, or a server queued past the timer). */
+  idleTimeoutRetries: number;
   /** Most attempts any one range needed. */
   maxAttempt: number;
   maxAttemptsAllowed: number;
@@ -166,6 +168,7 @@ export async function runFaultCase(env: FaultEnv, c: FaultCase): Promise<FaultCa
     injected: env.proxy.stats[c.fault] - injectedBefore,
     storageRequests: after.requests - io.requests,
     retries: after.retries - io.retries,
+    idleTimeoutRetries: after.idleTimeoutRetries - io.idleTimeoutRetries,
     maxAttempt: requests.reduce((m, r) => Math.max(m, r.attempt), 0),
     maxAttemptsAllowed: env.readerOptions.maxAttempts ?? 5,
     reopens: ranks.reduce((n, r) => n + r.reopens, 0),
