@@ -63,7 +63,7 @@ describe('transient faults are retried and every sample arrives once, intact', (
     { fault: 'internal-error', resumesAt: 'start' },
     { fault: 'reset', resumesAt: 'partial' },
     { fault: 'truncate', resumesAt: 'exact' },
-    { fault: 'stall', options: { idleTimeoutMs: 1_000 }, resumesAt: 'exact' },
+    { fault: 'stall', options: { idleTimeoutMs: 3_000 }, resumesAt: 'exact' },
     { fault: 'latency' },
   ];
   for (const { fault, options, resumesAt } of cases) {

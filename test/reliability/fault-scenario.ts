@@ -38,7 +38,10 @@ export const WORLD = 4;
 export interface FaultEnvOptions {
   /** Range reader attempts per range; default 5 (the loader's default). */
   maxAttempts?: number;
-  /** Reader idle timeout (stalled bodies); default 500 ms. */
+  /**
+   * Reader idle timeout (stalled bodies); default 10 s: far beyond what a busy
+   * machine's queueing can cause, so only an injected stall trips it.
+   */
   idleTimeoutMs?: number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
@@ -63,7 +66,7 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
     maxAttempts: options.maxAttempts ?? 5,
     baseBackoffMs: options.baseBackoffMs ?? 5,
     maxBackoffMs: options.maxBackoffMs ?? 50,
-    idleTimeoutMs: options.idleTimeoutMs ?? 500,
+    idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
   };
   const loader = await stack.startLoader({
     // The SDK's own retries are off: the range reader retries (and counts) every attempt.
