@@ -345,7 +345,8 @@ export function idsTouched(dataset: Dataset, requests: readonly RangeRequestEven
   return touched;
 }
 
-export async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+/** Polls `cond`; the bound only turns a hang into a failure, far beyond what a busy machine needs. */
+export async function waitFor(what: string, cond: () => boolean, timeoutMs = 120_000): Promise<void> {
   const start = Date.now();
   while (!cond()) {
     if (Date.now() - start > timeoutMs) assert.fail(`timed out waiting for ${what}`);

@@ -262,8 +262,12 @@ describe('per-job bearer tokens', () => {
       // Job A's own trainer reports normally; job B stays untouched.
       const own = await runRank({ client: asA, job: jobA, epoch: 0, rank: 0, worldSize: 1, batchSize: 32 });
       assert.equal(own.error, undefined, String(own.error));
-      await sleep(100);
-      const a = await call(stack.scorerClient, 'describeJob', { jobId: jobA });
+      // The loader forwards scores in the background: wait until A's arrived.
+      let a = await call(stack.scorerClient, 'describeJob', { jobId: jobA });
+      for (let i = 0; i < 1_200 && a.scoredExamples !== own.ids.length; i++) {
+        await sleep(100);
+        a = await call(stack.scorerClient, 'describeJob', { jobId: jobA });
+      }
       const b = await call(stack.scorerClient, 'describeJob', { jobId: jobB });
       assert.equal(a.scoredExamples, own.ids.length);
       assert.equal(Number(b.scoresReceived), 0, 'no score reached job B');

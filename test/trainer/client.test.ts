@@ -56,8 +56,9 @@ function assertAllScoresDurable(record: TestLoaderRecord, plan: TestLoaderPlan):
   assert.deepEqual(missing, [], 'every acknowledged score is durable at the loader');
 }
 
+/** Polls `cond`; the bound (120 s) only turns a hang into a failure. */
 async function waitFor(what: string, cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 400 && !cond(); i++) await delay(10);
+  for (let i = 0; i < 12_000 && !cond(); i++) await delay(10);
   assert.ok(cond(), what);
 }
 
@@ -304,7 +305,7 @@ test('a stream that stalls mid-epoch is reopened at the cursor after the idle ti
   const plan: TestLoaderPlan = { steps: 8, batchSize: 2 };
   const loader = await startTestLoader(plan, { stallAfterBatch: 2 });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, idleTimeoutMs: 100, ...fast });
+  const client = createLoaderClient({ address: loader.address, idleTimeoutMs: 500, ...fast });
   t.after(() => client.close());
   const seen: number[] = [];
   const stream = client.epoch(epochOf(plan));
@@ -313,12 +314,21 @@ test('a stream that stalls mid-epoch is reopened at the cursor after the idle ti
     await ackWithScores(batch);
   }
   assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7]);
-  assert.deepEqual(
-    loader.record.opens.map((o) => o.cursor),
-    [0, 3],
+  // The stall after batch 2 is reopened at cursor 3. A busy machine may also
+  // let a healthy stream idle past the timer; such a reopen is at its cursor
+  // too, so the cursors start at 0, never go back, and include 3.
+  const cursors = loader.record.opens.map((o) => o.cursor);
+  assert.equal(cursors[0], 0);
+  assert.ok(cursors.includes(3), `reopened at ${cursors.join(', ')}`);
+  assert.ok(
+    cursors.every((c, i) => i === 0 || c >= (cursors[i - 1] ?? 0)),
+    `cursors ${cursors.join(', ')}`,
   );
   assertAllScoresDurable(loader.record, plan);
-  await waitFor('the stalled call was cancelled', () => loader.record.cancelled === 1);
+  await waitFor(
+    'every idle call was cancelled',
+    () => loader.record.cancelled === loader.record.opens.length - 1,
+  );
 });
 
 test('batches larger than one message arrive in parts and are reassembled byte for byte', async (t) => {
