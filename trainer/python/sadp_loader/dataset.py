@@ -163,6 +163,7 @@ class SadpIterableDataset(IterableDataset):
             if self._resend:
                 self._flush(self._epoch, self._resend)
             self._epoch, self._cursor, self._resend, self._completed = epoch, 0, [], False
+            self._stream = None
 
     def steps(self, epoch: Optional[int] = None) -> int:
         """Batches each rank gets in ``epoch`` (default the current one); fixes its plan."""
@@ -198,6 +199,7 @@ class SadpIterableDataset(IterableDataset):
         self._cursor = int(state["cursor"])
         self._completed = bool(state["completed"])
         self._resend = [AckRecord.from_dict(a) for a in state["pending_acks"]]
+        self._stream = None
 
     def _flush(self, epoch: int, acks: List[AckRecord]) -> None:
         steps = self.client.epoch_info(self.job, epoch, self.world_size, self.batch_size).steps

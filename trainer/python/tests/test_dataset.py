@@ -101,3 +101,19 @@ def test_dataloader_worker_processes_are_refused_with_a_reason(loader_address, s
     # torch re-raises a worker's exception as RuntimeError carrying its text.
     with pytest.raises((SadpError, RuntimeError), match="SADP_DATALOADER_WORKERS"):
         next(iter(DataLoader(ds, batch_size=None, num_workers=1)))
+
+
+def test_moving_to_the_next_epoch_flushes_the_loaded_states_pending_scores(loader_address, scorer, small):
+    job, token = scorer.create_job(small["url"], small["size"])
+    with create_loader_client(address=loader_address, token=token) as client:
+        stream = client.epoch(job, 0, 0, 1, 10)
+        first = next(iter(stream))  # received, never acked: no score reached the loader
+        stream.close()
+        ids = list(first.ids)
+        assert scorer.describe(job).scored_examples == 0
+        ds = SadpIterableDataset(client, job, 10, rank=0, world_size=1)
+        state = dict(ds.state_dict(), cursor=1, pending_acks=[{"index": 0, "ids": ids, "scores": [5.0] * len(ids), "losses": None}])
+        ds.load_state_dict(state)
+        ds.set_epoch(1)
+        assert ds.state_dict()["pending_acks"] == [] and ds.state_dict()["cursor"] == 0
+    assert scorer.describe(job).scored_examples == len(ids)
