@@ -11,8 +11,8 @@ Decisions:
   batch flow back on the stream that delivered it, and a worker process cannot
   receive the training loop's ``ack``. Instead the stream runs in a background
   thread of the training process that receives, reassembles and decodes up to
-  ``prefetch_batches`` batches ahead while the model trains (gRPC, zlib, PIL and
-  NumPy release the GIL for the heavy parts). Iterating inside a worker raises
+  ``prefetch_batches`` batches ahead while the model trains (gRPC's network I/O and
+  PIL's decoding release the GIL). Iterating inside a worker raises
   ``SadpError`` ``SADP_DATALOADER_WORKERS``.
 - **Exact resume.** ``state_dict()`` records the epoch and the number of batches
   handed to the training loop, plus the scored acks the loader has not confirmed
