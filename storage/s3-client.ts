@@ -77,8 +77,6 @@ function checkEndpoint(endpoint: string): void {
 
 export function createS3Client(options: S3Options = {}): S3Client {
   if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
-  // The SDK version is pinned (see DESIGN.md); its Node-22 notice is noise here.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const maxSockets = options.maxSockets ?? S3_DEFAULTS.maxSockets;
   const agentOptions = { keepAlive: true, maxSockets };
   const credentials =
