@@ -201,11 +201,11 @@ interface IndexFlags extends S3Flags {
   concurrency: number;
 }
 
-async function index(pattern: string, flags: IndexFlags): Promise<void> {
+async function index(patterns: string[], flags: IndexFlags): Promise<void> {
   const progress = progressReporter('index', 'shards');
   const { signal, dispose } = interruptSignal();
   try {
-    const manifest = await indexShards(pattern, {
+    const manifest = await indexShards(patterns, {
       out: flags.out,
       s3: s3OptionsFromFlags(flags),
       concurrency: flags.concurrency,
@@ -255,10 +255,12 @@ export function registerShardsCommand(program: Command): void {
       .command('index')
       .description(
         'Index existing tar shards (GNU tar, Python tarfile, webdataset, ...) and write a manifest. ' +
-          'PATTERN: a URL, a brace pattern (train-{000000..000127}.tar), or a prefix ending in /.',
+          'PATTERN: a URL, a brace pattern (train-{000000..000127}.tar), or a prefix ending in /; ' +
+          'several are indexed in order (so an unquoted brace pattern the shell expanded works too, ' +
+          'though quoting it avoids the shell’s argument-length limit).',
       )
-      .argument('<pattern>', 'shard URL, brace pattern, or prefix/')
+      .argument('<pattern...>', 'shard URLs, brace patterns, or prefix/')
       .requiredOption('--out <url>', 'manifest to write: .../manifest.json (or a directory)')
       .option('--concurrency <n>', 'shards read at once', intArg('--concurrency'), 4),
-  ).action(runAction((pattern: string, flags: IndexFlags) => index(pattern, flags)));
+  ).action(runAction((patterns: string[], flags: IndexFlags) => index(patterns, flags)));
 }

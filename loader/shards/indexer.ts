@@ -185,16 +185,28 @@ function toUrl(ref: string): string {
   return `${store.url}/${manifestKey}`;
 }
 
-/** Indexes shards (any writer) and writes their indexes plus a manifest next to `out`. */
-export async function indexShards(pattern: string, options: IndexShardsOptions): Promise<DatasetManifest> {
+/**
+ * Indexes shards (any writer) and writes their indexes plus a manifest next to
+ * `out`. Several patterns (what a shell makes of an unquoted brace pattern)
+ * are expanded in order; a shard named twice is indexed once.
+ */
+export async function indexShards(
+  pattern: string | readonly string[],
+  options: IndexShardsOptions,
+): Promise<DatasetManifest> {
   const { signal } = options;
   const outUrl = options.out.endsWith('.json')
     ? options.out
     : `${options.out.replace(/\/+$/, '')}/${MANIFEST_KEY}`;
   const { store: outStore, manifestKey } = openDatasetStore(outUrl, options);
-  const urls = (await expandShardPattern(pattern, options)).map(toUrl);
+  const patterns = typeof pattern === 'string' ? [pattern] : pattern;
+  const expanded: string[] = [];
+  for (const p of patterns) for (const u of await expandShardPattern(p, options)) expanded.push(toUrl(u));
+  const urls = [...new Set(expanded)];
   if (urls.length === 0) {
-    throw new SadpError('SADP_NO_SHARDS', `no shards match ${pattern}`, { status: Status.NOT_FOUND });
+    throw new SadpError('SADP_NO_SHARDS', `no shards match ${patterns.join(' ')}`, {
+      status: Status.NOT_FOUND,
+    });
   }
   const manifestDir = outStore.url;
   // Shard refs relative to the manifest's directory where possible; index keys unique per shard.
@@ -302,7 +314,7 @@ export async function indexShards(pattern: string, options: IndexShardsOptions):
     bytes: totalBytes,
     fields: [...fields].sort(),
     shards: entries,
-    source: options.source ?? pattern,
+    source: options.source ?? patterns.join(' '),
     createdAt: new Date().toISOString(),
   };
   await outStore.put(manifestKey, Buffer.from(JSON.stringify(manifest, null, 1)), {
