@@ -15,6 +15,7 @@ import {
   syntheticSource,
   BUILD_DEFAULTS,
   type DatasetManifest,
+  type IndexProgress,
   type SampleSource,
 } from '../../loader/shards/index.js';
 import { intArg } from '../args.js';
@@ -117,7 +118,8 @@ function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   };
 }
 
-function summary(manifest: DatasetManifest, url: string): void {
+/** The final line; `skipped` counts tar entries in no sample (index only), as webdataset would skip them. */
+function summary(manifest: DatasetManifest, url: string, skipped?: IndexProgress['skipped']): void {
   process.stdout.write(
     `${JSON.stringify({
       event: 'done',
@@ -126,6 +128,7 @@ function summary(manifest: DatasetManifest, url: string): void {
       shards: manifest.shards.length,
       bytes: manifest.bytes,
       fields: manifest.fields,
+      ...(skipped ? { skipped } : {}),
     })}\n`,
   );
 }
@@ -204,18 +207,23 @@ interface IndexFlags extends S3Flags {
 async function index(patterns: string[], flags: IndexFlags): Promise<void> {
   const progress = progressReporter('index', 'shards');
   const { signal, dispose } = interruptSignal();
+  let skipped: IndexProgress['skipped'] | undefined;
   try {
     const manifest = await indexShards(patterns, {
       out: flags.out,
       s3: s3OptionsFromFlags(flags),
       concurrency: flags.concurrency,
       signal,
-      onProgress: (p) => progress.update(p.shardsDone, p.shards, p.bytes),
+      onProgress: (p) => {
+        skipped = p.skipped;
+        progress.update(p.shardsDone, p.shards, p.bytes);
+      },
     });
     progress.stop();
     summary(
       manifest,
       flags.out.endsWith('.json') ? flags.out : `${flags.out.replace(/\/+$/, '')}/manifest.json`,
+      skipped,
     );
   } finally {
     progress.stop();

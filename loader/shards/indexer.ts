@@ -20,7 +20,7 @@ import {
 } from '../../storage/index.js';
 import { openDatasetStore } from './dataset.js';
 import { INDEX_DIR, MANIFEST_KEY, type DatasetManifest, type ShardEntry, type ShardIndex } from './format.js';
-import { SampleGrouper } from './sample-grouper.js';
+import { SampleGrouper, noneSkipped, type SkippedEntries } from './sample-grouper.js';
 import { throwIfCancelled } from '../../common/abort.js';
 import { TarScanner, tarCorrupt, type TarRecord } from './tar-scanner.js';
 
@@ -29,6 +29,8 @@ export interface IndexProgress {
   shards: number;
   samples: number;
   bytes: number;
+  /** Tar entries in no sample so far (directories, links, meta members, no extension). */
+  skipped: SkippedEntries;
 }
 
 export interface IndexShardsOptions {
@@ -57,7 +59,7 @@ export async function indexShard(
   store: ObjectStore,
   key: string,
   options: { shard?: string; firstId?: number; signal?: AbortSignal } = {},
-): Promise<{ index: ShardIndex; extensions: Set<string> }> {
+): Promise<{ index: ShardIndex; extensions: Set<string>; skipped: SkippedEntries }> {
   const { signal } = options;
   const label = isAbsoluteUrl(key) ? key : `${store.url}/${key}`;
   const info = await store.head(key, { signal });
@@ -151,6 +153,7 @@ export async function indexShard(
       samples: grouper.samples,
     },
     extensions: grouper.extensions,
+    skipped: grouper.skipped,
   };
 }
 
@@ -225,7 +228,8 @@ export async function indexShards(
   // depends on all earlier shards), so at most `window` finished indexes wait.
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const window = concurrency * 2;
-  const done = new Map<number, { index: ShardIndex; extensions: Set<string> }>();
+  const done = new Map<number, { index: ShardIndex; extensions: Set<string>; skipped: SkippedEntries }>();
+  const skipped = noneSkipped();
   const entries: ShardEntry[] = [];
   const fields = new Set<string>();
   let started = 0;
@@ -263,6 +267,7 @@ export async function indexShards(
           bytes,
         });
         for (const ext of item.extensions) fields.add(ext);
+        for (const k of Object.keys(skipped) as (keyof SkippedEntries)[]) skipped[k] += item.skipped[k];
         nextId += item.index.samples.length;
         totalBytes += bytes;
         written++;
@@ -271,6 +276,7 @@ export async function indexShards(
           shards: plan.length,
           samples: nextId,
           bytes: totalBytes,
+          skipped: { ...skipped },
         });
         wakeAll();
       }
