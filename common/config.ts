@@ -183,14 +183,36 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   return out;
 }
 
-function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+/**
+ * The warning for an environment variable that looks like a setting but is
+ * none. Not an error: a shell or pod may carry SADP_* variables meant for
+ * another version or tool, and failing every command for them helps nobody.
+ */
+export function unknownEnvWarning(name: string): string {
+  // Suggest the variables of the same section (SADP_S3_ENDPIONT -> SADP_S3_*).
+  const section = /^SADP_[A-Z0-9]+_/.exec(name)?.[0];
+  const near = section ? Object.keys(ENV_VARS).filter((k) => k.startsWith(section)) : [];
+  const hint = near.length > 0 ? `; did you mean one of ${near.join(', ')}?` : '';
+  return `ignoring unknown environment variable ${name}: not a sadp setting${hint}`;
+}
+
+const warnedEnv = new Set<string>();
+
+function warnOnceToStderr(name: string): void {
+  if (warnedEnv.has(name)) return;
+  warnedEnv.add(name);
+  process.stderr.write(`sadp: warning: ${unknownEnvWarning(name)}\n`);
+}
+
+function fromEnv(env: NodeJS.ProcessEnv, onUnknown: (name: string) => void): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith('SADP_') || raw === undefined) continue;
     if ((EXTRA_ENV_VARS as readonly string[]).includes(name)) continue;
     const spec = ENV_VARS[name];
     if (!spec) {
-      throw configError(`unknown environment variable ${name} (known: ${Object.keys(ENV_VARS).join(', ')})`);
+      onUnknown(name);
+      continue;
     }
     let value: unknown = raw;
     if (spec.type === 'number') {
@@ -212,6 +234,11 @@ export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
   /** Values from command-line flags (highest precedence). */
   overrides?: ConfigInput;
+  /**
+   * Called for each SADP_* variable that is no setting (it is ignored); default:
+   * one warning line per variable and process on stderr.
+   */
+  onUnknownEnv?: (name: string) => void;
 }
 
 export function loadConfig(options: LoadConfigOptions = {}): Config {
@@ -243,7 +270,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       fromFile = parsed as Record<string, unknown>;
     }
   }
-  const merged = merge(merge(fromFile, fromEnv(env)), options.overrides ?? {});
+  const merged = merge(
+    merge(fromFile, fromEnv(env, options.onUnknownEnv ?? warnOnceToStderr)),
+    options.overrides ?? {},
+  );
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
     const where = file ? ` (file ${file}, environment, flags)` : '';

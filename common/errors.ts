@@ -64,6 +64,32 @@ export function toGrpcError(err: unknown): { code: StatusCode; details: string; 
   return { code: Status.INTERNAL, details: `SADP_INTERNAL: ${message}`, message };
 }
 
+/**
+ * Splits the details of a gRPC status from a sadp service, `CODE: message` as
+ * toGrpcError writes them, back into the stable code and the message, so a
+ * caller that wraps it does not repeat the code.
+ */
+export function splitGrpcDetails(details: string): { code: string | undefined; message: string } {
+  const m = /^(SADP_[A-Z0-9_]+): ([\s\S]*)$/.exec(details);
+  return m ? { code: m[1], message: m[2]! } : { code: undefined, message: details };
+}
+
+/**
+ * A failed call to a sadp service as a SadpError: the server's code and status
+ * when it sent one (else `fallbackCode`), `what` (the call and the peer) in
+ * front of the server's message, and the original as `cause`.
+ */
+export function fromGrpcError(err: unknown, what: string, fallbackCode = 'SADP_RPC_FAILED'): SadpError {
+  if (err instanceof SadpError) return err;
+  const e = err as { code?: unknown; details?: unknown };
+  const details = typeof e.details === 'string' ? e.details : errorMessage(err);
+  const { code, message } = splitGrpcDetails(details);
+  const status = Object.values(Status).includes(e.code as StatusCode)
+    ? (e.code as StatusCode)
+    : Status.INTERNAL;
+  return new SadpError(code ?? fallbackCode, `${what}: ${message}`, { status, cause: err });
+}
+
 /** Node's message for a thrown value of unknown type. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -3,3 +3,4 @@
 export * from './service/index.js';
 export * from './shards/index.js';
 export * from './fetch/index.js';
+export * from './estimate/index.js';

@@ -15,6 +15,7 @@ export const StorageErrorCode = {
   INVALID_KEY: 'SADP_INVALID_KEY',
   INVALID_URL: 'SADP_INVALID_URL',
   FAILED: 'SADP_STORAGE_FAILED',
+  NO_CREDENTIALS: 'SADP_STORAGE_NO_CREDENTIALS',
 } as const;
 
 /** What the mapped error says about where it happened. */
@@ -26,6 +27,8 @@ export interface ErrorContext {
   /** The ETag the caller pinned, if any. */
   ifMatch?: string;
   signal?: AbortSignal;
+  /** Where the request went (origin only, or a description of the default), for messages. */
+  endpoint?: string;
 }
 
 export function notFoundError(url: string, cause?: unknown): SadpError {
@@ -142,6 +145,16 @@ function describe(err: unknown): string {
   return parts.join(' ');
 }
 
+const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN']);
+
+/** `cannot resolve host h` for a DNS failure, else undefined. */
+function dnsFailure(err: unknown): string | undefined {
+  const { code } = shape(err);
+  if (typeof code !== 'string' || !DNS_CODES.has(code)) return undefined;
+  const hostname = (err as { hostname?: unknown }).hostname;
+  return `${code}: cannot resolve host${typeof hostname === 'string' ? ` ${hostname}` : ''}`;
+}
+
 function looksLikeSocketFailure(err: unknown): boolean {
   const { code, message } = shape(err);
   if (typeof code === 'string' && RETRYABLE_NET_CODES.has(code)) return true;
@@ -186,6 +199,18 @@ function classify(original: unknown, ctx: ErrorContext): SadpError {
   if (isAbort(err, ctx.signal)) return cancelledError(ctx.url, ctx.op, err);
   const { name, code } = shape(err);
   const status = httpStatus(err);
+  const at = ctx.endpoint === undefined ? '' : ` (S3 endpoint ${ctx.endpoint})`;
+  if (name === 'CredentialsProviderError') {
+    // Not a storage fault: nothing was sent. Say what was looked for.
+    return new SadpError(
+      StorageErrorCode.NO_CREDENTIALS,
+      `${ctx.op} ${ctx.url}: no S3 credentials${at}: none configured and the AWS default chain ` +
+        '(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, web identity, instance metadata) found none',
+      { status: Status.UNAUTHENTICATED, cause: err },
+    );
+  }
+  const dns = dnsFailure(err);
+  if (dns !== undefined) return unavailableError(ctx.url, ctx.op, `${dns}${at}`, err);
   if (
     status === 404 ||
     (typeof name === 'string' && NOT_FOUND_NAMES.has(name)) ||
@@ -216,10 +241,14 @@ function classify(original: unknown, ctx: ErrorContext): SadpError {
     name === 'InvalidAccessKeyId' ||
     name === 'SignatureDoesNotMatch'
   ) {
-    return new SadpError(StorageErrorCode.DENIED, `${ctx.op} ${ctx.url}: access denied (${describe(err)})`, {
-      status: Status.PERMISSION_DENIED,
-      cause: err,
-    });
+    return new SadpError(
+      StorageErrorCode.DENIED,
+      `${ctx.op} ${ctx.url}: access denied (${describe(err)})${at}`,
+      {
+        status: Status.PERMISSION_DENIED,
+        cause: err,
+      },
+    );
   }
   return new SadpError(StorageErrorCode.FAILED, `${ctx.op} ${ctx.url}: ${describe(err)}`, {
     status: Status.INTERNAL,

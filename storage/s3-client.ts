@@ -75,10 +75,15 @@ function checkEndpoint(endpoint: string): void {
   }
 }
 
+const endpoints = new WeakMap<S3Client, string>();
+
+/** Where a client built by createS3Client sends its requests, for messages (no user info). */
+export function clientEndpointLabel(client: S3Client): string | undefined {
+  return endpoints.get(client);
+}
+
 export function createS3Client(options: S3Options = {}): S3Client {
   if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
-  // The SDK version is pinned (see DESIGN.md); its Node-22 notice is noise here.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const maxSockets = options.maxSockets ?? S3_DEFAULTS.maxSockets;
   const agentOptions = { keepAlive: true, maxSockets };
   const credentials =
@@ -89,7 +94,7 @@ export function createS3Client(options: S3Options = {}): S3Client {
           ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}),
         }
       : undefined;
-  return new S3Client({
+  const client = new S3Client({
     // The SDK's own region chain does not fall back; S3-compatible servers
     // ignore the region but the signer needs one. AWS_* variables belong to
     // the SDK's configuration surface, so they are read here, next to it.
@@ -110,4 +115,9 @@ export function createS3Client(options: S3Options = {}): S3Client {
       connectionTimeout: options.connectionTimeoutMs ?? S3_DEFAULTS.connectionTimeoutMs,
     }),
   });
+  endpoints.set(
+    client,
+    options.endpoint === undefined ? 'AWS S3 (no custom endpoint set)' : endpointLabel(options.endpoint),
+  );
+  return client;
 }

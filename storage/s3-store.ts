@@ -19,6 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { ObjectInfo, ObjectStore, ReadOptions, WriteOptions } from './object-store.js';
 import { changedError, mapStorageError, rangeError, unavailableError } from './errors.js';
 import { guardStream } from './guard-stream.js';
+import { clientEndpointLabel } from './s3-client.js';
 import { checkKey, parseS3Url } from './keys.js';
 import { checkRangeArgs } from './range.js';
 
@@ -35,6 +36,8 @@ class S3Store implements ObjectStore {
   readonly url: string;
   private readonly bucket: string;
   private readonly prefix: string;
+  /** For messages that need it (credentials, DNS, access): where requests go. */
+  private readonly endpoint: string | undefined;
 
   constructor(
     url: string,
@@ -44,6 +47,7 @@ class S3Store implements ObjectStore {
     this.bucket = bucket;
     this.prefix = prefix === '' ? '' : `${prefix}/`;
     this.url = `s3://${bucket}${prefix === '' ? '' : `/${prefix}`}`;
+    this.endpoint = clientEndpointLabel(client);
   }
 
   private objectKey(key: string): string {
@@ -98,7 +102,7 @@ class S3Store implements ObjectStore {
       return info;
     } catch (err) {
       if (!(body instanceof Uint8Array)) body.destroy();
-      throw mapStorageError(err, { url, op: 'PUT', signal });
+      throw mapStorageError(err, { endpoint: this.endpoint, url, op: 'PUT', signal });
     }
   }
 
@@ -133,7 +137,7 @@ class S3Store implements ObjectStore {
         { abortSignal: signal },
       );
     } catch (err) {
-      throw mapStorageError(err, { url, op: 'GET', ifMatch, signal });
+      throw mapStorageError(err, { endpoint: this.endpoint, url, op: 'GET', ifMatch, signal });
     }
     const body = out.Body as Readable | undefined;
     const etag = stripEtag(out.ETag);
@@ -160,7 +164,13 @@ class S3Store implements ObjectStore {
     if (!body) return Readable.from([]);
     return guardStream(body, {
       mapError: (err) =>
-        mapStorageError(err, { url, op: 'GET', ifMatch: options.ifMatch, signal: options.signal }),
+        mapStorageError(err, {
+          endpoint: this.endpoint,
+          url,
+          op: 'GET',
+          ifMatch: options.ifMatch,
+          signal: options.signal,
+        }),
       expectedBytes: length,
       short: (got) => unavailableError(url, 'GET', `body ended after ${got} of ${length} bytes`),
     });
@@ -176,7 +186,12 @@ class S3Store implements ObjectStore {
       );
       return { key, size: out.ContentLength ?? 0, etag: stripEtag(out.ETag) };
     } catch (err) {
-      const mapped = mapStorageError(err, { url: this.urlOf(key), op: 'HEAD', signal: options.signal });
+      const mapped = mapStorageError(err, {
+        endpoint: this.endpoint,
+        url: this.urlOf(key),
+        op: 'HEAD',
+        signal: options.signal,
+      });
       if (mapped.code === 'SADP_OBJECT_NOT_FOUND') return undefined;
       throw mapped;
     }
@@ -196,7 +211,12 @@ class S3Store implements ObjectStore {
           { abortSignal: options.signal },
         );
       } catch (err) {
-        throw mapStorageError(err, { url: `${this.url}/${prefix}`, op: 'LIST', signal: options.signal });
+        throw mapStorageError(err, {
+          endpoint: this.endpoint,
+          url: `${this.url}/${prefix}`,
+          op: 'LIST',
+          signal: options.signal,
+        });
       }
       for (const item of out.Contents ?? []) {
         if (item.Key === undefined) continue;
@@ -214,7 +234,12 @@ class S3Store implements ObjectStore {
     } catch (err) {
       // S3 deletes idempotently; only a missing bucket is an error.
       if ((err as { name?: unknown }).name !== 'NoSuchKey') {
-        throw mapStorageError(err, { url: this.urlOf(key), op: 'DELETE', signal: options.signal });
+        throw mapStorageError(err, {
+          endpoint: this.endpoint,
+          url: this.urlOf(key),
+          op: 'DELETE',
+          signal: options.signal,
+        });
       }
     }
   }

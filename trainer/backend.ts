@@ -124,7 +124,7 @@ async function activate(
       wasm.setWasmPaths(`${dirname(require.resolve(`${WASM_PACKAGE}/dist/tfjs-backend-wasm.wasm`))}/`);
       await use('wasm', `${WASM_PACKAGE} loaded but`);
       // TF.js detects SIMD and threads itself and uses them only when they
-      // work; in Node 20 that is SIMD without threads.
+      // work; in Node that is SIMD without threads.
       const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
       return { name, tfBackend: 'wasm', wasm: { simd, threads: wasm.getThreadsCount() } };
     }

@@ -7,6 +7,7 @@ import { registerDemoCommand } from './demo.js';
 import { registerS3Command } from './s3.js';
 import { registerShardsCommand } from './shards.js';
 import { registerTrainCommand } from './train.js';
+import { registerEstimateCommand } from './estimate.js';
 
 type Register = (program: Command) => void;
 
@@ -18,6 +19,7 @@ const registrars: Register[] = [
   registerS3Command,
   registerShardsCommand,
   registerTrainCommand,
+  registerEstimateCommand,
 ];
 
 export function registerCommands(program: Command): void {

@@ -10,7 +10,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../common/config.js';
 import { createLifecycle } from '../../common/lifecycle.js';
 import { createLogger } from '../../common/logger.js';
-import { errorMessage, isSadpError } from '../../common/errors.js';
+import { errorMessage } from '../../common/errors.js';
+import { errorLines } from '../hints.js';
 import { startEmbeddedS3, type S3Options } from '../../storage/index.js';
 import { intArg } from '../args.js';
 import { announce, s3Overrides } from '../service-runtime.js';
@@ -25,10 +26,14 @@ export interface S3Flags {
   pathStyle?: boolean;
 }
 
-/** Adds --endpoint/--region/credential flags to a command. */
+/** Adds --config and the S3 connection flags to a command. */
 export function addS3Flags(cmd: Command): Command {
+  return addS3ConnectionFlags(cmd.option('--config <file>', 'YAML config file; default $SADP_CONFIG'));
+}
+
+/** Adds --endpoint/--region/credential flags to a command. */
+export function addS3ConnectionFlags(cmd: Command): Command {
   return cmd
-    .option('--config <file>', 'YAML config file; default $SADP_CONFIG')
     .option('--endpoint <url>', 'S3 endpoint (MinIO, Ceph RGW, `sadp s3 serve`); default AWS')
     .option('--region <region>', 'S3 region')
     .option('--access-key-id <id>', 'S3 access key id (default: the AWS credential chain)')
@@ -62,8 +67,7 @@ export function runAction<A extends unknown[]>(
     try {
       await action(...args);
     } catch (err) {
-      const code = isSadpError(err) ? err.code : 'SADP_INTERNAL';
-      process.stderr.write(`error ${code}: ${errorMessage(err)}\n`);
+      process.stderr.write(errorLines('', err, errorMessage(err)));
       process.exitCode = 1;
     }
   };

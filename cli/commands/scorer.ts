@@ -10,7 +10,9 @@ import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
 import { loadConfig, splitHostPort, type Config } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
-import { errorMessage } from '../../common/errors.js';
+import { SadpError, Status, errorMessage, fromGrpcError } from '../../common/errors.js';
+import { errorLines } from '../hints.js';
+import { readManifest } from '../../loader/index.js';
 import { channelCredentials, serverCredentials } from '../../common/tls.js';
 import { pb, ScorerClient, type sadp } from '../../proto/index.js';
 import {
@@ -31,6 +33,7 @@ import {
   type CommonServiceFlags,
 } from '../service-runtime.js';
 import { intArg, numArg } from '../args.js';
+import { addS3ConnectionFlags, s3OptionsFromFlags, type S3Flags } from './s3.js';
 
 interface ServeFlags extends CommonServiceFlags {
   listen?: string;
@@ -74,6 +77,21 @@ async function serve(flags: ServeFlags): Promise<void> {
   await runUntilShutdown(runtime);
 }
 
+/** N from the job's dataset manifest, when --size is not given. */
+async function sizeFromManifest(o: S3Flags & { dataset: string }): Promise<number> {
+  if (o.dataset === '') {
+    throw new SadpError(
+      'SADP_CONFIG_INVALID',
+      'give --dataset <manifest URL> (N is read from it) or --size <n>',
+      {
+        status: Status.INVALID_ARGUMENT,
+      },
+    );
+  }
+  const { manifest } = await readManifest(o.dataset, { s3: s3OptionsFromFlags(o) });
+  return manifest.samples;
+}
+
 function connect(flags: ClientFlags): ScorerClient {
   const config = loadConfig({ file: flags.config });
   return new ScorerClient(flags.address, channelCredentials(config.tls));
@@ -97,7 +115,7 @@ function unary<Req, Res>(
       else resolve(res!);
     });
   }).catch((err: unknown) => {
-    throw new Error(`${flags.address}: ${errorMessage(err)}`, { cause: err });
+    throw fromGrpcError(err, `scorer ${flags.address}`);
   });
 }
 
@@ -116,7 +134,7 @@ function guarded<A extends unknown[]>(
     try {
       await fn(...args);
     } catch (err) {
-      process.stderr.write(`sadp scorer ${name}: ${errorMessage(err)}\n`);
+      process.stderr.write(errorLines(`sadp scorer ${name}: `, err, errorMessage(err)));
       process.exitCode = 1;
     }
   };
@@ -143,14 +161,22 @@ export function registerScorerCommand(program: Command): void {
       ),
   ).action((flags: ServeFlags) => serve(flags));
 
-  addClientOptions(
+  const createJob = addClientOptions(
     scorer
       .command('create-job')
       .description('Create a job (idempotent for an identical spec); prints the job as JSON.')
       .requiredOption('--job <id>', 'job id: 1-128 characters of [A-Za-z0-9._-]')
-      .requiredOption('--size <n>', 'dataset size N (the manifest’s sample count)', intArg('--size'))
+      .option(
+        '--size <n>',
+        'dataset size N; default the sample count of the --dataset manifest (read with the S3 flags)',
+        intArg('--size'),
+      )
       .option('--policy <name>', `one of ${POLICY_NAMES.join(', ')}`, 'sadp')
-      .requiredOption('--prune-ratio <r>', 'average pruning ratio r in [0, 1)', numArg('--prune-ratio'))
+      .option(
+        '--prune-ratio <r>',
+        'average pruning ratio r in [0, 1); required except for --policy full',
+        numArg('--prune-ratio'),
+      )
       .option(
         '--max-prune-ratio <rmax>',
         'last epoch’s pruning ratio; default from the paper’s Table II',
@@ -161,22 +187,24 @@ export function registerScorerCommand(program: Command): void {
       .option('--seed <s>', 'u64 seed of the plans', '0')
       .option('--dataset <url>', 'dataset manifest URL the loaders read', '')
       .option('--token <token>', 'bearer token trainers must present to the loader (stored hashed)'),
-  ).action(
+  );
+  addS3ConnectionFlags(createJob).action(
     guarded(
       'create-job',
       async (
-        o: ClientFlags & {
-          job: string;
-          size: number;
-          policy: string;
-          pruneRatio: number;
-          maxPruneRatio?: number;
-          smoothing?: number;
-          epochs: number;
-          seed: string;
-          dataset: string;
-          token?: string;
-        },
+        o: ClientFlags &
+          S3Flags & {
+            job: string;
+            size?: number;
+            policy: string;
+            pruneRatio?: number;
+            maxPruneRatio?: number;
+            smoothing?: number;
+            epochs: number;
+            seed: string;
+            dataset: string;
+            token?: string;
+          },
       ) => {
         let seed: bigint;
         try {
@@ -184,11 +212,19 @@ export function registerScorerCommand(program: Command): void {
         } catch {
           throw new Error(`--seed must be an unsigned 64-bit integer, got ${o.seed}`);
         }
+        if (o.pruneRatio === undefined && o.policy !== 'full') {
+          throw new SadpError(
+            'SADP_CONFIG_INVALID',
+            `--prune-ratio is required for --policy ${o.policy} (only --policy full keeps every example)`,
+            { status: Status.INVALID_ARGUMENT },
+          );
+        }
+        const datasetSize = o.size ?? (await sizeFromManifest(o));
         const spec = pb.JobSpec.create({
           jobId: o.job,
-          datasetSize: o.size,
+          datasetSize,
           policy: policyToEnum(o.policy),
-          pruneRatio: o.pruneRatio,
+          pruneRatio: o.pruneRatio ?? 0,
           ...(o.maxPruneRatio === undefined ? {} : { maxPruneRatio: o.maxPruneRatio }),
           ...(o.smoothing === undefined ? {} : { smoothing: o.smoothing }),
           epochs: o.epochs,
@@ -280,7 +316,7 @@ export function registerScorerCommand(program: Command): void {
           ...(o.ids ? { ids, weights } : {}),
         });
       } catch (err) {
-        throw new Error(`${o.address}: ${errorMessage(err)}`, { cause: err });
+        throw fromGrpcError(err, `scorer ${o.address}`);
       } finally {
         client.close();
       }

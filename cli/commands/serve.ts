@@ -76,7 +76,9 @@ export function registerServeCommand(program: Command): void {
     lifecycle.add({ name: 'scorer', close: (graceMs) => scorer.close(graceMs) });
     announce('scorer', { address: scorer.address, port: scorer.port, state: config.scorer.state });
 
-    const loader = await startLoaderFromConfig(config, logger.child({ component: 'loader' }), {
+    // The loader service binds `component` itself; binding it here too would
+    // write the key twice on every line.
+    const loader = await startLoaderFromConfig(config, logger, {
       scorerAddress: scorer.address,
       s3,
     });

@@ -15,6 +15,7 @@ import {
   syntheticSource,
   BUILD_DEFAULTS,
   type DatasetManifest,
+  type IndexProgress,
   type SampleSource,
 } from '../../loader/shards/index.js';
 import { intArg } from '../args.js';
@@ -117,7 +118,8 @@ function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   };
 }
 
-function summary(manifest: DatasetManifest, url: string): void {
+/** The final line; `skipped` counts tar entries in no sample (index only), as webdataset would skip them. */
+function summary(manifest: DatasetManifest, url: string, skipped?: IndexProgress['skipped']): void {
   process.stdout.write(
     `${JSON.stringify({
       event: 'done',
@@ -126,6 +128,7 @@ function summary(manifest: DatasetManifest, url: string): void {
       shards: manifest.shards.length,
       bytes: manifest.bytes,
       fields: manifest.fields,
+      ...(skipped ? { skipped } : {}),
     })}\n`,
   );
 }
@@ -201,21 +204,26 @@ interface IndexFlags extends S3Flags {
   concurrency: number;
 }
 
-async function index(pattern: string, flags: IndexFlags): Promise<void> {
+async function index(patterns: string[], flags: IndexFlags): Promise<void> {
   const progress = progressReporter('index', 'shards');
   const { signal, dispose } = interruptSignal();
+  let skipped: IndexProgress['skipped'] | undefined;
   try {
-    const manifest = await indexShards(pattern, {
+    const manifest = await indexShards(patterns, {
       out: flags.out,
       s3: s3OptionsFromFlags(flags),
       concurrency: flags.concurrency,
       signal,
-      onProgress: (p) => progress.update(p.shardsDone, p.shards, p.bytes),
+      onProgress: (p) => {
+        skipped = p.skipped;
+        progress.update(p.shardsDone, p.shards, p.bytes);
+      },
     });
     progress.stop();
     summary(
       manifest,
       flags.out.endsWith('.json') ? flags.out : `${flags.out.replace(/\/+$/, '')}/manifest.json`,
+      skipped,
     );
   } finally {
     progress.stop();
@@ -255,10 +263,12 @@ export function registerShardsCommand(program: Command): void {
       .command('index')
       .description(
         'Index existing tar shards (GNU tar, Python tarfile, webdataset, ...) and write a manifest. ' +
-          'PATTERN: a URL, a brace pattern (train-{000000..000127}.tar), or a prefix ending in /.',
+          'PATTERN: a URL, a brace pattern (train-{000000..000127}.tar), or a prefix ending in /; ' +
+          'several are indexed in order (so an unquoted brace pattern the shell expanded works too, ' +
+          'though quoting it avoids the shell’s argument-length limit).',
       )
-      .argument('<pattern>', 'shard URL, brace pattern, or prefix/')
+      .argument('<pattern...>', 'shard URLs, brace patterns, or prefix/')
       .requiredOption('--out <url>', 'manifest to write: .../manifest.json (or a directory)')
       .option('--concurrency <n>', 'shards read at once', intArg('--concurrency'), 4),
-  ).action(runAction((pattern: string, flags: IndexFlags) => index(pattern, flags)));
+  ).action(runAction((patterns: string[], flags: IndexFlags) => index(patterns, flags)));
 }

@@ -42,10 +42,12 @@ export function cutSample(
   const fields: Record<string, Uint8Array> = {};
   let expected = sample.offset;
   for (const member of sample.members) {
-    if (member.headerOffset !== expected) {
+    // Entries in no sample (a directory, a meta member) may sit between two
+    // members of one sample, as webdataset allows; they are fetched, not used.
+    if (member.headerOffset < expected) {
       throw corrupt(
         member.headerOffset,
-        `index member "${member.name}" does not start where the previous one ends (${expected})`,
+        `index member "${member.name}" starts before the previous one ends (${expected})`,
       );
     }
     let parsed;

@@ -4,7 +4,7 @@
 // mapped onto SadpErrors that name the job and epoch.
 import * as grpc from '@grpc/grpc-js';
 import { cancelledError, sleep } from '../../common/abort.js';
-import { SadpError, Status, type StatusCode } from '../../common/errors.js';
+import { SadpError, Status, splitGrpcDetails, type StatusCode } from '../../common/errors.js';
 import { pb, type ScorerClient, type sadp } from '../../proto/index.js';
 import { planDigest } from '../../scorer/index.js';
 import { backoffDelayMs } from '../fetch/backoff.js';
@@ -40,7 +40,8 @@ export function isRetryableScorerError(err: unknown): boolean {
 export function scorerError(err: unknown, what: string): SadpError {
   if (err instanceof SadpError) return err;
   const e = err as Partial<grpc.ServiceError>;
-  const details = e.details ?? (err instanceof Error ? err.message : String(err));
+  // The scorer's details start with its code; drop it so it is not repeated.
+  const details = splitGrpcDetails(e.details ?? (err instanceof Error ? err.message : String(err))).message;
   const code = e.code;
   if (code === grpc.status.NOT_FOUND) {
     return new SadpError('SADP_JOB_NOT_FOUND', `${what}: ${details}`, {

@@ -9,6 +9,7 @@
 // table shared by all shards. Offsets inside a sample are stored relative to
 // the sample (32 bits), which bounds a sample to 4 GiB.
 import type { MemberEntry, SampleEntry, ShardIndex } from './format.js';
+import { fieldOfSuffix } from './member-name.js';
 
 const MAX_U32 = 0xffffffff;
 
@@ -93,7 +94,7 @@ export class CompactShardIndex {
           };
         }
         const suffix = mem.name.slice(s.key.length);
-        const ext = suffix.startsWith('.') ? suffix.slice(1) : suffix === '' ? '' : undefined;
+        const ext = suffix.startsWith('.') || suffix === '' ? fieldOfSuffix(suffix) : undefined;
         if (ext !== mem.ext) {
           return {
             error: `member ${JSON.stringify(mem.name)} has extension "${mem.ext}", its name says otherwise`,
@@ -141,7 +142,7 @@ export class CompactShardIndex {
       const headerOffset = offset + (this.headerRel[j] as number);
       members.push({
         name: key + suffix,
-        ext: suffix.startsWith('.') ? suffix.slice(1) : suffix,
+        ext: fieldOfSuffix(suffix),
         headerOffset,
         dataOffset: headerOffset + (this.dataRel[j] as number),
         size: this.sizes[j] as number,

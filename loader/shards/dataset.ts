@@ -230,7 +230,19 @@ function indexMismatch(shard: string, indexUrl: string, why: string): SadpError 
   );
 }
 
-export async function openDataset(manifestUrl: string, options: OpenDatasetOptions = {}): Promise<Dataset> {
+/** Reads and validates a dataset manifest alone (no shard index is fetched). */
+export async function readManifest(
+  manifestUrl: string,
+  options: Pick<OpenDatasetOptions, 's3' | 'client' | 'signal'> = {},
+): Promise<{ manifest: DatasetManifest; url: string }> {
+  const { manifest, url } = await loadManifest(manifestUrl, options);
+  return { manifest, url };
+}
+
+async function loadManifest(
+  manifestUrl: string,
+  options: Pick<OpenDatasetOptions, 's3' | 'client' | 'signal'>,
+): Promise<{ manifest: DatasetManifest; url: string; store: ObjectStore }> {
   const { signal } = options;
   const { store, manifestKey } = openDatasetStore(manifestUrl, options);
   const url = `${store.url}/${manifestKey}`;
@@ -250,6 +262,12 @@ export async function openDataset(manifestUrl: string, options: OpenDatasetOptio
     parseJson(raw, (why, cause) => manifestInvalid(url, why, cause)),
     url,
   );
+  return { manifest, url, store };
+}
+
+export async function openDataset(manifestUrl: string, options: OpenDatasetOptions = {}): Promise<Dataset> {
+  const { signal } = options;
+  const { manifest, url, store } = await loadManifest(manifestUrl, options);
   const dataset = new OpenedDataset(
     manifest,
     url,

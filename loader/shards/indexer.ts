@@ -20,7 +20,7 @@ import {
 } from '../../storage/index.js';
 import { openDatasetStore } from './dataset.js';
 import { INDEX_DIR, MANIFEST_KEY, type DatasetManifest, type ShardEntry, type ShardIndex } from './format.js';
-import { SampleGrouper } from './sample-grouper.js';
+import { SampleGrouper, noneSkipped, type SkippedEntries } from './sample-grouper.js';
 import { throwIfCancelled } from '../../common/abort.js';
 import { TarScanner, tarCorrupt, type TarRecord } from './tar-scanner.js';
 
@@ -29,6 +29,8 @@ export interface IndexProgress {
   shards: number;
   samples: number;
   bytes: number;
+  /** Tar entries in no sample so far (directories, links, meta members, no extension). */
+  skipped: SkippedEntries;
 }
 
 export interface IndexShardsOptions {
@@ -57,7 +59,7 @@ export async function indexShard(
   store: ObjectStore,
   key: string,
   options: { shard?: string; firstId?: number; signal?: AbortSignal } = {},
-): Promise<{ index: ShardIndex; extensions: Set<string> }> {
+): Promise<{ index: ShardIndex; extensions: Set<string>; skipped: SkippedEntries }> {
   const { signal } = options;
   const label = isAbsoluteUrl(key) ? key : `${store.url}/${key}`;
   const info = await store.head(key, { signal });
@@ -151,6 +153,7 @@ export async function indexShard(
       samples: grouper.samples,
     },
     extensions: grouper.extensions,
+    skipped: grouper.skipped,
   };
 }
 
@@ -185,16 +188,28 @@ function toUrl(ref: string): string {
   return `${store.url}/${manifestKey}`;
 }
 
-/** Indexes shards (any writer) and writes their indexes plus a manifest next to `out`. */
-export async function indexShards(pattern: string, options: IndexShardsOptions): Promise<DatasetManifest> {
+/**
+ * Indexes shards (any writer) and writes their indexes plus a manifest next to
+ * `out`. Several patterns (what a shell makes of an unquoted brace pattern)
+ * are expanded in order; a shard named twice is indexed once.
+ */
+export async function indexShards(
+  pattern: string | readonly string[],
+  options: IndexShardsOptions,
+): Promise<DatasetManifest> {
   const { signal } = options;
   const outUrl = options.out.endsWith('.json')
     ? options.out
     : `${options.out.replace(/\/+$/, '')}/${MANIFEST_KEY}`;
   const { store: outStore, manifestKey } = openDatasetStore(outUrl, options);
-  const urls = (await expandShardPattern(pattern, options)).map(toUrl);
+  const patterns = typeof pattern === 'string' ? [pattern] : pattern;
+  const expanded: string[] = [];
+  for (const p of patterns) for (const u of await expandShardPattern(p, options)) expanded.push(toUrl(u));
+  const urls = [...new Set(expanded)];
   if (urls.length === 0) {
-    throw new SadpError('SADP_NO_SHARDS', `no shards match ${pattern}`, { status: Status.NOT_FOUND });
+    throw new SadpError('SADP_NO_SHARDS', `no shards match ${patterns.join(' ')}`, {
+      status: Status.NOT_FOUND,
+    });
   }
   const manifestDir = outStore.url;
   // Shard refs relative to the manifest's directory where possible; index keys unique per shard.
@@ -213,7 +228,8 @@ export async function indexShards(pattern: string, options: IndexShardsOptions):
   // depends on all earlier shards), so at most `window` finished indexes wait.
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const window = concurrency * 2;
-  const done = new Map<number, { index: ShardIndex; extensions: Set<string> }>();
+  const done = new Map<number, { index: ShardIndex; extensions: Set<string>; skipped: SkippedEntries }>();
+  const skipped = noneSkipped();
   const entries: ShardEntry[] = [];
   const fields = new Set<string>();
   let started = 0;
@@ -251,6 +267,7 @@ export async function indexShards(pattern: string, options: IndexShardsOptions):
           bytes,
         });
         for (const ext of item.extensions) fields.add(ext);
+        for (const k of Object.keys(skipped) as (keyof SkippedEntries)[]) skipped[k] += item.skipped[k];
         nextId += item.index.samples.length;
         totalBytes += bytes;
         written++;
@@ -259,6 +276,7 @@ export async function indexShards(pattern: string, options: IndexShardsOptions):
           shards: plan.length,
           samples: nextId,
           bytes: totalBytes,
+          skipped: { ...skipped },
         });
         wakeAll();
       }
@@ -302,7 +320,7 @@ export async function indexShards(pattern: string, options: IndexShardsOptions):
     bytes: totalBytes,
     fields: [...fields].sort(),
     shards: entries,
-    source: options.source ?? pattern,
+    source: options.source ?? patterns.join(' '),
     createdAt: new Date().toISOString(),
   };
   await outStore.put(manifestKey, Buffer.from(JSON.stringify(manifest, null, 1)), {

@@ -1,9 +1,13 @@
-// Groups tar members into WebDataset samples while a shard streams past,
-// enforcing the rules the loader relies on: members of a sample are
-// adjacent, an extension appears once per sample, a key never comes back
-// after another key. Directories, links, other non-regular members and
-// `__*__` meta members are skipped and end the current sample, so a sample's
-// byte range [offset, end) holds its own members only.
+// Groups tar members into WebDataset samples while a shard streams past, the
+// way webdataset 1.x groups them (member-name.ts has the naming rules):
+// consecutive members with one key form a sample; directories, links, devices,
+// meta members and members without an extension belong to no sample and are
+// skipped without ending the current one (webdataset's `continue`), so a
+// sample's byte range [offset, end) may hold such entries between its members.
+// Every skipped entry is counted by reason: nothing disappears unreported.
+// Two rules are stricter than webdataset's (loader/shards/README.md says why):
+// an extension repeated in a sample and a key that comes back after another
+// key (a split sample) are SADP_SHARD_INVALID.
 import { SadpError, Status } from '../../common/errors.js';
 import type { MemberEntry, SampleEntry } from './format.js';
 import { splitMemberName } from './member-name.js';
@@ -18,9 +22,24 @@ export function shardInvalid(shard: string, offset: number, why: string): SadpEr
   );
 }
 
+/** Tar entries that are in no sample, by reason. */
+export interface SkippedEntries {
+  /** Directories, links, devices, FIFOs. */
+  notFile: number;
+  /** `__name__` at the top level, or under a `__name__/` directory. */
+  meta: number;
+  /** Files whose basename has no extension (`README`, `.hidden`). */
+  noExtension: number;
+}
+
+export function noneSkipped(): SkippedEntries {
+  return { notFile: 0, meta: 0, noExtension: 0 };
+}
+
 export class SampleGrouper {
   readonly samples: SampleEntry[] = [];
   readonly extensions = new Set<string>();
+  readonly skipped: SkippedEntries = noneSkipped();
   private current: SampleEntry | undefined;
   private readonly seen = new Set<string>();
 
@@ -28,9 +47,18 @@ export class SampleGrouper {
 
   /** Adds one member in stream order; `regular` is false for directories, links and devices. */
   add(name: string, regular: boolean, member: Omit<MemberEntry, 'name' | 'ext'>, end: number): void {
-    const { key, ext, meta } = splitMemberName(name);
-    if (!regular || meta || name.endsWith('/')) {
-      this.close();
+    // Old (v7) tar marks a directory as a file whose name ends in '/'.
+    if (!regular || name.endsWith('/')) {
+      this.skipped.notFile++;
+      return;
+    }
+    const { key, ext, skip } = splitMemberName(name);
+    if (skip === 'meta') {
+      this.skipped.meta++;
+      return;
+    }
+    if (skip === 'no-extension') {
+      this.skipped.noExtension++;
       return;
     }
     const cur = this.current;
@@ -39,7 +67,7 @@ export class SampleGrouper {
         throw shardInvalid(
           this.shard,
           member.headerOffset,
-          `member ${JSON.stringify(name)} repeats extension "${ext}" of sample ${JSON.stringify(key)}`,
+          `member ${JSON.stringify(name)} repeats field "${ext}" of sample ${JSON.stringify(key)}`,
         );
       }
       cur.members.push({ name, ext, ...member });

@@ -259,6 +259,14 @@ export interface SyntheticImagesOptions {
   cols?: number;
   /** Amplitude of the per-pixel noise added to the class prototype, 0..255; default 96. */
   noise?: number;
+  /**
+   * Class overlap, 0..1; default 0 (separable). Each image blends its class's
+   * prototype with a random other class's at a weight drawn uniformly from
+   * [0, overlap]: above 0.5 the image looks more like the other class, so a
+   * fraction of about (overlap - 0.5) / overlap of the set cannot be
+   * classified right by any model, and near 0.5 the noise decides.
+   */
+  overlap?: number;
 }
 
 /**
@@ -274,6 +282,7 @@ export function syntheticImagesSource(options: SyntheticImagesOptions): SampleSo
   const rows = options.rows ?? 28;
   const cols = options.cols ?? 28;
   const noise = options.noise ?? 96;
+  const overlap = options.overlap ?? 0;
   const pixels = rows * cols;
   const prototypes = new Float32Array(classes * pixels);
   for (let c = 0; c < classes; c++) {
@@ -292,14 +301,17 @@ export function syntheticImagesSource(options: SyntheticImagesOptions): SampleSo
   }
   const width = keyWidth(options.count);
   return {
-    name: `synthetic-images:count=${options.count},seed=${seed},classes=${classes}`,
+    name: `synthetic-images:count=${options.count},seed=${seed},classes=${classes}${overlap > 0 ? `,overlap=${overlap}` : ''}`,
     *samples(signal?: AbortSignal): Iterable<Sample> {
       const image = new Uint8Array(pixels);
       for (let id = 0; id < options.count; id++) {
         throwIfCancelled(signal, 'synthetic-images source');
         const label = Math.floor(uniform(seed, id, 2) * classes);
+        const other = (label + 1 + Math.floor(uniform(seed, id, 3) * (classes - 1))) % classes;
+        const a = overlap * uniform(seed, id, 4);
         for (let p = 0; p < pixels; p++) {
-          const v = prototypes[label * pixels + p]! + noise * (uniform(seed, id, 100 + p) - 0.5);
+          const base = (1 - a) * prototypes[label * pixels + p]! + a * prototypes[other * pixels + p]!;
+          const v = base + noise * (uniform(seed, id, 100 + p) - 0.5);
           image[p] = Math.max(0, Math.min(255, Math.round(v)));
         }
         yield {

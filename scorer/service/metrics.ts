@@ -2,8 +2,15 @@
 // several scorers in one process (tests, `sadp serve`) share them.
 import { counter, gauge, histogram } from '../../common/metrics.js';
 
+/**
+ * Rejection reasons that are the scorer's own condition rather than a bad
+ * request: exported at 0 from the start, so dashboards and alerts see a
+ * series (and a rate of 0) before the first rejection.
+ */
+const KNOWN_REJECTIONS = ['SADP_SCORER_OVERLOADED', 'SADP_STATE_WRITE_FAILED', 'SADP_JOB_NOT_FOUND'];
+
 export function scorerMetrics() {
-  return {
+  const metrics = {
     scoresReceived: counter('sadp_scorer_scores_received_total', 'Score entries accepted (durable).', [
       'job',
     ]),
@@ -29,6 +36,8 @@ export function scorerMetrics() {
       'epoch',
     ]),
   };
+  for (const reason of KNOWN_REJECTIONS) metrics.reportsRejected.inc({ reason }, 0);
+  return metrics;
 }
 
 export type ScorerMetrics = ReturnType<typeof scorerMetrics>;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ENV_VARS, loadConfig } from '../../common/config.js';
+import { ENV_VARS, loadConfig, unknownEnvWarning } from '../../common/config.js';
 import { isSadpError } from '../../common/errors.js';
 
 function yamlFile(text: string): string {
@@ -50,16 +50,27 @@ test('booleans and numbers from the environment are parsed, garbage is named', (
   );
 });
 
-test('unknown keys in the file, the environment and flags are errors naming the key', () => {
+test('unknown keys in the file and flags are errors naming the key', () => {
   rejects(
     () => loadConfig({ env: {}, file: yamlFile('loader:\n  inflighBytes: 5\n') }),
     /unknown key 'loader\.inflighBytes'/,
   );
   rejects(() => loadConfig({ env: {}, file: yamlFile('lodaer: {}\n') }), /unknown key 'lodaer'/);
-  rejects(
-    () => loadConfig({ env: { SADP_LOADER_INFLIGHT: '5' } }),
-    /unknown environment variable SADP_LOADER_INFLIGHT/,
+});
+
+test('an unknown SADP_* environment variable is ignored with a warning naming it and its neighbours', () => {
+  const unknown: string[] = [];
+  const config = loadConfig({
+    env: { SADP_LOADER_INFLIGHT: '5', SADP_SOMETHING_ELSE: 'x', SADP_LOADER_CONCURRENCY: '7' },
+    onUnknownEnv: (name) => unknown.push(name),
+  });
+  assert.deepEqual(unknown.sort(), ['SADP_LOADER_INFLIGHT', 'SADP_SOMETHING_ELSE']);
+  assert.equal(config.loader.concurrency, 7, 'the known variables still apply');
+  assert.match(
+    unknownEnvWarning('SADP_LOADER_INFLIGHT'),
+    /SADP_LOADER_INFLIGHT.*did you mean.*SADP_LOADER_INFLIGHT_BYTES/,
   );
+  assert.doesNotMatch(unknownEnvWarning('SADP_X'), /did you mean/);
 });
 
 test('bad values are errors naming the key', () => {

@@ -56,7 +56,7 @@ const runs = (s: Stage): string[] =>
     .map((i) => (i.getArgumentsContent() ?? '').replace(/\\\n/g, ' '));
 const last = <T>(xs: readonly T[]): T | undefined => xs[xs.length - 1];
 
-test('multi-stage: a build stage with dev dependencies, a runtime stage on the same Node 20 slim base', () => {
+test('multi-stage: a build stage with dev dependencies, a runtime stage on the same Node 24 slim base', () => {
   const all = stages();
   assert.ok(all.length >= 2, 'at least a build and a runtime stage');
   const build = all[0]!;
@@ -65,13 +65,13 @@ test('multi-stage: a build stage with dev dependencies, a runtime stage on the s
   const nodeVersion = dockerfile.getInitialARGs().find((a) => a.getProperty()?.getName() === 'NODE_VERSION');
   assert.match(
     nodeVersion?.getProperty()?.getValue() ?? '',
-    /^20(\.\d+){0,2}$/,
-    'Node 20 (package.json engines)',
+    /^24(\.\d+){0,2}$/,
+    'Node 24 LTS (package.json engines)',
   );
   const engines = (
     JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { engines: { node: string } }
   ).engines.node;
-  assert.match(engines, /(^|\s|>=)20/, 'package.json engines admit Node 20');
+  assert.match(engines, /^>=22(\.\d+){0,2}$/, 'package.json engines admit Node 22 and 24');
   assert.ok(
     runs(build).some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r)),
     'build stage installs dev dependencies with npm ci',

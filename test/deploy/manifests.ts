@@ -1,6 +1,5 @@
 // Offline access to the deployment manifests for the deploy tests: renders
-// every kustomization (with the Kustomize subset in kustomize-subset.ts,
-// checked against a real kustomize where one is installed), parses the
+// every kustomization with the real Kustomize (kubectl kustomize), parses the
 // example manifests, and answers the questions the tests ask of them (which
 // pods, which labels, which effective sadp configuration a container runs
 // with).
@@ -13,7 +12,6 @@ import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import type { ILabelSelector as LabelSelector } from '@kubernetes-models/apimachinery/apis/meta/v1/LabelSelector';
 import { loadConfig, type Config } from '../../common/config.js';
-import { kustomizeSubsetBuild } from './kustomize-subset.js';
 import { packageRoot } from '../../common/paths.js';
 
 export const deployDir = join(packageRoot, 'deploy');
@@ -52,24 +50,21 @@ export function parseObjects(text: string, source: string): K8sObject[] {
     .filter((o): o is K8sObject => o !== null && typeof o === 'object');
 }
 
-/** `kustomize build <dir>` with the in-repo subset renderer. */
-export function kustomizeBuild(dir: string): K8sObject[] {
-  return kustomizeSubsetBuild(dir);
-}
-
 /**
- * A real kustomize on this machine, as argv before `<dir>`: `kustomize build`
- * or `kubectl kustomize`, when its kustomize is v4.5 or later (older ones,
- * such as Debian's kubectl 1.20 with kustomize v2, lack `labels` and
- * `patches`); undefined when there is none.
+ * The real kustomize on this machine, as argv before `<dir>`: `kubectl
+ * kustomize` (what .ci/run installs) or a standalone `kustomize build`, when
+ * its Kustomize is v4.5 or later (older ones, such as Debian's kubectl 1.20
+ * with Kustomize v2, lack `labels` and `patches`). Throws when there is none:
+ * the deployment tests never skip.
  */
-export function realKustomize(): string[] | undefined {
+function findKustomize(): string[] {
+  const seen: string[] = [];
   for (const [argv, versionArgs] of [
-    [['kustomize', 'build'], ['version']],
     [
       ['kubectl', 'kustomize'],
       ['version', '--client'],
     ],
+    [['kustomize', 'build'], ['version']],
   ] as const) {
     let text: string;
     try {
@@ -81,12 +76,19 @@ export function realKustomize(): string[] | undefined {
     const [major, minor] = (m?.slice(1).filter((x) => x !== undefined) ?? []).map(Number);
     if (major !== undefined && minor !== undefined && (major > 4 || (major === 4 && minor >= 5)))
       return [...argv];
+    seen.push(`${argv[0]} (${text.trim().split('\n').join(', ')})`);
   }
-  return undefined;
+  throw new Error(
+    `the deployment tests render with a real Kustomize >= v4.5 and found ${seen.length > 0 ? `only ${seen.join('; ')}` : 'neither kubectl nor kustomize on PATH'}: install kubectl (bash .ci/kubectl)`,
+  );
 }
 
-/** Renders with a real kustomize (see realKustomize). */
-export function realKustomizeBuild(argv: readonly string[], dir: string): K8sObject[] {
+let kustomizeArgv: string[] | undefined;
+
+/** `kubectl kustomize <dir>` (or `kustomize build <dir>`): the objects it renders, in its order. */
+export function kustomizeBuild(dir: string): K8sObject[] {
+  kustomizeArgv ??= findKustomize();
+  const argv = kustomizeArgv;
   const text = execFileSync(argv[0]!, [...argv.slice(1), dir], {
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,

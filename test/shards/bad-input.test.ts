@@ -122,7 +122,7 @@ describe('tar problems found while indexing', () => {
     );
   });
 
-  test('meta members, directories and symlinks are skipped', async () => {
+  test('directories and symlinks are skipped; __meta__.json is a sample, as in webdataset', async () => {
     const p = pack();
     p.entry({ name: '__meta__.json' }, '{}');
     p.entry({ name: 'dir/', type: 'directory' });
@@ -138,11 +138,12 @@ describe('tar problems found while indexing', () => {
     assert.deepEqual(
       index.samples.map((s) => [s.key, s.offset, s.members.map((m) => m.ext)]),
       [
+        ['__meta__', 0, ['json']],
         ['dir/a', 1536, ['jpg', 'cls']],
         ['dir/b', 4096, ['cls']],
       ],
     );
-    assert.deepEqual([...extensions].sort(), ['cls', 'jpg']);
+    assert.deepEqual([...extensions].sort(), ['cls', 'jpg', 'json']);
   });
 
   test('an object changed between HEAD and GET -> SADP_OBJECT_CHANGED naming the shard and the pinned ETag', async () => {

@@ -64,14 +64,16 @@ test('records are the same for any chunking, and match the entries written (long
   );
 });
 
-test('splitMemberName: key up to the first dot of the basename, dirname kept', () => {
-  assert.deepEqual(splitMemberName('000123.cls'), { key: '000123', ext: 'cls', meta: false });
+test('splitMemberName: key up to the first dot of the basename, dirname kept (webdataset rules)', () => {
+  assert.deepEqual(splitMemberName('000123.cls'), { key: '000123', ext: 'cls', skip: undefined });
   assert.deepEqual(splitMemberName('a.b/c/n0144_1.seg.png'), {
     key: 'a.b/c/n0144_1',
     ext: 'seg.png',
-    meta: false,
+    skip: undefined,
   });
-  assert.deepEqual(splitMemberName('./x/README'), { key: './x/README', ext: '', meta: false });
-  assert.deepEqual(splitMemberName('__key__.txt'), { key: '__key__', ext: 'txt', meta: true });
-  assert.deepEqual(splitMemberName('d/.hidden'), { key: 'd/', ext: 'hidden', meta: false });
+  assert.deepEqual(splitMemberName('./x/README'), { key: '', ext: '', skip: 'no-extension' });
+  assert.deepEqual(splitMemberName('__key__.txt'), { key: '__key__', ext: 'txt', skip: undefined });
+  // webdataset's regex backtracks to the dirname here: key `d/`, field `hidden`.
+  assert.deepEqual(splitMemberName('d/.hidden'), { key: 'd/', ext: 'hidden', skip: undefined });
+  assert.deepEqual(splitMemberName('.hidden'), { key: '', ext: '', skip: 'no-extension' });
 });

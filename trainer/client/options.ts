@@ -24,8 +24,20 @@ export interface ReconnectOptions {
 }
 
 export interface LoaderClientOptions {
-  /** host:port of the loader service. */
+  /**
+   * The loader service: `host:port` (a DNS name may resolve to several
+   * replicas, e.g. a headless Service), or a gRPC target naming the
+   * replicas, `ipv4:10.0.0.5:50052,10.0.0.6:50052` / `ipv6:[::1]:50052,...`.
+   */
   address: string;
+  /**
+   * How calls spread over the addresses the target resolves to. Default
+   * `round_robin`: the channel connects to every replica and sends each new
+   * epoch stream (and each reconnect) to the next one, starting at a random
+   * replica, so trainer ranks spread over loader replicas by design.
+   * `pick_first` uses the first address that connects (DNS order).
+   */
+  loadBalancing?: 'round_robin' | 'pick_first';
   /** Sent as `authorization: Bearer <token>` on every call. */
   token?: string;
   /** `true` = TLS with the system roots; an object adds a CA and/or a client certificate. */
@@ -97,10 +109,21 @@ function positive(name: string, value: number | undefined, fallback: number, all
 }
 
 export function resolveClientOptions(options: LoaderClientOptions): ResolvedClientOptions {
-  if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(options.address)) {
+  const hostPort = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+  const ipList =
+    /^(ipv4:[0-9.]+:\d{1,5}(,[0-9.]+:\d{1,5})*|ipv6:\[[0-9a-fA-F:]+\]:\d{1,5}(,\[[0-9a-fA-F:]+\]:\d{1,5})*)$/;
+  if (!hostPort.test(options.address) && !ipList.test(options.address)) {
     throw invalidArgument(
       'SADP_INVALID_OPTION',
-      `loader address ${JSON.stringify(options.address)} is not host:port (e.g. 127.0.0.1:50052)`,
+      `loader address ${JSON.stringify(options.address)} is neither host:port (e.g. 127.0.0.1:50052) ` +
+        'nor a list of replicas (ipv4:10.0.0.5:50052,10.0.0.6:50052)',
+    );
+  }
+  const loadBalancing = options.loadBalancing ?? 'round_robin';
+  if (loadBalancing !== 'round_robin' && loadBalancing !== 'pick_first') {
+    throw invalidArgument(
+      'SADP_INVALID_OPTION',
+      `loadBalancing must be round_robin or pick_first, got ${JSON.stringify(loadBalancing)}`,
     );
   }
   const keepaliveMs = positive('keepaliveMs', options.keepaliveMs, 30_000);
@@ -132,6 +155,7 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
       'grpc.keepalive_timeout_ms': Math.min(20_000, keepaliveMs),
       'grpc.max_receive_message_length': maxReceive,
       'grpc-node.flow_control_window': window,
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [loadBalancing]: {} }] }),
       ...options.channelOptions,
     },
   };

@@ -1,0 +1,21 @@
+// What the loader's range reader requests for one batch: the one place the
+// estimator calls the read planner, so it plans with exactly the code the
+// reader fetches with (and follows it when the planner changes).
+import { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from '../fetch/index.js';
+
+export interface FetchCost {
+  gets: number;
+  bytesRequested: number;
+  bytesSelected: number;
+}
+
+/** GETs and bytes the range reader issues for one read() of `ids` (no retries). */
+export function batchFetchCost(
+  layout: SampleLayout,
+  size: number,
+  ids: ArrayLike<number>,
+  options: PlanOptions,
+): FetchCost {
+  const plan = planRanges(layout, sortUniqueIds(ids, size), options);
+  return { gets: plan.count, bytesRequested: plan.bytesRequested, bytesSelected: plan.bytesSelected };
+}

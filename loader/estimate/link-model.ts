@@ -1,0 +1,39 @@
+// What storage costs in time and money, per request and per byte. Presets
+// are approximate public list figures (us-east-1, late 2026): check your
+// region and contract, and override any field.
+
+export interface LinkModel {
+  /** Time to first byte of one GET. */
+  latencyMs: number;
+  /** Aggregate body bandwidth the loaders get from storage, bytes/s. */
+  bandwidthBytesPerSecond: number;
+  /** Dollars per 1,000 GET requests. */
+  getPricePer1000: number;
+  /** Dollars per GB (1e9 bytes) transferred out; 0 within a region. */
+  egressPricePerGB: number;
+  /** Dollars per GB retrieved (S3 Express charges bytes beyond 512 KB per request). */
+  retrievalPricePerGB: number;
+  /** Sustained GETs/s per prefix before throttling (SlowDown). */
+  getRatePerPrefix: number;
+}
+
+export const LINK_PRESETS = {
+  's3-standard': {
+    latencyMs: 30,
+    bandwidthBytesPerSecond: 1.25e9, // one 10 Gbit/s NIC
+    getPricePer1000: 0.0004,
+    egressPricePerGB: 0,
+    retrievalPricePerGB: 0,
+    getRatePerPrefix: 5_500,
+  },
+  's3-express-one-zone': {
+    latencyMs: 5,
+    bandwidthBytesPerSecond: 1.25e9,
+    getPricePer1000: 0.00003,
+    egressPricePerGB: 0,
+    retrievalPricePerGB: 0.0006,
+    getRatePerPrefix: 200_000, // a directory bucket scales per bucket, not per prefix
+  },
+} as const satisfies Record<string, LinkModel>;
+
+export type LinkPreset = keyof typeof LINK_PRESETS;
