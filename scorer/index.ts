@@ -4,5 +4,5 @@
 export * from './math/index.js';
 export * from './service/index.js';
 export * from './client/index.js';
-export { bigIntToU64, policyToEnum, u64ToBigInt } from './wire.js';
+export { bigIntToU64, policyFromEnum, policyToEnum, u64ToBigInt } from './wire.js';
 export { StateErrorCode } from './state/index.js';

@@ -30,6 +30,11 @@ interface LongLike {
   high: number;
 }
 
+/** The policy name of a wire enum (a number it does not know stays visible as itself). */
+export function policyFromEnum(policy: number): string {
+  return POLICY_BY_ENUM[policy] ?? pb.Policy[policy] ?? String(policy);
+}
+
 /** A protobuf uint64 (number, or Long when it exceeds 2^53) as a bigint. */
 export function u64ToBigInt(v: number | LongLike | null | undefined): bigint {
   if (v === null || v === undefined) return 0n;
@@ -54,7 +59,7 @@ export function specFromWire(spec: sadp.v1.JobSpec.$Properties | null | undefine
   return {
     jobId: spec.jobId ?? '',
     datasetSize: spec.datasetSize ?? 0,
-    policy: POLICY_BY_ENUM[policy] ?? pb.Policy[policy] ?? String(policy),
+    policy: policyFromEnum(policy),
     pruneRatio: spec.pruneRatio ?? 0,
     maxPruneRatio: spec.maxPruneRatio ?? null,
     smoothing: spec.smoothing ?? null,
