@@ -14,9 +14,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScorerClient } from '../../scorer/index.js';
-import { buildShards, syntheticSource } from '../../loader/shards/index.js';
+import { buildShards, syntheticSource } from '../../loader/index.js';
 import { createS3Client } from '../../storage/index.js';
-import { createLoaderClient } from '../../trainer/client/index.js';
+import { createLoaderClient } from '../../trainer/index.js';
 import { startService, type ServiceProcess } from '../../test/helpers/processes.js';
 import {
   checkEpoch,

@@ -9,7 +9,6 @@ export {
   type RangeReaderOptions,
   type ReadPriority,
   type ResolvedRangeReaderOptions,
-  type FetchedSample,
   type IoStats,
   type RangeRequestEvent,
 } from './range-reader.js';
@@ -20,3 +19,4 @@ export {
   type PlanOptions,
   type SampleLayout,
 } from './range-plan.js';
+export type { FetchedSample } from './cut.js';

@@ -15,7 +15,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { SadpError, Status, errorMessage, isSadpError } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
-import type { ObjectStore } from '../../storage/object-store.js';
+import type { ObjectStore } from '../../storage/index.js';
 import { decodePlan, encodePlan, planEpoch, type EpochPlan } from '../math/index.js';
 import { StateStore, recoverJob, type JobRecord, type ReportRecord } from '../state/index.js';
 import { Job, type ReportInput } from './job.js';
