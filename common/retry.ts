@@ -12,7 +12,7 @@ import { cancelledError, sleep, throwIfCancelled } from './signals.js';
  * ceiling/2) - never retries immediately, for clients reconnecting to a
  * service that just went away.
  */
-export type Jitter = 'full' | 'equal';
+type Jitter = 'full' | 'equal';
 
 export interface BackoffOptions {
   /** Ceiling of the first retry's delay; doubles per attempt. */

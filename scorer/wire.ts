@@ -18,7 +18,7 @@ const ENUM_BY_POLICY: Record<string, sadp.v1.Policy> = Object.fromEntries(
 );
 
 /** The wire enum for a policy name (for clients such as the CLI). */
-export function policyToEnum(policy: string): sadp.v1.Policy {
+function policyToEnum(policy: string): sadp.v1.Policy {
   const e = ENUM_BY_POLICY[policy];
   if (e === undefined)
     throw invalidArgument('SADP_INVALID_JOB_SPEC', `unknown policy ${JSON.stringify(policy)}`);
@@ -43,7 +43,7 @@ export function u64ToBigInt(v: number | LongLike | null | undefined): bigint {
 }
 
 /** A bigint as a protobuf uint64 field value, exact beyond 2^53. */
-export function bigIntToU64(v: bigint): number {
+function bigIntToU64(v: bigint): number {
   if (v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
   const long = {
     low: Number(v & 0xffffffffn) | 0,

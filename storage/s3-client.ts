@@ -42,16 +42,6 @@ export const S3_DEFAULTS = {
   region: 'us-east-1',
 } as const;
 
-/** An endpoint without user info, for messages. */
-export function endpointLabel(endpoint: string | undefined): string {
-  if (!endpoint) return 'aws';
-  try {
-    return new URL(endpoint).origin;
-  } catch {
-    return '(invalid endpoint)';
-  }
-}
-
 function checkEndpoint(endpoint: string): void {
   let url: URL | undefined;
   try {

@@ -10,7 +10,7 @@
 //   npm run reliability:fuzz [-- --quick] [-- --seed 1]
 import { join } from 'node:path';
 import { openStore } from '../../storage/index.js';
-import { connectLoader, startStack, SAMPLES } from '../../test/loader/helpers.js';
+import { connectLoader, startStack, SAMPLES } from '../../test/loader/service/helpers.js';
 import {
   fuzzDatasetJson,
   fuzzIndexShard,

@@ -21,7 +21,7 @@ import { intArg } from '../args.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
 
 /** Parses `64MiB`, `1.5GB`, `500k`, `1048576`. */
-export function parseBytes(value: string): number {
+function parseBytes(value: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$/i.exec(value);
   if (!m) throw new Error(`not a byte size: ${value} (e.g. 64MiB, 500MB, 1048576)`);
   const unit = (m[2] ?? '').toLowerCase();

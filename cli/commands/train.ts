@@ -58,7 +58,7 @@ function tokenOf(flags: TrainFlags): string | undefined {
   }
 }
 
-export function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): TrainOptions {
+function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): TrainOptions {
   if (flags.eval !== undefined && flags.evalFashionMnist !== undefined) {
     throw new SadpError('SADP_TRAIN_OPTION', '--eval and --eval-fashion-mnist are exclusive', {
       status: Status.INVALID_ARGUMENT,

@@ -29,7 +29,7 @@ export type StreamEpochCall = grpc.ServerDuplexStream<
 >;
 
 /** Credit window when OpenEpoch.max_unacked_batches is 0. */
-export const DEFAULT_MAX_UNACKED = 4;
+const DEFAULT_MAX_UNACKED = 4;
 
 const STATUS_NAMES = new Map<number, string>(Object.entries(Status).map(([k, v]) => [v, k]));
 

@@ -16,7 +16,7 @@ import type { ResolvedLoaderOptions } from './options.js';
 import type { ScoreForwarder } from './score-forwarder.js';
 
 /** Largest batch a trainer may ask for (65,536 samples). */
-export const MAX_BATCH_SIZE = 65_536;
+const MAX_BATCH_SIZE = 65_536;
 
 /** A snapshot of one loader's counters (tests and `sadp loader` status). */
 export interface LoaderStats {

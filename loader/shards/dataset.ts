@@ -57,7 +57,7 @@ export interface Dataset {
   shardIndex(shard: number): ShardIndex;
 }
 
-export const DATASET_DEFAULTS = { indexConcurrency: 16, indexCacheShards: 64 } as const;
+const DATASET_DEFAULTS = { indexConcurrency: 16, indexCacheShards: 64 } as const;
 
 /**
  * A store rooted at the manifest's directory that also accepts absolute

@@ -25,7 +25,7 @@ import { forEachOrdered } from '../../common/pool.js';
 import { throwIfCancelled } from '../../common/signals.js';
 import { TarScanner, tarCorrupt, type TarRecord } from './tar-scanner.js';
 
-export interface IndexProgress {
+interface IndexProgress {
   shardsDone: number;
   shards: number;
   samples: number;
@@ -160,7 +160,7 @@ export async function indexShard(
  * (`s3://b/train-{000000..001281}.tar`), a single URL, or a directory /
  * prefix ending in `/` (all `.tar` objects under it, in key order).
  */
-export async function expandShardPattern(
+async function expandShardPattern(
   pattern: string,
   options: { s3?: S3Options; client?: S3Client; signal?: AbortSignal } = {},
 ): Promise<string[]> {

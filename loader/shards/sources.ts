@@ -171,7 +171,7 @@ export interface SyntheticOptions {
   classes?: number;
 }
 
-export const SYNTHETIC_DEFAULTS = { seed: 0, meanBytes: 110_000, sigma: 0.5, classes: 1000 } as const;
+const SYNTHETIC_DEFAULTS = { seed: 0, meanBytes: 110_000, sigma: 0.5, classes: 1000 } as const;
 /** Payload bounds: at least a 1 KiB, at most 16 MiB (bounds per-sample memory). */
 const MIN_BYTES = 1024;
 const MAX_BYTES = 16 * 1024 * 1024;
@@ -203,7 +203,7 @@ export function syntheticSampleSize(id: number, options: Omit<SyntheticOptions, 
   return Math.min(MAX_BYTES, Math.max(MIN_BYTES, Math.round(Math.exp(mu + sigma * z))));
 }
 
-export function syntheticLabel(id: number, seed = 0, classes = 1000): number {
+function syntheticLabel(id: number, seed = 0, classes = 1000): number {
   return Math.floor(uniform(seed, id, 2) * classes);
 }
 

@@ -37,7 +37,7 @@ export interface SampleSource {
   extras?(): Promise<Array<{ key: string; body: Uint8Array }>>;
 }
 
-export interface BuildProgress {
+interface BuildProgress {
   samples: number;
   /** Undefined when the source cannot count. */
   total: number | undefined;

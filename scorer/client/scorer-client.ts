@@ -11,7 +11,8 @@ import { specToWire } from '../wire.js';
 import { isRetryableScorerError, scorerError } from './errors.js';
 import { readPlanStream, type Plan } from './plan-stream.js';
 
-export interface ScorerClientOptions {
+export /** @public part of the client's API */
+interface ScorerClientOptions {
   /** `host:port` of the scorer. */
   address: string;
   /** Default insecure (loopback or a mesh-encrypted network). */

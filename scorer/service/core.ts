@@ -57,7 +57,7 @@ const DEFAULTS = {
   compactionConcurrency: 8,
 } as const;
 
-export const CoreErrorCode = {
+const CoreErrorCode = {
   JOB_NOT_FOUND: 'SADP_JOB_NOT_FOUND',
   JOB_EXISTS: 'SADP_JOB_EXISTS',
   EPOCH_OUT_OF_RANGE: 'SADP_EPOCH_OUT_OF_RANGE',

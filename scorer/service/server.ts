@@ -41,9 +41,9 @@ export interface ScorerServer {
 }
 
 /** Entries per PlanChunk when the request says 0; about 0.8 MB a message. */
-export const DEFAULT_PLAN_CHUNK = 65_536;
+const DEFAULT_PLAN_CHUNK = 65_536;
 /** Largest chunk a client may ask for: ~3.1 MB, under gRPC's 4 MiB default receive limit. */
-export const MAX_PLAN_CHUNK = 262_144;
+const MAX_PLAN_CHUNK = 262_144;
 
 /** Aborted when the client cancels or the call ends. */
 function callSignal(

@@ -14,7 +14,7 @@ import { pb, type LoaderClient, type sadp } from '../../proto/index.js';
 import { StateStore } from '../../scorer/state/index.js';
 import { openStore } from '../../storage/index.js';
 import { runSadp } from '../helpers/processes.js';
-import { SAMPLES, connectLoader, runRank, startStack, type Stack } from '../loader/helpers.js';
+import { SAMPLES, connectLoader, runRank, startStack, type Stack } from '../loader/service/helpers.js';
 import { call, rejectsWith } from '../scorer/service-helpers.js';
 import {
   ReportModel,

@@ -22,7 +22,14 @@ import { createScorerServer } from '../../scorer/index.js';
 import { createS3Client, startEmbeddedS3 } from '../../storage/index.js';
 import { LoaderCallError, createLoaderClient, type LoaderClientOptions } from '../../trainer/client/index.js';
 import { runSadp, startService, type ServiceProcess } from '../helpers/processes.js';
-import { SAMPLES, connectLoader, newToken, startStack, unary, type Stack } from '../loader/helpers.js';
+import {
+  SAMPLES,
+  connectLoader,
+  newToken,
+  startStack,
+  unary,
+  type Stack,
+} from '../loader/service/helpers.js';
 import { call } from '../scorer/service-helpers.js';
 import { makeCerts, read, type CertFiles } from './certs.js';
 import { runRank, servedPlan, checkEpoch, epochClean, sleep } from './stack.js';

@@ -14,8 +14,8 @@ import { FLAG_LOSS, FLAG_SCORE, StateStore, recoverJob } from '../../scorer/stat
 import { silentLogger } from '../../common/logger.js';
 import type { ObjectStore } from '../../storage/index.js';
 import type { AckRecord, Batch, EpochInfo, LoaderClient } from '../../trainer/client/index.js';
-import { readWhole } from '../fetch/fixtures.js';
-import { getPlan } from '../loader/helpers.js';
+import { readWhole } from '../loader/fetch/fixtures.js';
+import { getPlan } from '../loader/service/helpers.js';
 
 /** SHA-256 of a sample's members (extension, length, bytes; extensions sorted). */
 export function sampleHash(fields: Record<string, Uint8Array>): string {

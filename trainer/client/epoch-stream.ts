@@ -42,7 +42,7 @@ export interface EpochRequest {
   signal?: AbortSignal;
 }
 
-export interface EpochStreamStats {
+interface EpochStreamStats {
   /** Streams opened after the first (reconnects and end-of-epoch flushes). */
   reopens: number;
   /** Batches yielded by this iterator. */

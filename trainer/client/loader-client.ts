@@ -10,7 +10,7 @@ import { isSadpError } from '../../common/errors.js';
 import { LoaderCallError, grpcStatusOf, isRetryableStatus, statusName } from './errors.js';
 import { resolveClientOptions, type LoaderClientOptions } from './options.js';
 
-export interface EpochInfoRequest {
+interface EpochInfoRequest {
   job: string;
   epoch: number;
   worldSize: number;

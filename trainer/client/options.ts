@@ -11,7 +11,7 @@ export interface TlsOptions {
   key?: Uint8Array;
 }
 
-export interface ReconnectOptions {
+interface ReconnectOptions {
   /**
    * Consecutive failed (re)connects before the epoch fails; the count resets
    * whenever a stream delivers a batch. Default 10.

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { createScorerClient, createScorerServer } from '../../scorer/index.js';
+import { createScorerClient, createScorerServer } from '../../../scorer/index.js';
 import { SAMPLES, connectLoader, getPlan, getStats, startRank, startStack, waitFor } from './helpers.js';
 
 test('scores survive a scorer outage: the loader retries, then commits every ack', async (t) => {

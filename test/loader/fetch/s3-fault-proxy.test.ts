@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { createS3Client, openStore, type ObjectStore, type S3Client } from '../../storage/index.js';
+import { createS3Client, openStore, type ObjectStore, type S3Client } from '../../../storage/index.js';
 import {
   parseRangeHeader,
   startFaultProxy,
   withFaultRules,
   type FaultProxy,
-} from '../helpers/s3-fault-proxy.js';
-import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
+} from '../../helpers/s3-fault-proxy.js';
+import { startTempS3, type TempS3 } from '../../helpers/temp-s3.js';
 
 let tmp: TempS3;
 let proxy: FaultProxy;

@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../loader/index.js';
-import { deliveredTo } from '../../loader/service/epoch-layout.js';
-import { createByteBudget } from '../../loader/service/byte-budget.js';
+import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../loader/index.js';
+import { deliveredTo } from '../../../loader/service/epoch-layout.js';
+import { createByteBudget } from '../../../loader/service/byte-budget.js';
 
 function ascending(n: number, stride = 1): Uint32Array {
   return Uint32Array.from({ length: n }, (_, i) => i * stride);

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { packageRoot } from '../../common/paths.js';
-import { openDataset } from '../../loader/shards/index.js';
-import { createS3Client, type S3Client } from '../../storage/index.js';
+import { packageRoot } from '../../../common/paths.js';
+import { openDataset } from '../../../loader/shards/index.js';
+import { createS3Client, type S3Client } from '../../../storage/index.js';
 
 function cli(): string[] {
   return fileURLToPath(import.meta.url).endsWith('.ts')

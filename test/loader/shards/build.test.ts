@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { fashionMnistAvailable, readFashionMnist } from '../../common/datasets/fashion-mnist.js';
-import { isSadpError } from '../../common/errors.js';
+import { fashionMnistAvailable, readFashionMnist } from '../../../common/datasets/fashion-mnist.js';
+import { isSadpError } from '../../../common/errors.js';
 import {
   buildShards,
   decodeNpyUint8,
@@ -21,10 +21,10 @@ import {
   type DatasetManifest,
   type SampleSource,
   type ShardIndex,
-} from '../../loader/shards/index.js';
-import { openStore } from '../../storage/index.js';
-import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
-import { tarMembers } from '../helpers/tar.js';
+} from '../../../loader/shards/index.js';
+import { openStore } from '../../../storage/index.js';
+import { startTempS3, type TempS3 } from '../../helpers/temp-s3.js';
+import { tarMembers } from '../../helpers/tar.js';
 
 const run = promisify(execFile);
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

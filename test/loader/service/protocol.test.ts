@@ -5,9 +5,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { pb, type LoaderClient, type sadp } from '../../proto/index.js';
-import { s3OptionsForEmbedded } from '../../storage/index.js';
-import { startFaultProxy } from '../helpers/s3-fault-proxy.js';
+import { pb, type LoaderClient, type sadp } from '../../../proto/index.js';
+import { s3OptionsForEmbedded } from '../../../storage/index.js';
+import { startFaultProxy } from '../../helpers/s3-fault-proxy.js';
 import {
   SAMPLES,
   connectLoader,

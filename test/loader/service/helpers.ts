@@ -7,16 +7,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { createLoaderServer, type LoaderServer, type LoaderServerOptions } from '../../loader/index.js';
+import { createLoaderServer, type LoaderServer, type LoaderServerOptions } from '../../../loader/index.js';
 import {
   buildShards,
   openDataset,
   syntheticSampleSize,
   syntheticSource,
   type Dataset,
-} from '../../loader/shards/index.js';
-import type { RangeRequestEvent } from '../../loader/fetch/index.js';
-import { LoaderClient, ScorerClient as ScorerRpc, type sadp } from '../../proto/index.js';
+} from '../../../loader/shards/index.js';
+import type { RangeRequestEvent } from '../../../loader/fetch/index.js';
+import { LoaderClient, ScorerClient as ScorerRpc, type sadp } from '../../../proto/index.js';
 import {
   createScorerClient,
   createScorerServer,
@@ -24,9 +24,9 @@ import {
   u64ToBigInt,
   type ScorerClient,
   type ScorerServer,
-} from '../../scorer/index.js';
-import type { EmbeddedS3, S3Client, S3Options } from '../../storage/index.js';
-import { startTempS3 } from '../helpers/temp-s3.js';
+} from '../../../scorer/index.js';
+import type { EmbeddedS3, S3Client, S3Options } from '../../../storage/index.js';
+import { startTempS3 } from '../../helpers/temp-s3.js';
 
 export const SAMPLES = 600;
 export const MEAN_BYTES = 2_000;

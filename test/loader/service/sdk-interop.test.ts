@@ -5,8 +5,8 @@
 // every score reaches the scorer.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLoaderServer, type LoaderServer } from '../../loader/index.js';
-import { createLoaderClient } from '../../trainer/client/index.js';
+import { createLoaderServer, type LoaderServer } from '../../../loader/index.js';
+import { createLoaderClient } from '../../../trainer/client/index.js';
 import { SAMPLES, getPlan, getStats, newToken, scoreOf, startStack, type Stack } from './helpers.js';
 
 let stack: Stack;

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { planRanges, sortUniqueIds, type SampleLayout } from '../../loader/fetch/index.js';
+import { planRanges, sortUniqueIds, type SampleLayout } from '../../../loader/fetch/index.js';
 
 /** Contiguous samples (as in a tar) in `shardSizes.length` shards. */
 function layoutOf(shards: number[][]): SampleLayout & { size: number } {

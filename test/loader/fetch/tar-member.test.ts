@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { pack } from 'tar-stream';
-import { parseMemberAt, TarHeaderError } from '../../loader/fetch/tar-member.js';
-import { tarMembers } from '../helpers/tar.js';
+import { parseMemberAt, TarHeaderError } from '../../../loader/fetch/tar-member.js';
+import { tarMembers } from '../../helpers/tar.js';
 
 interface Entry {
   name: string;

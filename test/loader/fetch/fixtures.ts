@@ -12,12 +12,17 @@ import {
   type Dataset,
   type Sample,
   type SampleSource,
-} from '../../loader/shards/index.js';
-import { createS3Client, s3OptionsForEmbedded, type EmbeddedS3, type S3Client } from '../../storage/index.js';
-import type { FetchedSample } from '../../loader/fetch/index.js';
-import { mulberry32 } from '../helpers/random.js';
-import { startTempS3 } from '../helpers/temp-s3.js';
-import { tarMembers } from '../helpers/tar.js';
+} from '../../../loader/shards/index.js';
+import {
+  createS3Client,
+  s3OptionsForEmbedded,
+  type EmbeddedS3,
+  type S3Client,
+} from '../../../storage/index.js';
+import type { FetchedSample } from '../../../loader/fetch/index.js';
+import { mulberry32 } from '../../helpers/random.js';
+import { startTempS3 } from '../../helpers/temp-s3.js';
+import { tarMembers } from '../../helpers/tar.js';
 
 /**
  * Samples of mixed shape: keys in sub-directories and longer than a ustar

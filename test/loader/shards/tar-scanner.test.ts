@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { pack } from 'tar-stream';
-import { TarScanner, splitMemberName, type TarRecord } from '../../loader/shards/index.js';
+import { TarScanner, splitMemberName, type TarRecord } from '../../../loader/shards/index.js';
 
 async function tarOf(entries: Array<{ name: string; size: number }>): Promise<Buffer> {
   const p = pack();

@@ -5,23 +5,23 @@
 // promptly without leaving timers behind.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { isSadpError } from '../../common/errors.js';
+import { isSadpError } from '../../../common/errors.js';
 import {
   createRangeReader,
   type RangeReaderOptions,
   type RangeRequestEvent,
-} from '../../loader/fetch/index.js';
-import type { Dataset } from '../../loader/shards/index.js';
-import type { S3Client } from '../../storage/index.js';
+} from '../../../loader/fetch/index.js';
+import type { Dataset } from '../../../loader/shards/index.js';
+import type { S3Client } from '../../../storage/index.js';
 import {
   startFaultProxy,
   withFaultRules,
   type FaultKind,
   type FaultProxy,
   type FaultRule,
-} from '../helpers/s3-fault-proxy.js';
+} from '../../helpers/s3-fault-proxy.js';
 import { diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
-import { mulberry32 } from '../helpers/random.js';
+import { mulberry32 } from '../../helpers/random.js';
 
 let fx: Fixture;
 let proxy: FaultProxy;

@@ -4,10 +4,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { registry } from '../../common/metrics.js';
-import type { Dataset } from '../../loader/shards/index.js';
-import { LOADER_SERVICE_NAME, pb } from '../../proto/index.js';
-import { healthStatus } from '../helpers/grpc.js';
+import { registry } from '../../../common/metrics.js';
+import type { Dataset } from '../../../loader/shards/index.js';
+import { LOADER_SERVICE_NAME, pb } from '../../../proto/index.js';
+import { healthStatus } from '../../helpers/grpc.js';
 import {
   SAMPLES,
   connectLoader,

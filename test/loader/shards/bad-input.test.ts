@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pack } from 'tar-stream';
-import { isSadpError } from '../../common/errors.js';
+import { isSadpError } from '../../../common/errors.js';
 import {
   buildShards,
   indexShard,
@@ -14,9 +14,9 @@ import {
   syntheticSource,
   type DatasetManifest,
   type ShardIndex,
-} from '../../loader/shards/index.js';
-import { openStore, type ObjectStore } from '../../storage/index.js';
-import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
+} from '../../../loader/shards/index.js';
+import { openStore, type ObjectStore } from '../../../storage/index.js';
+import { startTempS3, type TempS3 } from '../../helpers/temp-s3.js';
 
 let tmp: TempS3;
 let root: string;

@@ -5,14 +5,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { isSadpError } from '../../common/errors.js';
-import { registry } from '../../common/metrics.js';
-import { createRangeReader, type RangeRequestEvent } from '../../loader/fetch/index.js';
-import { openDataset, type Dataset, type ShardIndex } from '../../loader/shards/index.js';
-import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../helpers/s3-fault-proxy.js';
+import { isSadpError } from '../../../common/errors.js';
+import { registry } from '../../../common/metrics.js';
+import { createRangeReader, type RangeRequestEvent } from '../../../loader/fetch/index.js';
+import { openDataset, type Dataset, type ShardIndex } from '../../../loader/shards/index.js';
+import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
 import { countRuns, diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
-import type { S3Client } from '../../storage/index.js';
-import { mulberry32 } from '../helpers/random.js';
+import type { S3Client } from '../../../storage/index.js';
+import { mulberry32 } from '../../helpers/random.js';
 
 let fx: Fixture;
 let proxy: FaultProxy;

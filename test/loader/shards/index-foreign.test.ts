@@ -16,10 +16,10 @@ import {
   openDataset,
   splitMemberName,
   type ShardIndex,
-} from '../../loader/shards/index.js';
-import { openStore } from '../../storage/index.js';
-import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
-import { tarMembers } from '../helpers/tar.js';
+} from '../../../loader/shards/index.js';
+import { openStore } from '../../../storage/index.js';
+import { startTempS3, type TempS3 } from '../../helpers/temp-s3.js';
+import { tarMembers } from '../../helpers/tar.js';
 
 const run = promisify(execFile);
 
