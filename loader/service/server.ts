@@ -14,7 +14,8 @@ import { createRangeReader, type IoStats } from '../fetch/index.js';
 import { createByteBudget } from './byte-budget.js';
 import { EpochBoundary } from './epoch-boundary.js';
 import { epochLayout } from './epoch-layout.js';
-import { epochInfo, handleStreamEpoch, type StreamEpochCall } from './epoch-stream.js';
+import { handleStreamEpoch, type StreamEpochCall } from './epoch-stream.js';
+import { epochInfo } from './stream-messages.js';
 import { raceSignal } from '../../common/signals.js';
 import { JobRegistry } from './job-registry.js';
 import { checkShape, openJob, prepareNextEpoch, type LoaderCore, type LoaderStats } from './loader-core.js';
@@ -92,11 +93,11 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   // Forward declaration: the boundary calls back into the core.
   // eslint-disable-next-line prefer-const
   let core: LoaderCore;
-  const boundary = new EpochBoundary(metrics, resolved.warmBatchTtlMs, (jobId, epoch, world, batchSize) => {
-    prepareNextEpoch(core, jobId, epoch, world, batchSize).catch((err: unknown) => {
+  const boundary = new EpochBoundary(metrics, resolved.warmBatchTtlMs, (finished) => {
+    prepareNextEpoch(core, finished).catch((err: unknown) => {
       if (lifetime.signal.aborted || drainController.signal.aborted) return;
       logger.warn(
-        { job: jobId, epoch: epoch + 1, err: errorMessage(err) },
+        { job: finished.jobId, epoch: finished.epoch + 1, err: errorMessage(err) },
         'prefetch of the next epoch failed',
       );
     });
