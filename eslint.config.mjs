@@ -40,6 +40,35 @@ export default tseslint.config(
     },
   },
   {
+    // Components talk through each other's public index.ts only (tests may
+    // reach internals to test them). `common/` is a flat library of
+    // single-concern modules, each its own entry point.
+    files: [
+      'cli/**/*.ts',
+      'common/**/*.ts',
+      'storage/**/*.ts',
+      'proto/**/*.ts',
+      'loader/**/*.ts',
+      'trainer/**/*.ts',
+      'scorer/**/*.ts',
+      'bench/**/*.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(\\.\\./)+(loader|scorer|trainer|storage|proto|cli)/(?!index\\.js$).+',
+              message:
+                "Import another component through its public index.js (e.g. '../../loader/index.js'), not its internals.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.mjs', '**/*.js'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: globals.node },

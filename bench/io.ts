@@ -39,7 +39,7 @@ import {
   planRanges,
   type FetchedSample,
   type SampleLayout,
-} from '../loader/fetch/index.js';
+} from '../loader/index.js';
 import {
   buildShards,
   openDataset,
@@ -48,7 +48,7 @@ import {
   syntheticSampleSize,
   syntheticSource,
   type Dataset,
-} from '../loader/shards/index.js';
+} from '../loader/index.js';
 import { pruneRatioAt } from '../scorer/index.js';
 import { createS3Client, startEmbeddedS3, type S3Client } from '../storage/index.js';
 import { startFaultProxy } from '../test/helpers/s3-fault-proxy.js';

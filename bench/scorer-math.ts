@@ -20,8 +20,8 @@ import {
   planEpoch,
   releasePlanWorkspace,
   smoothedProbabilities,
-} from '../scorer/math/index.js';
-import type { PlanInput, PolicyName } from '../scorer/math/index.js';
+} from '../scorer/index.js';
+import type { PlanInput, PolicyName } from '../scorer/index.js';
 import { mulberry32 } from '../test/helpers/random.js';
 
 const IMAGENET_N = 1_281_167;

@@ -25,7 +25,7 @@ import {
   syntheticSource,
   type DatasetManifest,
   type ShardIndex,
-} from '../loader/shards/index.js';
+} from '../loader/index.js';
 import { createS3Client, s3OptionsForEmbedded, startEmbeddedS3 } from '../storage/index.js';
 
 const quick = process.argv.includes('--quick');

@@ -16,8 +16,8 @@ import * as tf from '@tensorflow/tfjs';
 import { sampleCorrelation, sampleRankCorrelation } from 'simple-statistics';
 import { readFashionMnist, type IdxImages } from '../common/datasets/fashion-mnist.js';
 import { packageRoot } from '../common/paths.js';
-import { selectBackend, type BackendName, type BackendPreference } from '../trainer/backend.js';
-import { createSpikingCnn, createSpikingMlp, type SpikingModel } from '../trainer/snn/index.js';
+import { selectBackend, type BackendName, type BackendPreference } from '../trainer/index.js';
+import { createSpikingCnn, createSpikingMlp, type SpikingModel } from '../trainer/index.js';
 import { writeScatterSvg, type ScatterPoint } from './plot.js';
 import { mulberry32 } from '../test/helpers/random.js';
 

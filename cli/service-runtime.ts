@@ -66,7 +66,7 @@ export function s3Overrides(
 }
 
 /** The config overrides the common flags stand for (unset flags leave config alone). */
-export function commonOverrides(flags: CommonServiceFlags): ConfigInput {
+function commonOverrides(flags: CommonServiceFlags): ConfigInput {
   return {
     s3: s3Overrides(flags),
     tls: {

@@ -42,7 +42,7 @@ const tlsSection = z
   })
   .strict();
 
-export const ConfigSchema = z
+const ConfigSchema = z
   .object({
     log: z
       .object({

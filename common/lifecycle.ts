@@ -4,7 +4,7 @@
 // started, first stopped), like a stack of resources.
 import type { Logger } from './logger.js';
 
-export type ShutdownStep = { name: string; close: (graceMs: number) => Promise<void> };
+type ShutdownStep = { name: string; close: (graceMs: number) => Promise<void> };
 
 export interface Lifecycle {
   /** Registers a resource to close on shutdown. */

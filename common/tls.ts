@@ -24,10 +24,6 @@ export function readPem(path: string, what: string): Buffer {
   }
 }
 
-export function tlsEnabled(tls: TlsFiles | undefined): boolean {
-  return Boolean(tls?.cert && tls.key);
-}
-
 export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
   if (!tls || (!tls.cert && !tls.key)) return grpc.ServerCredentials.createInsecure();
   if (!tls.cert || !tls.key) {

@@ -1,6 +1,63 @@
-// Public API of the loader component: the gRPC loader service, the shard
-// layer (format, datasets, shard building and indexing) and the range reader.
-export * from './service/index.js';
-export * from './shards/index.js';
-export * from './fetch/index.js';
-export * from './estimate/index.js';
+// Public API of the loader component: what the CLI, the trainer, benches and
+// other components use. Everything else under loader/ is internal (tests may
+// reach it through the folder indexes). The gRPC loader service:
+export {
+  createLoaderServer,
+  LOADER_DEFAULTS,
+  epochLayout,
+  shufflePlan,
+  batchSpan,
+  orderIndexAt,
+  type LoaderServer,
+  type LoaderServerOptions,
+  type LoaderStats,
+  type LoaderTlsOptions,
+  type ShuffleMode,
+} from './service/index.js';
+// The shard layer: the on-storage format, datasets, building and indexing.
+export {
+  BUILD_DEFAULTS,
+  buildShards,
+  encodeNpyUint8,
+  fashionMnistSource,
+  imageFolderSource,
+  indexShards,
+  openDataset,
+  readManifest,
+  padded,
+  shardFileName,
+  splitMemberName,
+  syntheticImagesSource,
+  syntheticSampleSize,
+  syntheticSource,
+  type Dataset,
+  type DatasetManifest,
+  type IndexProgress,
+  type SampleSource,
+  type ShardIndex,
+} from './shards/index.js';
+// The I/O and cost estimator (`sadp estimate`).
+export {
+  estimateRun,
+  uniformSubset,
+  ESTIMATE_POLICIES,
+  LINK_PRESETS,
+  syntheticLayout,
+  layoutOfDataset,
+  estimatePlotSpec,
+  type DatasetLayout,
+  type EstimatePolicy,
+  type RunEstimate,
+  type LinkModel,
+  type LinkPreset,
+} from './estimate/index.js';
+// The range reader.
+export {
+  createRangeReader,
+  resolveRangeReaderOptions,
+  planRanges,
+  DEFAULT_GAP_BYTES,
+  DEFAULT_MAX_WASTE_RATIO,
+  type FetchedSample,
+  type SampleLayout,
+} from './fetch/index.js';

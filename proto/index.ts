@@ -161,7 +161,7 @@ export const LoaderClient = grpc.makeGenericClientConstructor(
   'Loader',
 ) as unknown as ClientConstructor<LoaderClient>;
 
-export const protoFiles: readonly string[] = ['loader.proto', 'scorer.proto'].map((f) =>
+const protoFiles: readonly string[] = ['loader.proto', 'scorer.proto'].map((f) =>
   join(packageRoot, 'proto/sadp/v1', f),
 );
 

@@ -1,5 +1,38 @@
-// Public API of the scorer component: the SADP math (pure functions over
-// typed arrays) and the scorer service built on it.
-export * from './math/index.js';
-export * from './service/index.js';
-export { StateErrorCode } from './state/index.js';
+// Public API of the scorer component: what the loader, the CLI, benches and
+// tests use. The SADP math (pure functions over typed arrays):
+export {
+  POLICY_NAMES,
+  cappedProbabilities,
+  cappedProbabilitiesSorted,
+  decodePlan,
+  defaultHyperparameters,
+  encodePlan,
+  planDigest,
+  planEpoch,
+  pruneRatioAt,
+  releasePlanWorkspace,
+  smoothedProbabilities,
+  uniform,
+  type EpochPlan,
+  type PlanInput,
+  type PolicyName,
+} from './math/index.js';
+// The scorer service (transport-free core and its gRPC server).
+export {
+  Job,
+  createScorerServer,
+  openScorerCore,
+  resolveJobSpec,
+  type ScorerCore,
+  type ScorerServer,
+  type ScorerServerOptions,
+} from './service/index.js';
+// Its client, and the wire conversions server and client share.
+export {
+  createScorerClient,
+  isRetryableScorerError,
+  scorerError,
+  type Plan,
+  type ScorerClient,
+} from './client/index.js';
+export { policyFromEnum, u64ToBigInt } from './wire.js';

@@ -64,7 +64,7 @@ const SECRET_ACCESS_KEY = 'S3RVER';
 /** How long close() lets in-flight requests finish before cutting connections. */
 const CLOSE_GRACE_MS = 2_000;
 
-export function isLoopbackHost(host: string): boolean {
+function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
   if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');

@@ -13,12 +13,12 @@ import { createS3Store } from './s3-store.js';
 
 export type { ObjectStore, ObjectInfo, ReadOptions, WriteOptions } from './object-store.js';
 export type { S3Options } from './s3-client.js';
-export type { EmbeddedS3, EmbeddedS3Options } from './embedded-s3.js';
+export type { EmbeddedS3 } from './embedded-s3.js';
 export type { S3Client } from '@aws-sdk/client-s3';
 export { createS3Client, S3_DEFAULTS } from './s3-client.js';
-export { startEmbeddedS3, s3OptionsForEmbedded, isLoopbackHost } from './embedded-s3.js';
-export { parseS3Url, splitObjectUrl, isAbsoluteUrl } from './keys.js';
-export { isRetryableStorageError, mapStorageError, StorageErrorCode } from './errors.js';
+export { startEmbeddedS3, s3OptionsForEmbedded } from './embedded-s3.js';
+export { splitObjectUrl, isAbsoluteUrl } from './keys.js';
+export { isRetryableStorageError } from './errors.js';
 export { PART_SIZE } from './s3-store.js';
 
 export interface OpenStoreOptions {

@@ -30,7 +30,7 @@ function checkAborted(signal: AbortSignal | undefined, url: string, op: string):
   if (signal?.aborted) throw cancelledError(url, op, signal.reason);
 }
 
-export function localEtag(st: BigIntStats): string {
+function localEtag(st: BigIntStats): string {
   return createHash('md5').update(`${st.size}:${st.mtimeNs}:${st.ino}`).digest('hex');
 }
 

@@ -43,8 +43,7 @@ export const S3_DEFAULTS = {
 } as const;
 
 /** An endpoint without user info, for messages. */
-export function endpointLabel(endpoint: string | undefined): string {
-  if (!endpoint) return 'aws';
+function endpointLabel(endpoint: string): string {
   try {
     return new URL(endpoint).origin;
   } catch {

@@ -26,9 +26,9 @@ import { checkRangeArgs } from './range.js';
 /** Multipart part size: 8 MiB (S3's minimum is 5 MiB; 10,000 parts -> 78 GiB max object). */
 export const PART_SIZE = 8 * 1024 * 1024;
 /** Parts in flight per upload; buffered bytes per upload <= PART_SIZE * UPLOAD_QUEUE = 32 MiB. */
-export const UPLOAD_QUEUE = 4;
+const UPLOAD_QUEUE = 4;
 
-export function stripEtag(etag: string | undefined): string {
+function stripEtag(etag: string | undefined): string {
   return (etag ?? '').replace(/^W\//, '').replace(/^"|"$/g, '');
 }
 

@@ -19,7 +19,7 @@ export type BackendPreference = BackendName | 'auto';
  */
 export const AUTO_BACKEND_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 
-export interface BackendAttempt {
+interface BackendAttempt {
   name: BackendName;
   /** Why this backend could not be used; absent for the one selected. */
   error?: string;

@@ -1,6 +1,25 @@
 // Public API of the trainer component: the loader client SDK, the spiking
 // networks, TF.js backend selection and the training loop of `sadp train`.
-export * from './client/index.js';
-export * from './snn/index.js';
-export * from './backend.js';
-export * from './train/index.js';
+export { createLoaderClient } from './client/index.js';
+export { createSpikingCnn, createSpikingMlp, type SpikingModel } from './snn/index.js';
+export {
+  AUTO_BACKEND_ORDER,
+  selectBackend,
+  type BackendName,
+  type BackendPreference,
+  type BackendSelection,
+} from './backend.js';
+export {
+  CosineSchedule,
+  checkpointPath,
+  cosineLr,
+  createTrainReporter,
+  estimateTotalSteps,
+  formatBytes,
+  readCheckpoint,
+  runTraining,
+  type EpochShape,
+  type EpochSummary,
+  type EvalSource,
+  type TrainOptions,
+} from './train/index.js';

@@ -19,7 +19,7 @@ export type FromWorker =
   | { type: 'result'; result: RunResult }
   | { type: 'error'; message: string; code?: string };
 
-export interface RunProgress {
+interface RunProgress {
   /** Runs finished, of `total`. */
   done: number;
   total: number;

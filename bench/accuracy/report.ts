@@ -5,7 +5,7 @@ import type { PolicyName } from '../../scorer/index.js';
 import { writeLinePanelsSvg, type LinePanel, type LinePoint } from '../plot.js';
 import type { RunResult } from './run.js';
 
-export interface Stat {
+interface Stat {
   mean: number;
   /** Sample standard deviation (n - 1); 0 for a single run. */
   std: number;

@@ -31,7 +31,7 @@ const PIXELS = SIDE * SIDE;
 const CLASSES = 10;
 const EVAL_BATCH = 500;
 
-export interface Split {
+interface Split {
   /** count * 784 pixels, 0..255. */
   pixels: Uint8Array;
   labels: Uint8Array;

@@ -7,7 +7,7 @@ import { FASHION_MNIST_DIR } from '../../common/datasets/fashion-mnist.js';
 import { POLICY_NAMES, defaultHyperparameters, type PolicyName } from '../../scorer/index.js';
 import type { BackendPreference } from '../../trainer/index.js';
 
-export type AccuracyModel = 'mlp' | 'cnn';
+type AccuracyModel = 'mlp' | 'cnn';
 
 export interface AccuracySettings {
   /** Training set: the first N examples of the Fashion-MNIST train split (its file order is already shuffled). */
@@ -38,7 +38,7 @@ export interface AccuracySettings {
   datasetDir: string;
 }
 
-export const FULL_SETTINGS: AccuracySettings = {
+const FULL_SETTINGS: AccuracySettings = {
   trainSize: 20_000,
   testSize: 10_000,
   epochEvalSize: 2_000,

@@ -93,7 +93,7 @@ function pad(s: string, n: number): string {
   return s.padStart(n);
 }
 
-export async function runDemo(flags: DemoFlags): Promise<EpochSummary[]> {
+async function runDemo(flags: DemoFlags): Promise<EpochSummary[]> {
   if (!(POLICY_NAMES as readonly string[]).includes(flags.policy)) {
     throw new Error(`--policy must be one of ${POLICY_NAMES.join(', ')}, got ${flags.policy}`);
   }

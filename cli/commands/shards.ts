@@ -17,7 +17,7 @@ import {
   type DatasetManifest,
   type IndexProgress,
   type SampleSource,
-} from '../../loader/shards/index.js';
+} from '../../loader/index.js';
 import { intArg } from '../args.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
 

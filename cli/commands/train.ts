@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SadpError, Status } from '../../common/errors.js';
 import { readPem } from '../../common/tls.js';
-import { AUTO_BACKEND_ORDER, type BackendPreference } from '../../trainer/backend.js';
+import { AUTO_BACKEND_ORDER, type BackendPreference } from '../../trainer/index.js';
 import { createTrainReporter, runTraining, type EvalSource, type TrainOptions } from '../../trainer/index.js';
 import { intArg, numArg } from '../args.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
@@ -58,7 +58,7 @@ function tokenOf(flags: TrainFlags): string | undefined {
   }
 }
 
-export function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): TrainOptions {
+function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): TrainOptions {
   if (flags.eval !== undefined && flags.evalFashionMnist !== undefined) {
     throw new SadpError('SADP_TRAIN_OPTION', '--eval and --eval-fashion-mnist are exclusive', {
       status: Status.INVALID_ARGUMENT,

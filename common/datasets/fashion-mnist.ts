@@ -8,18 +8,6 @@ import { gunzipSync } from 'node:zlib';
 import { SadpError, Status } from '../errors.js';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
-export const FASHION_MNIST_CLASSES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-] as const;
 
 export type Split = 'train' | 'test';
 

@@ -5,12 +5,9 @@ export {
   uniformSubset,
   ESTIMATE_POLICIES,
   type DatasetLayout,
-  type EpochEstimate,
-  type EstimateOptions,
   type EstimatePolicy,
   type RunEstimate,
 } from './estimate.js';
-export { batchFetchCost, type FetchCost } from './fetch-cost.js';
 export { LINK_PRESETS, type LinkModel, type LinkPreset } from './link-model.js';
 export { syntheticLayout, layoutOfDataset } from './layouts.js';
 export { estimatePlotSpec } from './plot-spec.js';

@@ -3,8 +3,17 @@
 // rewritten in place or a wrong index fails instead of yielding wrong bytes.
 import { SadpError, Status } from '../../common/errors.js';
 import { padded, splitMemberName, type ShardIndex } from '../shards/index.js';
-import type { FetchedSample } from './range-reader.js';
 import { TarHeaderError, parseMemberAt } from './tar-member.js';
+
+/** One sample cut out of a fetched range. */
+export interface FetchedSample {
+  id: number;
+  key: string;
+  /** Extension -> member bytes. Views into the fetched range (no copy). */
+  fields: Record<string, Uint8Array>;
+  /** The sample's length in the shard, headers and padding included (end - offset). */
+  bytes: number;
+}
 
 /**
  * `buf` holds shard bytes [bufStart, bufStart + buf.length) of `shardKey`;

@@ -7,16 +7,8 @@ export {
   DEFAULT_MAX_WASTE_RATIO,
   type RangeReader,
   type RangeReaderOptions,
-  type ReadPriority,
-  type ResolvedRangeReaderOptions,
-  type FetchedSample,
   type IoStats,
   type RangeRequestEvent,
 } from './range-reader.js';
-export {
-  planRanges,
-  sortUniqueIds,
-  type RangePlan,
-  type PlanOptions,
-  type SampleLayout,
-} from './range-plan.js';
+export { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from './range-plan.js';
+export type { FetchedSample } from './cut.js';

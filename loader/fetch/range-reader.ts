@@ -10,7 +10,7 @@ import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
 import { createLimiter } from './limiter.js';
 import { planRanges, sortUniqueIds, type RangePlan } from './range-plan.js';
-import { cutSample } from './cut.js';
+import { cutSample, type FetchedSample } from './cut.js';
 
 export interface RangeReaderOptions {
   /**
@@ -51,15 +51,6 @@ export interface RangeReaderOptions {
   idleTimeoutMs?: number;
   /** Export Prometheus counters (sadp_fetch_*) from common/metrics; default false. */
   metrics?: boolean;
-}
-
-export interface FetchedSample {
-  id: number;
-  key: string;
-  /** Extension -> member bytes. Views into the fetched range (no copy). */
-  fields: Record<string, Uint8Array>;
-  /** The sample's length in the shard, headers and padding included (end - offset). */
-  bytes: number;
 }
 
 export interface IoStats {

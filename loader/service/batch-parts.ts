@@ -8,7 +8,7 @@ import type { BatchSpec } from './batch-fetch.js';
 const PART_OVERHEAD = 32;
 
 /** Upper bound on the encoded size of one Sample inside a BatchPart. */
-export function sampleEncodedBound(sample: FetchedSample): number {
+function sampleEncodedBound(sample: FetchedSample): number {
   // Sample: tag+len (<= 6), id (<= 6), key (<= 6 + key), weight (9), padded (2).
   let n = 29 + Buffer.byteLength(sample.key);
   for (const [ext, bytes] of Object.entries(sample.fields)) {

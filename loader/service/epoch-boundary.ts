@@ -9,8 +9,28 @@
 // scorer before this loader asks for plan k+1. Across loader replicas, scores
 // still in flight at another replica when the first replica asks for plan
 // k+1 apply one epoch later (the plan is fixed at its first request).
+import { onAbort } from '../../common/signals.js';
 import type { BatchFetch } from './batch-fetch.js';
 import type { LoaderMetrics } from './metrics.js';
+
+/** One epoch of a job as a set of trainers sees it: the world size and batch size fix its layout. */
+export interface EpochShape {
+  jobId: string;
+  epoch: number;
+  world: number;
+  batchSize: number;
+}
+
+/** One rank's stream of an epoch shape. */
+export interface RankKey extends EpochShape {
+  rank: number;
+}
+
+/** The key of a rank within its (job, epoch) entry. */
+const rankInEpoch = (k: RankKey): string => `${k.world}/${k.batchSize}/${k.rank}`;
+/** The key of a rank across jobs and epochs (warm batches). */
+const rankKey = (k: RankKey): string =>
+  `${k.jobId}\u0000${k.epoch}\u0000${k.world}\u0000${k.batchSize}\u0000${k.rank}`;
 
 interface EpochProgress {
   /** Streams of this epoch open here that have not acked their last batch. */
@@ -47,12 +67,7 @@ export class EpochBoundary {
     private readonly metrics: LoaderMetrics,
     private readonly warmTtlMs: number,
     /** Every rank 0..world-1 of (job, epoch) acked its last batch. */
-    private readonly onEpochComplete: (
-      jobId: string,
-      epoch: number,
-      world: number,
-      batchSize: number,
-    ) => void,
+    private readonly onEpochComplete: (shape: EpochShape) => void,
   ) {}
 
   private entry(jobId: string, epoch: number): EpochProgress {
@@ -81,9 +96,10 @@ export class EpochBoundary {
     return p;
   }
 
-  streamOpened(jobId: string, epoch: number, rank: number, world: number, batchSize: number): StreamProgress {
+  streamOpened(key: RankKey): StreamProgress {
+    const { jobId, epoch, world, batchSize, rank } = key;
     const p = this.entry(jobId, epoch);
-    p.opened.add(`${world}/${batchSize}/${rank}`);
+    p.opened.add(rankInEpoch(key));
     p.incomplete++;
     let open = true;
     const leave = (): void => {
@@ -96,23 +112,24 @@ export class EpochBoundary {
       finished: () => {
         p.lastAckAt = performance.now();
         leave();
-        const key = `${world}/${batchSize}`;
-        let ranks = p.done.get(key);
+        const shapeKey = `${world}/${batchSize}`;
+        let ranks = p.done.get(shapeKey);
         if (!ranks) {
           ranks = new Set();
-          p.done.set(key, ranks);
+          p.done.set(shapeKey, ranks);
         }
         const before = ranks.size;
         ranks.add(rank);
-        if (ranks.size > before && ranks.size === world) this.onEpochComplete(jobId, epoch, world, batchSize);
+        if (ranks.size > before && ranks.size === world)
+          this.onEpochComplete({ jobId, epoch, world, batchSize });
       },
       closed: leave,
     };
   }
 
   /** Whether a stream of this rank (and shape) was opened here for the epoch. */
-  rankOpened(jobId: string, epoch: number, world: number, batchSize: number, rank: number): boolean {
-    return this.progress.get(jobId)?.get(epoch)?.opened.has(`${world}/${batchSize}/${rank}`) ?? false;
+  rankOpened(key: RankKey): boolean {
+    return this.progress.get(key.jobId)?.get(key.epoch)?.opened.has(rankInEpoch(key)) ?? false;
   }
 
   /**
@@ -125,13 +142,13 @@ export class EpochBoundary {
     return new Promise((resolve) => {
       const finish = (): void => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', finish);
+        stop();
         const i = p.barrierWaiters.indexOf(finish);
         if (i >= 0) p.barrierWaiters.splice(i, 1);
         resolve();
       };
       const timer = setTimeout(finish, timeoutMs);
-      signal.addEventListener('abort', finish, { once: true });
+      const stop = onAbort(signal, finish);
       p.barrierWaiters.push(finish);
     });
   }
@@ -147,39 +164,18 @@ export class EpochBoundary {
     this.metrics.boundaryStall.observe(Math.max(0, performance.now() - previous.lastAckAt) / 1000);
   }
 
-  private warmKey(jobId: string, epoch: number, world: number, batchSize: number, rank: number): string {
-    return `${jobId}\u0000${epoch}\u0000${world}\u0000${batchSize}\u0000${rank}`;
-  }
-
   /** Holds prefetched first batches of a rank's next epoch until it opens it (or the TTL passes). */
-  putWarm(
-    jobId: string,
-    epoch: number,
-    world: number,
-    batchSize: number,
-    rank: number,
-    batches: Map<number, BatchFetch>,
-  ): void {
-    const key = this.warmKey(jobId, epoch, world, batchSize, rank);
+  putWarm(rank: RankKey, batches: Map<number, BatchFetch>): void {
+    const key = rankKey(rank);
     this.dropWarm(key);
     const timer = setTimeout(() => this.dropWarm(key), this.warmTtlMs);
     timer.unref();
     this.warm.set(key, { batches, timer });
   }
 
-  hasWarm(jobId: string, epoch: number, world: number, batchSize: number, rank: number): boolean {
-    return this.warm.has(this.warmKey(jobId, epoch, world, batchSize, rank));
-  }
-
   /** Hands the warm batches of this rank to its stream (the caller owns them from now on). */
-  takeWarm(
-    jobId: string,
-    epoch: number,
-    world: number,
-    batchSize: number,
-    rank: number,
-  ): Map<number, BatchFetch> | undefined {
-    const key = this.warmKey(jobId, epoch, world, batchSize, rank);
+  takeWarm(rank: RankKey): Map<number, BatchFetch> | undefined {
+    const key = rankKey(rank);
     const entry = this.warm.get(key);
     if (!entry) return undefined;
     clearTimeout(entry.timer);

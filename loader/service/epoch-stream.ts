@@ -12,58 +12,24 @@
 // stops sending new batches, waits for the acks of what it sent, commits
 // them, and ends with UNAVAILABLE so the trainer reconnects with its cursor.
 import type * as grpc from '@grpc/grpc-js';
-import { cancelledError } from '../../common/abort.js';
-import { SadpError, Status, toGrpcError, type StatusCode } from '../../common/errors.js';
+import { cancelledError, raceSignal } from '../../common/signals.js';
+import { Status, toGrpcError, type SadpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { pb, type sadp } from '../../proto/index.js';
 import type { StreamProgress } from './epoch-boundary.js';
-import { BatchFetch, batchSpec } from './batch-fetch.js';
+import { PrefetchWindow } from './prefetch-window.js';
 import { splitBatch } from './batch-parts.js';
-import { deliveredTo, epochLayout, type EpochLayout } from './epoch-layout.js';
-import { raceSignal, type EpochState, type JobContext } from './job-registry.js';
+import { checkAck } from './ack-check.js';
+import { writeInOrder } from './call-writer.js';
+import { epochLayout, type EpochLayout } from './epoch-layout.js';
+import type { EpochState, JobContext } from './job-registry.js';
 import { checkShape, openJob, type LoaderCore } from './loader-core.js';
+import { DEFAULT_MAX_UNACKED, STATUS_NAMES, drainingError, epochInfo, rpcError } from './stream-messages.js';
 
 export type StreamEpochCall = grpc.ServerDuplexStream<
   sadp.v1.StreamEpochRequest,
   sadp.v1.StreamEpochResponse
 >;
-
-/** Credit window when OpenEpoch.max_unacked_batches is 0. */
-export const DEFAULT_MAX_UNACKED = 4;
-
-const STATUS_NAMES = new Map<number, string>(Object.entries(Status).map(([k, v]) => [v, k]));
-
-export function epochInfo(ctx: JobContext, state: EpochState, layout: EpochLayout): sadp.v1.EpochInfo {
-  return pb.EpochInfo.create({
-    jobId: ctx.jobId,
-    epoch: state.epoch,
-    datasetSize: ctx.dataset.size,
-    selectedCount: layout.selected,
-    samplesPerRank: layout.samplesPerRank,
-    steps: layout.steps,
-    padded: layout.padded,
-    pruneRatio: state.plan.pruneRatio,
-    expectedSize: state.plan.expectedSize,
-    planDigest: state.plan.digest,
-    fields: ctx.dataset.manifest.fields,
-    datasetBytes: state.datasetBytes,
-    selectedBytes: state.selectedBytes,
-    epochs: ctx.epochs,
-  });
-}
-
-function rpcError(status: StatusCode, message: string, code = 'SADP_BAD_REQUEST'): SadpError {
-  return new SadpError(code, message, { status });
-}
-
-/** A stream that has not opened when the loader drains: UNAVAILABLE, so the trainer reconnects elsewhere. */
-function drainingError(): SadpError {
-  return rpcError(
-    Status.UNAVAILABLE,
-    'the loader is shutting down; connect to another replica',
-    'SADP_DRAINING',
-  );
-}
 
 interface PendingAck {
   index: number;
@@ -93,7 +59,7 @@ class EpochStream {
   private lastAck = -1;
   /** Highest batch index whose parts started going out. */
   private lastStarted = -1;
-  private readonly fetches = new Map<number, BatchFetch>();
+  private window!: PrefetchWindow;
   /** The batch the writer is waiting for or writing (never trimmed). */
   private writing = -1;
   private wakeWriter: (() => void) | undefined;
@@ -229,19 +195,24 @@ class EpochStream {
     this.lastAck = cursor - 1;
     this.lastStarted = cursor - 1;
     this.grants.push({ limit: cursor - 1 + this.maxUnacked, at: performance.now() });
+    this.window = new PrefetchWindow({
+      ctx,
+      state,
+      layout,
+      rank,
+      prefetchBatches: core.options.prefetchBatches,
+      fairShare: () => core.budget.capacity / Math.max(1, core.activeStreams),
+      deps: core.fetchDeps(ctx, epoch),
+    });
     this.phase = 'open';
     core.streams.add(this);
 
-    this.progress = core.boundary.streamOpened(jobId, epoch, rank, world, batchSize);
+    const rankKey = { jobId, epoch, world, batchSize, rank };
+    this.progress = core.boundary.streamOpened(rankKey);
     // A rank that already acked everything does not hold up the next plan.
     if (cursor === layout.steps) this.progress.closed();
-    const warm = core.boundary.takeWarm(jobId, epoch, world, batchSize, rank);
-    if (warm) {
-      for (const [i, f] of warm) {
-        if (i >= cursor && i < layout.steps && !this.fetches.has(i)) this.fetches.set(i, f);
-        else f.dispose();
-      }
-    }
+    const warm = core.boundary.takeWarm(rankKey);
+    if (warm) this.window.adopt(warm, cursor);
     core.metrics.epoch.set({ job: jobId }, epoch);
     core.metrics.subsetSize.set({ job: jobId }, layout.selected);
     this.writeControl(pb.StreamEpochResponse.create({ info: epochInfo(ctx, state, layout) }));
@@ -261,53 +232,14 @@ class EpochStream {
 
   private onAck(ack: sadp.v1.Ack.$Properties): void {
     const { layout, state, rank } = this;
-    const index = ack.index ?? 0;
-    const ids = ack.ids ?? [];
-    const scores = ack.scores ?? [];
-    const losses = ack.losses ?? [];
-    const what = `ack for batch ${index} of rank ${rank} (job ${this.jobId} epoch ${this.epoch})`;
-    if (index >= layout.steps) {
-      throw rpcError(
-        Status.OUT_OF_RANGE,
-        `${what}: the rank has ${layout.steps} batches (0..${layout.steps - 1})`,
-      );
-    }
-    if (index > this.lastStarted) {
-      throw rpcError(
-        Status.FAILED_PRECONDITION,
-        `${what}: that batch was not sent yet (last sent: ${this.lastStarted})`,
-      );
-    }
-    const invalid = (msg: string): SadpError =>
-      rpcError(Status.INVALID_ARGUMENT, `${what}: ${msg}`, 'SADP_BAD_ACK');
-    if (scores.length !== 0 && scores.length !== ids.length) {
-      throw invalid(`${scores.length} scores for ${ids.length} ids (give one per id, or none)`);
-    }
-    if (losses.length !== 0 && losses.length !== ids.length) {
-      throw invalid(`${losses.length} losses for ${ids.length} ids (give one per id, or none)`);
-    }
-    if (ids.length > 0 && scores.length === 0 && losses.length === 0) {
-      throw invalid(`${ids.length} ids but neither scores nor losses`);
-    }
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i] as number;
-      const o = id < state.orderIndexOf.length ? (state.orderIndexOf[id] as number) : -1;
-      if (o < 0) throw invalid(`ids[${i}] = ${id} is not selected in this epoch's plan`);
-      if (!deliveredTo(layout, o, rank, index)) {
-        throw invalid(`ids[${i}] = ${id} was not delivered to rank ${rank} in batches 0..${index}`);
-      }
-      if (scores.length > 0) {
-        const s = scores[i] as number;
-        if (!Number.isFinite(s) || s < 0)
-          throw invalid(`scores[${i}] = ${s} (id ${id}) must be a finite number >= 0`);
-      }
-      if (losses.length > 0) {
-        const l = losses[i] as number;
-        if (!Number.isFinite(l) || l < 0)
-          throw invalid(`losses[${i}] = ${l} (id ${id}) must be a finite number >= 0`);
-      }
-    }
-
+    const { index, ids, scores, losses } = checkAck(ack, {
+      layout,
+      state,
+      rank,
+      lastSent: this.lastStarted,
+      jobId: this.jobId,
+      epoch: this.epoch,
+    });
     if (index > this.lastAck) {
       this.lastAck = index;
       this.grants.push({ limit: index + this.maxUnacked, at: performance.now() });
@@ -416,37 +348,9 @@ class EpochStream {
     return (this.grants[0] as { at: number }).at;
   }
 
-  /** Keeps up to prefetchBatches batches from `batch` on fetched or in flight, within this stream's fair share. */
-  private topUp(batch: number): void {
-    const { core, layout, state, ctx } = this;
-    const end = Math.min(layout.steps, batch + core.options.prefetchBatches);
-    let held = 0;
-    for (const f of this.fetches.values()) held += f.bytes;
-    const share = core.budget.capacity / Math.max(1, core.activeStreams);
-    for (let i = batch; i < end; i++) {
-      if (this.fetches.has(i)) continue;
-      const spec = batchSpec(state, layout, ctx.dataset, this.rank, i);
-      // The batch to send next always goes; prefetch beyond it only within the fair share,
-      // so one stalled trainer cannot hold the whole budget.
-      if (i > batch && held + spec.bytes > share) break;
-      this.fetches.set(i, BatchFetch.start(spec, core.fetchDeps(ctx, this.epoch), i === batch ? 0 : 1));
-      held += spec.bytes;
-    }
-  }
-
   /** Budget contention: give back prefetched batches (latest first) until this stream holds at most `share`. */
   trim(share: number): void {
-    let held = 0;
-    for (const f of this.fetches.values()) held += f.bytes;
-    if (held <= share) return;
-    const evictable = [...this.fetches.keys()].filter((i) => i > this.writing).sort((a, b) => b - a);
-    for (const i of evictable) {
-      if (held <= share) break;
-      const f = this.fetches.get(i) as BatchFetch;
-      f.dispose();
-      this.fetches.delete(i);
-      held -= f.bytes;
-    }
+    this.window?.trim(share, this.writing);
   }
 
   private async runWriter(): Promise<void> {
@@ -456,13 +360,12 @@ class EpochStream {
       for (let b = this.cursor; b < layout.steps; b++) {
         if (this.stopping()) break;
         this.writing = b;
-        this.topUp(b);
+        this.window.topUp(b);
         await this.waitCredit(b);
         if (this.stopping()) break;
         const requestedAt = this.grantTime(b);
         // A trim may have dropped the batch while the writer waited for credit.
-        if (!this.fetches.has(b)) this.topUp(b);
-        const fetch = this.fetches.get(b) as BatchFetch;
+        const fetch = this.window.take(b);
         const samples = await raceSignal(fetch.ready, signal, `fetch of batch ${b}`);
         const { parts, oversized } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
         if (oversized.length > 0) {
@@ -473,10 +376,14 @@ class EpochStream {
         }
         this.inBatch = true;
         this.lastStarted = b;
-        await this.writeAll(parts.map((p) => pb.StreamEpochResponse.create({ batch: p })));
+        await writeInOrder(
+          this.call,
+          parts.map((p) => pb.StreamEpochResponse.create({ batch: p })),
+          signal,
+        );
         this.inBatch = false;
         fetch.release();
-        this.fetches.delete(b);
+        this.window.sent(b);
         const n = fetch.spec.ids.length;
         core.counters.batchesSent++;
         core.counters.samplesSent += n;
@@ -486,58 +393,13 @@ class EpochStream {
         if (this.commitQueued > this.commitSent) this.sendCommit(this.commitQueued);
       }
       this.writerDone = true;
-      for (const f of this.fetches.values()) f.dispose();
-      this.fetches.clear();
+      this.window.disposeAll();
       this.maybeFinish();
     } catch (err) {
       this.inBatch = false;
       if (this.phase === 'done') return;
       this.fail(err);
     }
-  }
-
-  /** Writes messages in order, waiting for 'drain' when the call's buffer is full, then for the last one to flush. */
-  private async writeAll(messages: sadp.v1.StreamEpochResponse[]): Promise<void> {
-    const signal = this.controller.signal;
-    let flushed: Promise<void> = Promise.resolve();
-    for (let i = 0; i < messages.length; i++) {
-      const message = messages[i] as sadp.v1.StreamEpochResponse;
-      flushed = new Promise<void>((resolve, reject) => {
-        const ok = this.call.write(message, (err: Error | null | undefined) =>
-          err ? reject(err) : resolve(),
-        );
-        if (!ok && i < messages.length - 1) this.needDrain = true;
-      });
-      flushed.catch(() => undefined);
-      if (this.needDrain) {
-        this.needDrain = false;
-        await this.waitDrain(signal);
-      }
-    }
-    // The write callback never fires on a cancelled call: race it against the abort.
-    await raceSignal(flushed, signal, 'stream write');
-  }
-
-  private needDrain = false;
-
-  private waitDrain(signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (signal.aborted) {
-        reject(cancelledError(signal, 'stream write'));
-        return;
-      }
-      const done = (): void => {
-        this.call.removeListener('drain', done);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = (): void => {
-        this.call.removeListener('drain', done);
-        reject(cancelledError(signal, 'stream write'));
-      };
-      this.call.once('drain', done);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
   }
 
   /** A small message between batches (EpochInfo, ScoresCommitted); the call's own buffer holds it. */
@@ -605,8 +467,7 @@ class EpochStream {
     core.drainSignal.removeEventListener('abort', this.onDrain);
     this.controller.abort();
     core.streams.delete(this);
-    for (const f of this.fetches.values()) f.dispose();
-    this.fetches.clear();
+    (this.window as PrefetchWindow | undefined)?.disposeAll();
     this.progress?.closed();
     core.activeStreams--;
     core.metrics.activeStreams.dec();

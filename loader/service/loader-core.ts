@@ -8,7 +8,7 @@ import type { IoStats, RangeReader } from '../fetch/index.js';
 import { checkJobToken } from './auth.js';
 import { BatchFetch, batchSpec, type FetchDeps } from './batch-fetch.js';
 import type { ByteBudget } from './byte-budget.js';
-import type { EpochBoundary } from './epoch-boundary.js';
+import type { EpochBoundary, EpochShape } from './epoch-boundary.js';
 import { epochLayout } from './epoch-layout.js';
 import type { EpochState, JobContext, JobRegistry } from './job-registry.js';
 import type { LoaderMetrics } from './metrics.js';
@@ -16,7 +16,7 @@ import type { ResolvedLoaderOptions } from './options.js';
 import type { ScoreForwarder } from './score-forwarder.js';
 
 /** Largest batch a trainer may ask for (65,536 samples). */
-export const MAX_BATCH_SIZE = 65_536;
+const MAX_BATCH_SIZE = 65_536;
 
 /** A snapshot of one loader's counters (tests and `sadp loader` status). */
 export interface LoaderStats {
@@ -101,13 +101,8 @@ export function checkShape(jobId: string, world: number, rank: number | undefine
  * so fetch plan k+1 now and prefetch each rank's first batches with whatever
  * budget is free, for the ranks' streams to adopt when they open k+1.
  */
-export async function prepareNextEpoch(
-  core: LoaderCore,
-  jobId: string,
-  epoch: number,
-  world: number,
-  batchSize: number,
-): Promise<void> {
+export async function prepareNextEpoch(core: LoaderCore, finished: EpochShape): Promise<void> {
+  const { jobId, epoch, world, batchSize } = finished;
   const next = epoch + 1;
   if (core.drainSignal.aborted) return;
   const ctx = await core.registry.job(jobId, core.lifetime);
@@ -123,7 +118,7 @@ export async function prepareNextEpoch(
   let started = 0;
   fill: for (let i = 0; i < first; i++) {
     for (let rank = 0; rank < world; rank++) {
-      if (core.boundary.rankOpened(jobId, next, world, batchSize, rank)) continue;
+      if (core.boundary.rankOpened({ jobId, epoch: next, world, batchSize, rank })) continue;
       const f = BatchFetch.tryStart(batchSpec(state, layout, ctx.dataset, rank, i), deps, i === 0 ? 0 : 1);
       if (!f) break fill;
       let batches = perRank.get(rank);
@@ -132,7 +127,9 @@ export async function prepareNextEpoch(
       started++;
     }
   }
-  for (const [rank, batches] of perRank) core.boundary.putWarm(jobId, next, world, batchSize, rank, batches);
+  for (const [rank, batches] of perRank) {
+    core.boundary.putWarm({ jobId, epoch: next, world, batchSize, rank }, batches);
+  }
   core.counters.warmBatchesStarted += started;
   core.logger.info(
     { job: jobId, epoch: next, world, batchSize, batches: started },

@@ -72,8 +72,6 @@ export interface DatasetManifest {
   createdAt: string;
 }
 
-export const MANIFEST_FORMAT = 'sadp-webdataset';
-export const INDEX_FORMAT = 'sadp-shard-index';
 export const MANIFEST_KEY = 'manifest.json';
 export const INDEX_DIR = 'index';
 export const TAR_BLOCK = 512;
@@ -81,12 +79,6 @@ export const TAR_BLOCK = 512;
 /** `train-000042.tar` */
 export function shardFileName(prefix: string, shard: number): string {
   return `${prefix}-${String(shard).padStart(6, '0')}.tar`;
-}
-
-/** `index/train-000042.idx.json` for shard key `train-000042.tar` (any dirname dropped). */
-export function indexKeyFor(shardKey: string): string {
-  const base = shardKey.slice(shardKey.lastIndexOf('/') + 1).replace(/\.tar$/, '');
-  return `${INDEX_DIR}/${base}.idx.json`;
 }
 
 /** Rounds a member size up to the tar block size. */

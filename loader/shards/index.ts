@@ -1,14 +1,13 @@
 // Public API of the shard layer: the on-storage format, opening a dataset,
 // building shards from a source, and indexing shards written by any tool.
-export type { MemberEntry, SampleEntry, ShardIndex, ShardEntry, DatasetManifest } from './format.js';
-export { MANIFEST_KEY, INDEX_DIR, TAR_BLOCK, shardFileName, indexKeyFor, padded } from './format.js';
-export type { Dataset, OpenDatasetOptions } from './dataset.js';
-export { openDataset, readManifest, DATASET_DEFAULTS } from './dataset.js';
-export { splitMemberName, type MemberName } from './member-name.js';
+export type { ShardIndex, DatasetManifest } from './format.js';
+export { TAR_BLOCK, shardFileName, padded } from './format.js';
+export type { Dataset } from './dataset.js';
+export { openDataset, readManifest } from './dataset.js';
+export { splitMemberName } from './member-name.js';
 export { TarScanner, type TarRecord } from './tar-scanner.js';
-export type { IndexShardsOptions, IndexProgress } from './indexer.js';
-export { indexShard, indexShards, expandShardPattern } from './indexer.js';
-export type { BuildShardsOptions, BuildProgress, SampleSource, Sample } from './writer.js';
+export { indexShard, indexShards, type IndexProgress } from './indexer.js';
+export type { SampleSource, Sample } from './writer.js';
 export { buildShards, BUILD_DEFAULTS } from './writer.js';
 export {
   fashionMnistSource,
@@ -16,7 +15,5 @@ export {
   syntheticSource,
   syntheticSampleSize,
   syntheticImagesSource,
-  type SyntheticOptions,
-  type SyntheticImagesOptions,
 } from './sources.js';
-export { encodeNpyUint8, decodeNpyUint8, NPY_HEADER_BYTES } from './npy.js';
+export { encodeNpyUint8, decodeNpyUint8 } from './npy.js';

@@ -4,7 +4,7 @@
 import { SadpError, Status } from '../../common/errors.js';
 
 /** Header bytes of every array written by encodeNpyUint8 (pixels start here). */
-export const NPY_HEADER_BYTES = 128;
+const NPY_HEADER_BYTES = 128;
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
 export function encodeNpyUint8(data: Uint8Array, shape: readonly number[]): Uint8Array {

@@ -12,7 +12,7 @@ import { SadpError, Status } from '../../common/errors.js';
 import type { MemberEntry, SampleEntry } from './format.js';
 import { splitMemberName } from './member-name.js';
 
-export function shardInvalid(shard: string, offset: number, why: string): SadpError {
+function shardInvalid(shard: string, offset: number, why: string): SadpError {
   return new SadpError(
     'SADP_SHARD_INVALID',
     `${shard}: invalid WebDataset shard at offset ${offset}: ${why}`,

@@ -21,7 +21,7 @@ const shardEntrySchema = z.object({
   bytes: count,
 });
 
-export const manifestSchema = z.object({
+const manifestSchema = z.object({
   format: z.literal('sadp-webdataset'),
   version: z.literal(1),
   samples: count,

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { SadpError, Status } from '../../common/errors.js';
 import { FASHION_MNIST_DIR, readFashionMnist, type Split } from '../../common/datasets/fashion-mnist.js';
 import { encodeNpyUint8 } from './npy.js';
-import { throwIfCancelled } from '../../common/abort.js';
+import { throwIfCancelled } from '../../common/signals.js';
 import type { Sample, SampleSource } from './writer.js';
 
 const ascii = (s: string): Uint8Array => Buffer.from(s, 'ascii');
@@ -171,7 +171,7 @@ export interface SyntheticOptions {
   classes?: number;
 }
 
-export const SYNTHETIC_DEFAULTS = { seed: 0, meanBytes: 110_000, sigma: 0.5, classes: 1000 } as const;
+const SYNTHETIC_DEFAULTS = { seed: 0, meanBytes: 110_000, sigma: 0.5, classes: 1000 } as const;
 /** Payload bounds: at least a 1 KiB, at most 16 MiB (bounds per-sample memory). */
 const MIN_BYTES = 1024;
 const MAX_BYTES = 16 * 1024 * 1024;
@@ -203,7 +203,7 @@ export function syntheticSampleSize(id: number, options: Omit<SyntheticOptions, 
   return Math.min(MAX_BYTES, Math.max(MIN_BYTES, Math.round(Math.exp(mu + sigma * z))));
 }
 
-export function syntheticLabel(id: number, seed = 0, classes = 1000): number {
+function syntheticLabel(id: number, seed = 0, classes = 1000): number {
   return Math.floor(uniform(seed, id, 2) * classes);
 }
 

@@ -28,7 +28,7 @@ export interface TarRecord {
 }
 
 /** PAX headers larger than this are treated as corrupt (tar-stream uses 1 MiB too). */
-export const MAX_PAX_BYTES = 1024 * 1024;
+const MAX_PAX_BYTES = 1024 * 1024;
 
 const EXTENSION_TYPES = new Set([0x78 /* x */, 0x67 /* g */, 0x4c /* L */, 0x4b /* K */]);
 const DIRECTORY = 0x35; // '5'
@@ -39,7 +39,7 @@ export function tarCorrupt(shard: string, offset: number, why: string): SadpErro
   });
 }
 
-export function tarTruncated(shard: string, offset: number, why: string): SadpError {
+function tarTruncated(shard: string, offset: number, why: string): SadpError {
   return new SadpError('SADP_TAR_TRUNCATED', `${shard}: truncated at offset ${offset}: ${why}`, {
     status: Status.DATA_LOSS,
   });

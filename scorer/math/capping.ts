@@ -116,11 +116,11 @@ function pow2(k: number): number {
 
 const MAX_SCALED_EXPONENT = 990;
 /** Scaled scores below this are 0: keeps sums, differences and thresholds normal. */
-export const FLUSH_BELOW = 2 ** -1000;
+const FLUSH_BELOW = 2 ** -1000;
 const TINY_SUM = 2 ** -900;
 
 /** The power of two the raw scores are multiplied by, from the largest score. */
-export function scoreScale(max: number): number {
+function scoreScale(max: number): number {
   if (!(max > 0)) return 1;
   const e = exponentOf(max);
   if (e > MAX_SCALED_EXPONENT) return pow2(MAX_SCALED_EXPONENT - e);
@@ -140,7 +140,7 @@ function badScore(what: string, id: number, value: number | undefined): Error {
   );
 }
 
-export function checkExpectedSize(expectedSize: number, n: number): void {
+function checkExpectedSize(expectedSize: number, n: number): void {
   if (!(expectedSize >= 0 && expectedSize <= n)) {
     throw invalidArgument(
       'SADP_MATH_BAD_EXPECTED_SIZE',

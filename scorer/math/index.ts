@@ -50,7 +50,6 @@
  *   (tens of ms at N = 1.28M, a few hundred at 10M): run it in a worker if
  *   the event loop must stay responsive.
  */
-export type { CappingResult, SmoothingResult } from './capping.js';
 export {
   MAX_ITERATIVE_PASSES,
   cappedProbabilities,
@@ -58,10 +57,9 @@ export {
   smoothedProbabilities,
   smoothedProbabilitiesSorted,
 } from './capping.js';
-export type { Hyperparameters } from './schedule.js';
 export { defaultHyperparameters, pruneRatioAt } from './schedule.js';
 export { uniform, threefry4x32 } from './prng.js';
-export type { EpochPlan, PlanInput, PlanStats, PolicyName } from './types.js';
+export type { EpochPlan, PlanInput, PolicyName } from './types.js';
 export { POLICY_NAMES } from './types.js';
 export { planEpoch, infobatchFullEpoch, releasePlanWorkspace } from './plan.js';
 export { planDigest, encodePlan, decodePlan } from './plan-codec.js';

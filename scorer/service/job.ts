@@ -13,9 +13,9 @@ import {
 } from '../state/index.js';
 
 /** Largest report accepted: 1,048,576 entries is 20 MiB on the wire with scores and losses. */
-export const MAX_REPORT_ENTRIES = 1 << 20;
+const MAX_REPORT_ENTRIES = 1 << 20;
 
-export const ReportErrorCode = {
+const ReportErrorCode = {
   EMPTY: 'SADP_REPORT_EMPTY',
   TOO_LARGE: 'SADP_REPORT_TOO_LARGE',
   LENGTH_MISMATCH: 'SADP_REPORT_LENGTH_MISMATCH',

@@ -31,7 +31,7 @@ const MAX_URL_CHARS = 4096;
 const MAX_TOKEN_CHARS = 4096;
 const U64_MAX = (1n << 64n) - 1n;
 
-export const SpecErrorCode = {
+const SpecErrorCode = {
   INVALID_SPEC: 'SADP_INVALID_JOB_SPEC',
   INVALID_JOB_ID: 'SADP_INVALID_JOB_ID',
 } as const;

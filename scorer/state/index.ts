@@ -13,5 +13,5 @@ export {
   type ReportRecord,
   type SnapshotRecord,
 } from './codec.js';
-export { StateStore, type JobListing, type JobRecord } from './state-store.js';
-export { recoverJob, type RecoverHooks, type RecoverOptions, type RecoveredJob } from './recovery.js';
+export { StateStore, type JobRecord } from './state-store.js';
+export { recoverJob } from './recovery.js';

@@ -9,7 +9,7 @@
 //   jobs/<jobId>/plan/<epoch>.plan        an epoch's plan, written once (10 digits)
 import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
-import type { ObjectStore } from '../../storage/object-store.js';
+import type { ObjectStore } from '../../storage/index.js';
 import {
   StateErrorCode,
   decodeLog,

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { SadpError, Status, fromGrpcError, splitGrpcDetails, toGrpcError } from '../../common/errors.js';
-import { scorerError } from '../../loader/service/scorer-access.js';
+import { scorerError } from '../../scorer/client/errors.js';
 
 const wire = (err: SadpError): { code: number; details: string; message: string } => {
   const g = toGrpcError(err);

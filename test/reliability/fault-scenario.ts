@@ -14,7 +14,7 @@ import {
   type FaultProxy,
   type FaultRule,
 } from '../helpers/s3-fault-proxy.js';
-import { SAMPLES, startStack, type Stack } from '../loader/helpers.js';
+import { SAMPLES, startStack, type Stack } from '../loader/service/helpers.js';
 import {
   ScoreLedger,
   buildOracle,

@@ -28,7 +28,7 @@ import {
   type TarRecord,
 } from '../../loader/shards/index.js';
 import { openStore } from '../../storage/index.js';
-import { mixedSource } from '../fetch/fixtures.js';
+import { mixedSource } from '../loader/fetch/fixtures.js';
 
 const BLOCK = 512;
 

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pb } from '../../proto/index.js';
 import { createLoaderClient } from '../../trainer/client/index.js';
-import { startStack, type Stack } from '../loader/helpers.js';
+import { startStack, type Stack } from '../loader/service/helpers.js';
 import { buildOracle, checkEpoch, epochClean, runEpoch, servedPlan, type Oracle } from './stack.js';
 
 let stack: Stack;

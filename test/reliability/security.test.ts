@@ -22,7 +22,14 @@ import { createScorerServer } from '../../scorer/index.js';
 import { createS3Client, startEmbeddedS3 } from '../../storage/index.js';
 import { LoaderCallError, createLoaderClient, type LoaderClientOptions } from '../../trainer/client/index.js';
 import { runSadp, startService, type ServiceProcess } from '../helpers/processes.js';
-import { SAMPLES, connectLoader, newToken, startStack, unary, type Stack } from '../loader/helpers.js';
+import {
+  SAMPLES,
+  connectLoader,
+  newToken,
+  startStack,
+  unary,
+  type Stack,
+} from '../loader/service/helpers.js';
 import { call } from '../scorer/service-helpers.js';
 import { makeCerts, read, type CertFiles } from './certs.js';
 import { runRank, servedPlan, checkEpoch, epochClean, sleep } from './stack.js';
@@ -263,12 +270,12 @@ describe('per-job bearer tokens', () => {
       const own = await runRank({ client: asA, job: jobA, epoch: 0, rank: 0, worldSize: 1, batchSize: 32 });
       assert.equal(own.error, undefined, String(own.error));
       // The loader forwards scores in the background: wait until A's arrived.
-      let a = await call(stack.scorerClient, 'describeJob', { jobId: jobA });
+      let a = await call(stack.scorerRpc, 'describeJob', { jobId: jobA });
       for (let i = 0; i < 1_200 && a.scoredExamples !== own.ids.length; i++) {
         await sleep(100);
-        a = await call(stack.scorerClient, 'describeJob', { jobId: jobA });
+        a = await call(stack.scorerRpc, 'describeJob', { jobId: jobA });
       }
-      const b = await call(stack.scorerClient, 'describeJob', { jobId: jobB });
+      const b = await call(stack.scorerRpc, 'describeJob', { jobId: jobB });
       assert.equal(a.scoredExamples, own.ids.length);
       assert.equal(Number(b.scoresReceived), 0, 'no score reached job B');
       // B's own token works, and the token itself is never returned by the scorer.

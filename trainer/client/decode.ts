@@ -34,9 +34,9 @@ export interface DecodedImages {
  * and binary PGM/PPM (`pgm`, `ppm`: P5/P6, maxval 255). Compressed formats
  * (PNG, JPEG) need an image decoder and are refused by name.
  */
-export const IMAGE_FIELDS = ['npy', 'gray', 'u8', 'raw', 'pgm', 'ppm'] as const;
+const IMAGE_FIELDS = ['npy', 'gray', 'u8', 'raw', 'pgm', 'ppm'] as const;
 /** Label fields understood: ASCII decimal class index (WebDataset `cls` convention). */
-export const LABEL_FIELDS = ['cls', 'label', 'cls.txt'] as const;
+const LABEL_FIELDS = ['cls', 'label', 'cls.txt'] as const;
 
 function decodeError(batch: Batch, j: number, field: string, problem: string): SadpError {
   return new SadpError(

@@ -11,7 +11,7 @@ export interface TlsOptions {
   key?: Uint8Array;
 }
 
-export interface ReconnectOptions {
+interface ReconnectOptions {
   /**
    * Consecutive failed (re)connects before the epoch fails; the count resets
    * whenever a stream delivers a batch. Default 10.
@@ -159,10 +159,4 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
       ...options.channelOptions,
     },
   };
-}
-
-/** Equal jitter: half the step is fixed so a run of attempts always spans a restart, half is random so trainers spread out. */
-export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const step = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(step / 2 + random() * (step / 2));
 }

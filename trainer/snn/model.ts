@@ -30,12 +30,12 @@ import { decodeWeights, encodeWeights, type NamedWeights } from './weights-io.js
  * Uint8Array values are pixels 0..255 (scaled by 1/255). A tensor is used as
  * is (values in [0, 1]) and not disposed.
  */
-export type InputBatch = Float32Array | Uint8Array | tf.Tensor;
+type InputBatch = Float32Array | Uint8Array | tf.Tensor;
 
 /** Class indices, one per example. */
-export type Labels = ArrayLike<number>;
+type Labels = ArrayLike<number>;
 
-export interface StepResult {
+interface StepResult {
   /** Weighted mean loss sum_i w_i l_i / B: the value the step minimises. */
   loss: number;
   /** Unweighted per-example losses l_i (for loss-based scoring: InfoBatch, SADP-loss). */
@@ -54,13 +54,13 @@ export interface StepResult {
   finalInputSpikeRate: number;
 }
 
-export interface EvalResult {
+interface EvalResult {
   accuracy: number;
   /** Mean unweighted loss. */
   loss: number;
 }
 
-export interface ExactGradientNorms {
+interface ExactGradientNorms {
   /** ||dl_i/dW|| of the output layer's weight matrix. */
   final: Float32Array;
   /** sqrt of the sum over all weight layers of ||dl_i/dW_l||^2. */

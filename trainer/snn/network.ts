@@ -70,7 +70,7 @@ export function buildCnn(
 }
 
 /** What one tapped layer contributes to the score; tensors are kept, the owner disposes. */
-export interface TapRecord {
+interface TapRecord {
   layer: number;
   /** ||o_i[t]|| of the layer's input, [T, B]. */
   inputNorms: tf.Tensor;

@@ -37,7 +37,7 @@ export function createSpikeFn(kind: SurrogateKind, alpha: number): SpikeFn {
 }
 
 /** Identity forward, zero gradient (TF.js has no public stopGradient). */
-export const detach = unaryCustomGrad((x) => ({ value: x.clone(), gradFunc: (dy) => tf.zerosLike(dy) }));
+const detach = unaryCustomGrad((x) => ({ value: x.clone(), gradFunc: (dy) => tf.zerosLike(dy) }));
 
 export interface LifResult {
   /** Spikes o[t] in {0, 1}, [T, ...]. */
@@ -85,7 +85,7 @@ export function lifMultiStep(
  * currents, sum_t c_t I[t] with c_t = (1/T) sum_{s >= t} lambda^(s-t), applied
  * here as one matmul over the time axis.
  */
-export function readoutWeights(timeSteps: number, decay: number): Float32Array {
+function readoutWeights(timeSteps: number, decay: number): Float32Array {
   const c = new Float32Array(timeSteps);
   let acc = 0;
   for (let t = timeSteps - 1; t >= 0; t--) {

@@ -2,10 +2,10 @@
 import { invalidArgument } from '../../common/errors.js';
 
 export type SurrogateKind = 'sigmoid' | 'atan';
-export type InputEncoding = 'direct' | 'poisson';
-export type ScoreLayers = 'final' | 'all';
+type InputEncoding = 'direct' | 'poisson';
+type ScoreLayers = 'final' | 'all';
 
-export interface NeuronOptions {
+interface NeuronOptions {
   /**
    * Membrane decay lambda in u[t] = lambda u[t-1] + I[t] (paper Eq. 1). Default
    * 0.5 (tau = 2, SpikingJelly's default). Table I lists 0.1-0.2 for its

@@ -5,7 +5,7 @@ import type { BackendPreference } from '../backend.js';
 import type { LoaderClientOptions, TlsOptions } from '../client/index.js';
 import type { NetworkOptions } from '../snn/index.js';
 
-export type ModelKind = 'mlp' | 'cnn';
+type ModelKind = 'mlp' | 'cnn';
 
 /** Where the test split for per-epoch accuracy comes from. */
 export type EvalSource =
@@ -73,7 +73,7 @@ export interface ResolvedTrainOptions {
   image: { width: number; height: number; channels: number; classes: number };
 }
 
-export const TRAIN_DEFAULTS = {
+const TRAIN_DEFAULTS = {
   rank: 0,
   worldSize: 1,
   batchSize: 128,

@@ -32,7 +32,7 @@ function formatSeconds(s: number): string {
   return m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
 }
 
-export function formatSummary(s: EpochSummary): string {
+function formatSummary(s: EpochSummary): string {
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
   const saved = s.datasetBytesTotal > 0 ? 1 - s.bytesFetchedTotal / s.datasetBytesTotal : 0;
   return [

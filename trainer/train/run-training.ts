@@ -165,7 +165,7 @@ async function loadOptimizer(optimizer: tf.Optimizer, bytes: Uint8Array): Promis
 }
 
 /** K of the job, from the loader's description of epoch 0 (EpochInfo.epochs). */
-export async function jobEpochs(
+async function jobEpochs(
   client: LoaderClient,
   o: { job: string; worldSize: number; batchSize: number; signal?: AbortSignal },
 ): Promise<number> {

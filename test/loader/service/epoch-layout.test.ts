@@ -1,0 +1,139 @@
+// The pure parts of the loader: the deterministic shuffle, the split of an
+// epoch into equal per-rank streams, and the in-flight byte budget.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../loader/index.js';
+import { deliveredTo } from '../../../loader/service/epoch-layout.js';
+import { createByteBudget } from '../../../loader/service/byte-budget.js';
+
+function ascending(n: number, stride = 1): Uint32Array {
+  return Uint32Array.from({ length: n }, (_, i) => i * stride);
+}
+
+test('the global shuffle is a permutation fixed by (seed, epoch)', () => {
+  const ids = ascending(5_000, 3);
+  const shardOf = (id: number): number => Math.floor(id / 300);
+  const a = shufflePlan({ ids, seed: 42n, epoch: 1, mode: 'global', blockShards: 4, shardOf });
+  const b = shufflePlan({ ids, seed: 42n, epoch: 1, mode: 'global', blockShards: 4, shardOf });
+  assert.deepEqual(a, b, 'same inputs, same order (every replica and restart agrees)');
+  assert.deepEqual(
+    [...a].sort((x, y) => x - y),
+    [...ascending(5_000)],
+    'a permutation of plan positions',
+  );
+  const otherEpoch = shufflePlan({ ids, seed: 42n, epoch: 2, mode: 'global', blockShards: 4, shardOf });
+  const otherSeed = shufflePlan({ ids, seed: 43n, epoch: 1, mode: 'global', blockShards: 4, shardOf });
+  const same = (x: Uint32Array, y: Uint32Array): number => x.reduce((n, v, i) => n + (v === y[i] ? 1 : 0), 0);
+  assert.ok(same(a, otherEpoch) < 50, 'another epoch reorders');
+  assert.ok(same(a, otherSeed) < 50, 'another seed reorders');
+  // Well mixed: the first tenth of the order is spread over the whole range.
+  const head = [...a.slice(0, 500)];
+  assert.ok(Math.min(...head) < 250 && Math.max(...head) > 4_750);
+});
+
+test('shard-block keeps every shard inside one block of K shards, blocks in shuffled order', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 400 }),
+      fc.integer({ min: 1, max: 40 }),
+      fc.integer({ min: 1, max: 6 }),
+      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+      (n, perShard, k, seed) => {
+        const ids = ascending(n, 2);
+        const shardOf = (id: number): number => Math.floor(id / 2 / perShard);
+        const perm = shufflePlan({ ids, seed, epoch: 3, mode: 'shard-block', blockShards: k, shardOf });
+        assert.deepEqual(
+          [...perm].sort((x, y) => x - y),
+          [...ascending(n)],
+        );
+        // Block of a shard = (rank of its first appearance) / K: non-decreasing along the order.
+        const firstSeen = new Map<number, number>();
+        let lastBlock = 0;
+        for (const pos of perm) {
+          const shard = shardOf(ids[pos] as number);
+          if (!firstSeen.has(shard)) firstSeen.set(shard, firstSeen.size);
+          const block = Math.floor((firstSeen.get(shard) as number) / k);
+          assert.ok(block >= lastBlock, `shard ${shard} appears after its block ended`);
+          lastBlock = block;
+        }
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+test('ranks get equal-length streams that cover the order once plus padding from its start', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 500 }),
+      fc.integer({ min: 1, max: 9 }),
+      fc.integer({ min: 1, max: 40 }),
+      (m, world, batch) => {
+        const layout = epochLayout(m, world, batch);
+        assert.equal(layout.samplesPerRank, Math.ceil(m / world));
+        assert.equal(layout.steps, Math.ceil(layout.samplesPerRank / batch));
+        const count = new Array<number>(m).fill(0);
+        const padded: number[] = [];
+        for (let rank = 0; rank < world; rank++) {
+          let got = 0;
+          for (let b = 0; b < layout.steps; b++) {
+            const { start, end } = batchSpan(layout, rank, b);
+            assert.ok(end > start && end - start <= batch);
+            for (let p = start; p < end; p++) {
+              const o = orderIndexAt(layout, p);
+              if (p >= m) padded.push(o);
+              else count[o] = (count[o] ?? 0) + 1;
+              // deliveredTo agrees with a walk over the batches.
+              assert.ok(deliveredTo(layout, o, rank, b));
+              if (b > 0 && p - start === 0 && p < m) assert.equal(deliveredTo(layout, o, rank, b - 1), false);
+            }
+            got += end - start;
+          }
+          assert.equal(got, layout.samplesPerRank, 'equal length on every rank');
+        }
+        assert.ok(
+          count.every((c) => c === 1),
+          'every selected id once outside padding',
+        );
+        assert.equal(padded.length, layout.padded);
+        assert.deepEqual(
+          padded,
+          padded.map((_, i) => i % m),
+          'padding repeats the order from its start',
+        );
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test('the byte budget admits in FIFO order, lets an oversized request through alone, and forgets aborted waiters', async () => {
+  let contended = 0;
+  const budget = createByteBudget(100, undefined, () => contended++);
+  await budget.acquire(60);
+  const order: string[] = [];
+  const big = budget.acquire(50).then(() => order.push('big'));
+  const small = budget.acquire(10).then(() => order.push('small'));
+  assert.equal(budget.tryAcquire(10), false, 'no jumping the queue');
+  assert.equal(contended, 2);
+  budget.release(60);
+  await Promise.all([big, small]);
+  assert.deepEqual(order, ['big', 'small']);
+  assert.equal(budget.used, 60);
+
+  const controller = new AbortController();
+  const aborted = budget.acquire(90, controller.signal);
+  const after = budget.acquire(30);
+  controller.abort();
+  await assert.rejects(aborted, { code: 'SADP_CANCELLED' });
+  await after;
+  assert.equal(budget.used, 90);
+  budget.release(90);
+
+  await budget.acquire(500);
+  assert.equal(budget.used, 500, 'a request larger than the budget goes when nothing else is held');
+  assert.equal(budget.highWater, 500);
+  budget.release(500);
+  assert.equal(budget.tryAcquire(100), true);
+});
