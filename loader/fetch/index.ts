@@ -12,7 +12,28 @@ export {
   type FetchedSample,
   type IoStats,
   type RangeRequestEvent,
+  type PlannerStats,
 } from './range-reader.js';
+export {
+  READ_PLANNER_MODES,
+  breakEvenGapBytes,
+  estimateReads,
+  estimateUs,
+  planReads,
+  type ReadCostModel,
+  type ReadEstimate,
+  type ReadPlan,
+  type ReadPlanMix,
+  type ReadPlanOptions,
+  type ReadPlannerMode,
+  type ShardSelection,
+} from './read-planner.js';
+export {
+  createCostEstimator,
+  DEFAULT_READ_COST,
+  type CostEstimator,
+  type CostEstimatorOptions,
+} from './cost-estimator.js';
 export {
   planRanges,
   sortUniqueIds,
