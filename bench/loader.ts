@@ -804,19 +804,17 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   log(`load average before: ${loadBefore.map((x) => x.toFixed(2)).join(' ')} on ${cpus().length} cores`);
 
-  const grpc = await import('@grpc/grpc-js');
   const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const { packageRoot } = await import('../common/paths.js');
   const { buildShards, syntheticSource } = await import('../loader/shards/index.js');
   const { resolveRangeReaderOptions } = await import('../loader/index.js');
-  const { pb, ScorerClient } = await import('../proto/index.js');
-  const { createScorerServer } = await import('../scorer/index.js');
+  const { createScorerClient, createScorerServer } = await import('../scorer/index.js');
   const { createS3Client } = await import('../storage/index.js');
 
   const dir = await mkdtemp(join(tmpdir(), 'sadp-bench-loader-'));
   const children: Child[] = [];
   let scorer: Awaited<ReturnType<typeof createScorerServer>> | undefined;
-  let scorerClient: InstanceType<typeof ScorerClient> | undefined;
+  let scorerClient: ReturnType<typeof createScorerClient> | undefined;
   try {
     const s3Child = startChild('s3', 's3', join(dir, 's3'));
     children.push(s3Child);
@@ -879,31 +877,21 @@ async function main(): Promise<void> {
 
     // Scorer (this process) and the trainer ranks (one process each).
     scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'scorer') });
-    const sc = new ScorerClient(scorer.address, grpc.credentials.createInsecure());
+    const sc = createScorerClient({ address: scorer.address });
     scorerClient = sc;
-    const createJob = (jobId: string, s: Scenario): Promise<void> =>
-      new Promise((resolve, reject) => {
-        sc.createJob(
-          pb.CreateJobRequest.create({
-            spec: pb.JobSpec.create({
-              jobId,
-              datasetSize: config.samples,
-              policy: {
-                full: pb.Policy.POLICY_FULL,
-                random: pb.Policy.POLICY_RANDOM,
-                sadp: pb.Policy.POLICY_SADP,
-              }[s.policy],
-              pruneRatio: s.pruneRatio,
-              // r_max = r: every epoch prunes the same fraction (a clean comparison with r = 0).
-              ...(s.pruneRatio > 0 ? { maxPruneRatio: s.pruneRatio } : {}),
-              epochs: s.epochs,
-              seed: 2024,
-              datasetUrl: `s3://${BUCKET}/${PREFIX}/manifest.json`,
-            }),
-          }),
-          (err) => (err ? reject(err) : resolve()),
-        );
+    const createJob = async (jobId: string, s: Scenario): Promise<void> => {
+      await sc.createJob({
+        jobId,
+        datasetSize: config.samples,
+        policy: s.policy,
+        pruneRatio: s.pruneRatio,
+        // r_max = r: every epoch prunes the same fraction (a clean comparison with r = 0).
+        ...(s.pruneRatio > 0 ? { maxPruneRatio: s.pruneRatio } : {}),
+        epochs: s.epochs,
+        seed: 2024,
+        datasetUrl: `s3://${BUCKET}/${PREFIX}/manifest.json`,
       });
+    };
     const trainers = [...Array(WORLD).keys()].map((rank) => startChild(`rank ${rank}`, 'trainer', rank));
     children.push(...trainers);
     await Promise.all(trainers.map((t) => t.next('ready')));

@@ -85,7 +85,7 @@ try {
   const state = openStore(join(stack.dir, 'scorer'));
   const reportJob = await stack.createJob({ epochs: 1 });
   await step('ReportScores', () =>
-    fuzzReportScores(stack.scorerClient, state, reportJob, SAMPLES, { numRuns: runs.reportScores, seed }),
+    fuzzReportScores(stack.scorerRpc, state, reportJob, SAMPLES, { numRuns: runs.reportScores, seed }),
   );
   await step('garbage', () => fuzzGarbageRequests(stack.scorer.address, { numRuns: runs.garbage, seed }));
   const openJob = await stack.createJob({ epochs: 2 });
@@ -95,7 +95,7 @@ try {
     fuzzBadAcks(loaderClient, stack.dataset, ackJob, { numRuns: runs.badAcks, seed, world: 2, batchSize: 8 }),
   );
   await sleep(200);
-  const job = await call(stack.scorerClient, 'describeJob', { jobId: ackJob });
+  const job = await call(stack.scorerRpc, 'describeJob', { jobId: ackJob });
   if (Number(job.scoresReceived) !== 0)
     throw new Error(`invalid acks reached the scorer: ${job.scoresReceived} scores`);
   loaderClient.close();

@@ -13,9 +13,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { createScorerClient } from '../../scorer/index.js';
 import { buildShards, syntheticSource } from '../../loader/shards/index.js';
-import { ScorerClient } from '../../proto/index.js';
 import { createS3Client } from '../../storage/index.js';
 import { createLoaderClient } from '../../trainer/client/index.js';
 import { startService, type ServiceProcess } from '../../test/helpers/processes.js';
@@ -117,7 +116,7 @@ try {
     args: ['scorer', '--listen', '127.0.0.1:0', '--state', join(dir, 'state'), '--log-level', 'warn'],
   });
   procs.push(scorer);
-  const scorerClient = new ScorerClient(`127.0.0.1:${scorer.port}`, grpc.credentials.createInsecure());
+  const scorerClient = createScorerClient({ address: `127.0.0.1:${scorer.port}` });
   const started = performance.now();
   const totalEpochs = config.inflightBudgetsMiB.length * config.epochs;
 

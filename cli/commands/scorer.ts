@@ -5,19 +5,18 @@
 // {"event":"listening","service":"scorer","address":...,"port":...}, so
 // scripts and tests can start it on port 0 and read the port back. Logs go
 // to stderr.
-import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadConfig, splitHostPort, type Config } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
-import { errorMessage } from '../../common/errors.js';
+import { SadpError, errorMessage } from '../../common/errors.js';
 import { channelCredentials, serverCredentials } from '../../common/tls.js';
-import { pb, ScorerClient, type sadp } from '../../proto/index.js';
+import { pb, type sadp } from '../../proto/index.js';
 import {
   POLICY_NAMES,
-  bigIntToU64,
+  createScorerClient,
   createScorerServer,
-  policyToEnum,
+  type ScorerClient,
   type ScorerServer,
 } from '../../scorer/index.js';
 import type { S3Options } from '../../storage/index.js';
@@ -76,29 +75,24 @@ async function serve(flags: ServeFlags): Promise<void> {
 
 function connect(flags: ClientFlags): ScorerClient {
   const config = loadConfig({ file: flags.config });
-  return new ScorerClient(flags.address, channelCredentials(config.tls));
+  return createScorerClient({
+    address: flags.address,
+    credentials: channelCredentials(config.tls),
+    callTimeoutMs: flags.deadlineMs,
+  });
 }
 
-function unary<Req, Res>(
-  flags: ClientFlags,
-  call: (
-    client: ScorerClient,
-    req: Req,
-    options: Partial<grpc.CallOptions>,
-    cb: grpc.requestCallback<Res>,
-  ) => void,
-  req: Req,
-): Promise<Res> {
+/** Runs `fn` with a client closed afterwards; failures name the scorer's address and status. */
+async function withClient<T>(flags: ClientFlags, fn: (client: ScorerClient) => Promise<T>): Promise<T> {
   const client = connect(flags);
-  return new Promise<Res>((resolve, reject) => {
-    call(client, req, { deadline: Date.now() + flags.deadlineMs }, (err, res) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res!);
-    });
-  }).catch((err: unknown) => {
-    throw new Error(`${flags.address}: ${errorMessage(err)}`, { cause: err });
-  });
+  try {
+    return await fn(client);
+  } catch (err) {
+    const status = err instanceof SadpError ? `${grpcStatus[err.status]}: ` : '';
+    throw new Error(`${flags.address}: ${status}${errorMessage(err)}`, { cause: err });
+  } finally {
+    client.close();
+  }
 }
 
 const printJson = (value: unknown): void => {
@@ -184,22 +178,19 @@ export function registerScorerCommand(program: Command): void {
         } catch {
           throw new Error(`--seed must be an unsigned 64-bit integer, got ${o.seed}`);
         }
-        const spec = pb.JobSpec.create({
-          jobId: o.job,
-          datasetSize: o.size,
-          policy: policyToEnum(o.policy),
-          pruneRatio: o.pruneRatio,
-          ...(o.maxPruneRatio === undefined ? {} : { maxPruneRatio: o.maxPruneRatio }),
-          ...(o.smoothing === undefined ? {} : { smoothing: o.smoothing }),
-          epochs: o.epochs,
-          seed: bigIntToU64(seed),
-          datasetUrl: o.dataset,
-          token: o.token ?? '',
-        });
-        const job = await unary<sadp.v1.CreateJobRequest.$Properties, sadp.v1.Job>(
-          o,
-          (c, req, opts, cb) => c.createJob(req, new grpc.Metadata(), opts, cb),
-          { spec },
+        const job = await withClient(o, (client) =>
+          client.createJob({
+            jobId: o.job,
+            datasetSize: o.size,
+            policy: o.policy,
+            pruneRatio: o.pruneRatio,
+            maxPruneRatio: o.maxPruneRatio,
+            smoothing: o.smoothing,
+            epochs: o.epochs,
+            seed,
+            datasetUrl: o.dataset,
+            token: o.token ?? '',
+          }),
         );
         printJson(jobJson(job));
       },
@@ -210,11 +201,7 @@ export function registerScorerCommand(program: Command): void {
     scorer.command('describe').description('Print a job as JSON.').requiredOption('--job <id>', 'job id'),
   ).action(
     guarded('describe', async (o: ClientFlags & { job: string }) => {
-      const job = await unary<sadp.v1.DescribeJobRequest.$Properties, sadp.v1.Job>(
-        o,
-        (c, req, opts, cb) => c.describeJob(req, new grpc.Metadata(), opts, cb),
-        { jobId: o.job },
-      );
+      const job = await withClient(o, (client) => client.describeJob(o.job));
       printJson(jobJson(job));
     }),
   );
@@ -227,11 +214,7 @@ export function registerScorerCommand(program: Command): void {
       .requiredOption('--epoch <e>', 'epoch, from 0', intArg('--epoch')),
   ).action(
     guarded('stats', async (o: ClientFlags & { job: string; epoch: number }) => {
-      const stats = await unary<sadp.v1.GetStatsRequest.$Properties, sadp.v1.JobStats>(
-        o,
-        (c, req, opts, cb) => c.getStats(req, new grpc.Metadata(), opts, cb),
-        { jobId: o.job, epoch: o.epoch },
-      );
+      const stats = await withClient(o, (client) => client.getStats(o.job, o.epoch));
       printJson(pb.JobStats.toObject(stats, { longs: Number, defaults: true }));
     }),
   );
@@ -247,43 +230,20 @@ export function registerScorerCommand(program: Command): void {
       .option('--ids', 'include the selected ids and weights in the output'),
   ).action(
     guarded('plan', async (o: ClientFlags & { job: string; epoch: number; ids?: boolean }) => {
-      const client = connect(o);
-      try {
-        const ids: number[] = [];
-        const weights: number[] = [];
-        let first: sadp.v1.PlanChunk | undefined;
-        let chunks = 0;
-        const stream = client.getPlan({ jobId: o.job, epoch: o.epoch }, new grpc.Metadata(), {
-          deadline: Date.now() + o.deadlineMs,
-        });
-        for await (const chunk of stream as AsyncIterable<sadp.v1.PlanChunk>) {
-          first ??= chunk;
-          chunks++;
-          for (const id of chunk.ids) ids.push(id);
-          for (const w of chunk.weights) weights.push(w);
-        }
-        if (!first) throw new Error('the scorer sent no chunks');
-        const digest = createHash('sha256')
-          .update(new Uint8Array(Uint32Array.from(ids).buffer))
-          .update(new Uint8Array(Float64Array.from(weights).buffer))
-          .digest('hex');
-        printJson({
-          jobId: o.job,
-          epoch: first.epoch,
-          datasetSize: first.datasetSize,
-          pruneRatio: first.pruneRatio,
-          expectedSize: first.expectedSize,
-          selectedCount: first.selectedCount,
-          chunks,
-          digest: first.digest,
-          digestVerified: digest === first.digest && ids.length === first.selectedCount,
-          ...(o.ids ? { ids, weights } : {}),
-        });
-      } catch (err) {
-        throw new Error(`${o.address}: ${errorMessage(err)}`, { cause: err });
-      } finally {
-        client.close();
-      }
+      // The client reassembles the chunks and rejects a plan whose digest differs (SADP_PLAN_CORRUPT).
+      const plan = await withClient(o, (client) => client.getPlan(o.job, o.epoch));
+      printJson({
+        jobId: o.job,
+        epoch: plan.epoch,
+        datasetSize: plan.datasetSize,
+        pruneRatio: plan.pruneRatio,
+        expectedSize: plan.expectedSize,
+        selectedCount: plan.ids.length,
+        chunks: plan.chunks,
+        digest: plan.digest,
+        digestVerified: true,
+        ...(o.ids ? { ids: Array.from(plan.ids), weights: Array.from(plan.weights) } : {}),
+      });
     }),
   );
 }

@@ -1,13 +1,12 @@
-// Exponential backoff with full jitter (AWS architecture blog, "Exponential
-// Backoff and Jitter"): sleep uniform(0, min(max, base * 2^(attempt-1))).
-// Full jitter spreads a burst of throttled readers out instead of letting
-// them retry in lockstep against the same prefix.
+// The range reader's backoff is the shared one (common/retry) with full
+// jitter, so a burst of throttled readers spreads out.
+import { backoffDelayMs as sharedBackoffDelayMs } from '../../common/retry.js';
+
 export function backoffDelayMs(
   attempt: number,
   baseMs: number,
   maxMs: number,
   random: () => number = Math.random,
 ): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.floor(random() * ceiling);
+  return sharedBackoffDelayMs(attempt, { baseMs, maxMs, jitter: 'full', random });
 }

@@ -2,7 +2,7 @@
 // FIFO wait queue. Sample sizes are known from the shard index before any GET,
 // so bytes are reserved before a fetch starts and released once the batch is
 // written to the trainer's socket.
-import { cancelledError } from '../../common/abort.js';
+import { cancelledError } from '../../common/signals.js';
 
 interface Waiter {
   bytes: number;

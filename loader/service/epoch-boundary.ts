@@ -167,10 +167,6 @@ export class EpochBoundary {
     this.warm.set(key, { batches, timer });
   }
 
-  hasWarm(jobId: string, epoch: number, world: number, batchSize: number, rank: number): boolean {
-    return this.warm.has(this.warmKey(jobId, epoch, world, batchSize, rank));
-  }
-
   /** Hands the warm batches of this rank to its stream (the caller owns them from now on). */
   takeWarm(
     jobId: string,

@@ -12,7 +12,7 @@
 // stops sending new batches, waits for the acks of what it sent, commits
 // them, and ends with UNAVAILABLE so the trainer reconnects with its cursor.
 import type * as grpc from '@grpc/grpc-js';
-import { cancelledError } from '../../common/abort.js';
+import { cancelledError, raceSignal } from '../../common/signals.js';
 import { SadpError, Status, toGrpcError, type StatusCode } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { pb, type sadp } from '../../proto/index.js';
@@ -20,7 +20,7 @@ import type { StreamProgress } from './epoch-boundary.js';
 import { BatchFetch, batchSpec } from './batch-fetch.js';
 import { splitBatch } from './batch-parts.js';
 import { deliveredTo, epochLayout, type EpochLayout } from './epoch-layout.js';
-import { raceSignal, type EpochState, type JobContext } from './job-registry.js';
+import type { EpochState, JobContext } from './job-registry.js';
 import { checkShape, openJob, type LoaderCore } from './loader-core.js';
 
 export type StreamEpochCall = grpc.ServerDuplexStream<

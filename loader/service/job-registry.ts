@@ -2,17 +2,16 @@
 // job (DescribeJob, once), its dataset (manifest and shard indexes opened
 // once), and each epoch's plan with its shuffled order, fetched from the
 // scorer once no matter how many ranks ask at the same time.
-import { cancelledError } from '../../common/abort.js';
+import { raceSignal } from '../../common/signals.js';
 import { SadpError, Status } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { sadp } from '../../proto/index.js';
 import { openDataset, type Dataset } from '../shards/index.js';
-import { u64ToBigInt } from '../../scorer/index.js';
+import { u64ToBigInt, type Plan, type ScorerClient } from '../../scorer/index.js';
 import type { S3Client } from '../../storage/index.js';
 import { shufflePlan } from './epoch-layout.js';
 import type { LoaderMetrics } from './metrics.js';
 import type { ShuffleMode } from './options.js';
-import type { Plan, ScorerAccess } from './scorer-access.js';
 
 export interface JobContext {
   jobId: string;
@@ -41,7 +40,7 @@ export interface EpochState {
 }
 
 export interface JobRegistryOptions {
-  scorer: ScorerAccess;
+  scorer: Pick<ScorerClient, 'describeJob' | 'getPlan'>;
   /** One S3 client (and socket pool) for every job's dataset. */
   s3Client: () => S3Client;
   shuffle: ShuffleMode;
@@ -58,30 +57,6 @@ export interface JobRegistryOptions {
 const MAX_JOBS = 64;
 /** Epoch states kept per job: the current one, a late straggler's and the next. */
 const MAX_EPOCHS_PER_JOB = 3;
-
-/** Resolves like `promise`, or rejects with SADP_CANCELLED naming `what` when `signal` aborts first (the shared work goes on). */
-export function raceSignal<T>(
-  promise: Promise<T>,
-  signal: AbortSignal | undefined,
-  what: string,
-): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(cancelledError(signal, what));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(cancelledError(signal, what));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}
 
 export class JobRegistry {
   private readonly jobs = new Map<string, Promise<JobContext>>();
@@ -127,11 +102,6 @@ export class JobRegistry {
     return raceSignal(p, signal, `loading epoch ${epoch} of job ${ctx.jobId}`);
   }
 
-  /** The epoch's state if it is loaded (or loading). */
-  cachedEpoch(jobId: string, epoch: number): Promise<EpochState> | undefined {
-    return this.epochs.get(jobId)?.get(epoch);
-  }
-
   private forget(jobId: string): void {
     this.jobs.delete(jobId);
     this.epochs.delete(jobId);
@@ -139,7 +109,7 @@ export class JobRegistry {
 
   private async loadJob(jobId: string): Promise<JobContext> {
     const { scorer, signal, logger } = this.options;
-    const job = await scorer.describeJob(jobId, signal);
+    const job = await scorer.describeJob(jobId, { signal });
     const spec = job.spec;
     if (!spec) throw new SadpError('SADP_SCORER_ERROR', `scorer returned job ${jobId} without a spec`);
     const datasetUrl = spec.datasetUrl ?? '';
@@ -174,7 +144,7 @@ export class JobRegistry {
     const { scorer, signal, logger, metrics } = this.options;
     await this.options.beforePlan(ctx.jobId, epoch, signal);
     const started = performance.now();
-    const plan = await scorer.getPlan(ctx.jobId, epoch, signal);
+    const plan = await scorer.getPlan(ctx.jobId, epoch, { signal });
     const { dataset } = ctx;
     if (plan.datasetSize !== dataset.size) {
       throw new SadpError(

@@ -7,11 +7,13 @@
 // backoff for as long as the loader runs; nothing is dropped silently: a
 // report the scorer rejects outright fails the streams whose acks it carried.
 import type { Logger } from '../../common/logger.js';
-import { sleep } from '../../common/abort.js';
 import { SadpError, Status, errorMessage } from '../../common/errors.js';
-import { backoffDelayMs } from '../fetch/backoff.js';
-import { isRetryableScorerError, scorerError, type ScorerAccess } from './scorer-access.js';
+import { retry, type RetryPolicy } from '../../common/retry.js';
+import { isRetryableScorerError, scorerError, type ScorerClient } from '../../scorer/index.js';
 import type { LoaderMetrics } from './metrics.js';
+
+/** Transient failures are retried for as long as the loader runs (until its signal aborts). */
+const FORWARD_RETRY: RetryPolicy = { attempts: Infinity, baseMs: 100, maxMs: 5_000, jitter: 'full' };
 
 /** Told once whether an ack's entries are durable at the scorer. */
 export interface ScoreTicket {
@@ -52,7 +54,7 @@ interface JobBuffer {
 }
 
 export interface ScoreForwarderOptions {
-  scorer: ScorerAccess;
+  scorer: Pick<ScorerClient, 'reportScores'>;
   flushEntries: number;
   flushMs: number;
   maxBufferedEntries: number;
@@ -242,54 +244,54 @@ export class ScoreForwarder {
     request: { jobId: string; epoch: number; ids: number[]; scores: number[]; losses: number[] },
   ): Promise<SadpError | undefined> {
     const { scorer, logger, metrics, signal } = this.options;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await scorer.reportScores(request, signal);
-        this.stats.forwarded += request.ids.length;
-        metrics.scoresForwarded.inc(request.ids.length);
-        metrics.scoreReports.inc({ outcome: 'ok' });
-        return undefined;
-      } catch (err) {
-        if (signal.aborted) {
-          return new SadpError(
-            'SADP_CANCELLED',
-            `loader closed before scores of job ${jobId} reached the scorer`,
-            {
-              status: Status.UNAVAILABLE,
-              cause: err,
-            },
-          );
-        }
-        if (isRetryableScorerError(err)) {
+    try {
+      await retry(() => scorer.reportScores(request, { signal }), {
+        ...FORWARD_RETRY,
+        classify: isRetryableScorerError,
+        signal,
+        what: `report of scores of job ${jobId}`,
+        onRetry: (err, attempt) => {
           this.stats.retries++;
           metrics.scoreReports.inc({ outcome: 'retry' });
-          const delay = backoffDelayMs(Math.min(attempt, 10) + 1, 100, 5_000);
           logger.warn(
             {
               job: jobId,
               epoch: request.epoch,
               entries: request.ids.length,
-              attempt: attempt + 1,
+              attempt,
               err: errorMessage(err),
             },
             'ReportScores failed; retrying',
           );
-          await sleep(delay, signal).catch(() => undefined);
-          continue;
-        }
-        const e = scorerError(
-          err,
-          `report of ${request.ids.length} scores of job ${jobId} epoch ${request.epoch}`,
+        },
+      });
+      this.stats.forwarded += request.ids.length;
+      metrics.scoresForwarded.inc(request.ids.length);
+      metrics.scoreReports.inc({ outcome: 'ok' });
+      return undefined;
+    } catch (err) {
+      if (signal.aborted) {
+        return new SadpError(
+          'SADP_CANCELLED',
+          `loader closed before scores of job ${jobId} reached the scorer`,
+          {
+            status: Status.UNAVAILABLE,
+            cause: err,
+          },
         );
-        this.stats.rejected += request.ids.length;
-        metrics.scoreReports.inc({ outcome: 'rejected' });
-        metrics.scoresDropped.inc(request.ids.length);
-        logger.error(
-          { job: jobId, epoch: request.epoch, entries: request.ids.length, err: e.message },
-          'scorer rejected scores',
-        );
-        return e;
       }
+      const e = scorerError(
+        err,
+        `report of ${request.ids.length} scores of job ${jobId} epoch ${request.epoch}`,
+      );
+      this.stats.rejected += request.ids.length;
+      metrics.scoreReports.inc({ outcome: 'rejected' });
+      metrics.scoresDropped.inc(request.ids.length);
+      logger.error(
+        { job: jobId, epoch: request.epoch, entries: request.ids.length, err: e.message },
+        'scorer rejected scores',
+      );
+      return e;
     }
   }
 

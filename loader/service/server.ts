@@ -7,25 +7,20 @@
 import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, errorMessage, toGrpcError } from '../../common/errors.js';
-import {
-  addStandardServices,
-  LOADER_SERVICE_NAME,
-  LoaderService,
-  ScorerClient,
-  type sadp,
-} from '../../proto/index.js';
+import { addStandardServices, LOADER_SERVICE_NAME, LoaderService, type sadp } from '../../proto/index.js';
+import { createScorerClient } from '../../scorer/index.js';
 import { createS3Client, type S3Client } from '../../storage/index.js';
 import { createRangeReader, type IoStats } from '../fetch/index.js';
 import { createByteBudget } from './byte-budget.js';
 import { EpochBoundary } from './epoch-boundary.js';
 import { epochLayout } from './epoch-layout.js';
 import { epochInfo, handleStreamEpoch, type StreamEpochCall } from './epoch-stream.js';
-import { JobRegistry, raceSignal } from './job-registry.js';
+import { raceSignal } from '../../common/signals.js';
+import { JobRegistry } from './job-registry.js';
 import { checkShape, openJob, prepareNextEpoch, type LoaderCore, type LoaderStats } from './loader-core.js';
 import { loaderMetrics } from './metrics.js';
 import { resolveLoaderOptions, type LoaderServerOptions, type ResolvedLoaderOptions } from './options.js';
 import { ScoreForwarder } from './score-forwarder.js';
-import { createScorerAccess } from './scorer-access.js';
 
 export interface LoaderServer {
   /** `host:port` to dial. */
@@ -58,15 +53,12 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   // Every stream and storage read listens on these two: not a leak.
   setMaxListeners(0, lifetime.signal, drainController.signal);
 
-  const scorerClient = new ScorerClient(
-    resolved.scorerAddress,
-    resolved.scorerCredentials ?? grpc.credentials.createInsecure(),
-    {
-      'grpc.keepalive_time_ms': resolved.keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': 20_000,
-    },
-  );
-  const scorer = createScorerAccess(scorerClient, resolved.scorerCallTimeoutMs);
+  const scorer = createScorerClient({
+    address: resolved.scorerAddress,
+    credentials: resolved.scorerCredentials,
+    keepaliveTimeMs: resolved.keepaliveTimeMs,
+    callTimeoutMs: resolved.scorerCallTimeoutMs,
+  });
 
   const reader = createRangeReader(resolved.readerOptions);
   if (resolved.onStorageRequest) reader.onRequest = resolved.onStorageRequest;
@@ -268,7 +260,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
       });
     });
     server.forceShutdown();
-    scorerClient.close();
+    scorer.close();
     s3Client?.destroy();
     core.syncIo();
     logger.info(stats(), 'loader closed');

@@ -24,7 +24,8 @@ import {
 import type { Readable } from 'node:stream';
 import type { DatasetManifest, ShardIndex } from './format.js';
 import { CompactShardIndex, SuffixTable } from './compact-index.js';
-import { throwIfCancelled } from '../../common/abort.js';
+import { forEachLimited } from '../../common/pool.js';
+import { throwIfCancelled } from '../../common/signals.js';
 import { indexInvalid, manifestInvalid, parseJson, validateIndex, validateManifest } from './schema.js';
 
 export interface OpenDatasetOptions {
@@ -126,24 +127,6 @@ export function openDatasetStore(
   const client = options.client;
   const open = (url: string): ObjectStore => openStore(url, { s3: options.s3, client });
   return { store: new RoutingStore(open(dir), open), manifestKey: key };
-}
-
-/** Runs `fn` over 0..n-1 with at most `limit` calls in flight; stops at the first failure. */
-async function forEachLimited(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < n) {
-      const i = next++;
-      try {
-        await fn(i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
 }
 
 class OpenedDataset implements Dataset {
@@ -263,11 +246,9 @@ export async function openDataset(manifestUrl: string, options: OpenDatasetOptio
     options.indexCacheShards ?? DATASET_DEFAULTS.indexCacheShards,
   );
   await forEachLimited(
-    manifest.shards.length,
-    options.indexConcurrency ?? DATASET_DEFAULTS.indexConcurrency,
-    async (i) => {
-      const entry = manifest.shards[i];
-      if (!entry) return;
+    manifest.shards,
+    { concurrency: options.indexConcurrency ?? DATASET_DEFAULTS.indexConcurrency },
+    async (entry, i) => {
       throwIfCancelled(signal, `opening ${url}`);
       const indexUrl = isAbsoluteUrl(entry.index) ? entry.index : `${store.url}/${entry.index}`;
       let bytes: Uint8Array;

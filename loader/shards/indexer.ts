@@ -21,7 +21,8 @@ import {
 import { openDatasetStore } from './dataset.js';
 import { INDEX_DIR, MANIFEST_KEY, type DatasetManifest, type ShardEntry, type ShardIndex } from './format.js';
 import { SampleGrouper } from './sample-grouper.js';
-import { throwIfCancelled } from '../../common/abort.js';
+import { forEachOrdered } from '../../common/pool.js';
+import { throwIfCancelled } from '../../common/signals.js';
 import { TarScanner, tarCorrupt, type TarRecord } from './tar-scanner.js';
 
 export interface IndexProgress {
@@ -210,86 +211,50 @@ export async function indexShards(pattern: string, options: IndexShardsOptions):
   });
 
   // Shards are read concurrently but indexes are written in order (firstId
-  // depends on all earlier shards), so at most `window` finished indexes wait.
+  // depends on all earlier shards), so at most 2 x concurrency finished
+  // indexes wait.
   const concurrency = Math.max(1, options.concurrency ?? 4);
-  const window = concurrency * 2;
-  const done = new Map<number, { index: ShardIndex; extensions: Set<string> }>();
   const entries: ShardEntry[] = [];
   const fields = new Set<string>();
-  let started = 0;
   let written = 0;
   let nextId = 0;
   let totalBytes = 0;
-  const parked: Array<() => void> = [];
-  const wakeAll = (): void => {
-    for (const resolve of parked.splice(0)) resolve();
-  };
-  let failed: unknown;
-  let flushing = false;
-
-  const flush = async (): Promise<void> => {
-    if (flushing) return;
-    flushing = true;
-    try {
-      for (let item = done.get(written); item; item = done.get(written)) {
-        const p = plan[written];
-        if (!p) break;
-        done.delete(written);
-        item.index.firstId = nextId;
-        const bytes = item.index.samples.reduce((sum, s) => sum + (s.end - s.offset), 0);
-        await outStore.put(p.indexKey, Buffer.from(JSON.stringify(item.index)), {
-          signal,
-          contentType: 'application/json',
-        });
-        entries.push({
-          url: p.ref,
-          size: item.index.size,
-          etag: item.index.etag,
-          samples: item.index.samples.length,
-          firstId: nextId,
-          index: p.indexKey,
-          bytes,
-        });
-        for (const ext of item.extensions) fields.add(ext);
-        nextId += item.index.samples.length;
-        totalBytes += bytes;
-        written++;
-        options.onProgress?.({
-          shardsDone: written,
-          shards: plan.length,
-          samples: nextId,
-          bytes: totalBytes,
-        });
-        wakeAll();
-      }
-    } finally {
-      flushing = false;
-    }
-  };
-
-  const worker = async (): Promise<void> => {
-    while (failed === undefined && started < plan.length) {
-      if (started >= written + window) {
-        await new Promise<void>((resolve) => parked.push(resolve));
-        continue;
-      }
-      const i = started++;
+  await forEachOrdered(
+    plan,
+    { concurrency, signal },
+    (p) => {
+      throwIfCancelled(signal, `indexing ${p.url}`);
+      return indexShard(outStore, p.ref, { shard: p.ref, signal });
+    },
+    async (item, i) => {
       const p = plan[i] as (typeof plan)[number];
-      try {
-        throwIfCancelled(signal, `indexing ${p.url}`);
-        done.set(i, await indexShard(outStore, p.ref, { shard: p.ref, signal }));
-        await flush();
-      } catch (err) {
-        failed ??= err;
-        wakeAll();
-        throw err;
-      }
-    }
-  };
-  // Parked workers are released by flush() or by a failure.
-  await Promise.allSettled(Array.from({ length: Math.min(concurrency, plan.length) }, worker));
-  if (failed !== undefined) throw failed as Error;
-  await flush();
+      item.index.firstId = nextId;
+      const bytes = item.index.samples.reduce((sum, s) => sum + (s.end - s.offset), 0);
+      await outStore.put(p.indexKey, Buffer.from(JSON.stringify(item.index)), {
+        signal,
+        contentType: 'application/json',
+      });
+      entries.push({
+        url: p.ref,
+        size: item.index.size,
+        etag: item.index.etag,
+        samples: item.index.samples.length,
+        firstId: nextId,
+        index: p.indexKey,
+        bytes,
+      });
+      for (const ext of item.extensions) fields.add(ext);
+      nextId += item.index.samples.length;
+      totalBytes += bytes;
+      written++;
+      options.onProgress?.({
+        shardsDone: written,
+        shards: plan.length,
+        samples: nextId,
+        bytes: totalBytes,
+      });
+    },
+  );
   if (written !== plan.length) {
     throw new SadpError('SADP_INTERNAL', `indexed ${written} of ${plan.length} shards`, {
       status: Status.INTERNAL,

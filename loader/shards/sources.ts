@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { SadpError, Status } from '../../common/errors.js';
 import { FASHION_MNIST_DIR, readFashionMnist, type Split } from '../../common/datasets/fashion-mnist.js';
 import { encodeNpyUint8 } from './npy.js';
-import { throwIfCancelled } from '../../common/abort.js';
+import { throwIfCancelled } from '../../common/signals.js';
 import type { Sample, SampleSource } from './writer.js';
 
 const ascii = (s: string): Uint8Array => Buffer.from(s, 'ascii');

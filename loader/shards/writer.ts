@@ -19,7 +19,7 @@ import {
   type ShardIndex,
 } from './format.js';
 import { TarScanner, type TarRecord } from './tar-scanner.js';
-import { throwIfCancelled } from '../../common/abort.js';
+import { throwIfCancelled } from '../../common/signals.js';
 
 export interface Sample {
   /** WebDataset key: no dot in its basename. */

@@ -10,6 +10,7 @@
 // exactly the order a replay uses. When a plan is drawn, the score table it
 // was drawn from is snapshotted with the sequence number it covers; once the
 // snapshot is durable, the log objects it covers are deleted.
+import { forEachLimited } from '../../common/pool.js';
 import { timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { SadpError, Status, errorMessage, isSadpError } from '../../common/errors.js';
@@ -153,19 +154,6 @@ function toInfo(rt: JobRuntime): JobInfo {
     scoredExamples: rt.job.scoredCount,
     scoresReceived: rt.job.scoresReceived,
   };
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 class Core implements ScorerCore {
@@ -559,7 +547,7 @@ class Core implements ScorerCore {
           else rt.liveSnapshots.splice(rt.liveSnapshots.indexOf(seq), 1);
         };
         const tasks = [...logs.map((s) => del('log', s)), ...snapshots.map((s) => del('snapshot', s))];
-        await forEachLimit(tasks, this.config.compactionConcurrency, (task) => task());
+        await forEachLimited(tasks, { concurrency: this.config.compactionConcurrency }, (task) => task());
         if (failed.length) {
           this.logger.warn(
             { jobId: rt.job.jobId, failed: failed.slice(0, 5) },

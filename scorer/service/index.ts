@@ -13,10 +13,7 @@ export { SpecErrorCode, checkJobId, resolveJobSpec, type JobSpecInput } from './
 export {
   DEFAULT_PLAN_CHUNK,
   MAX_PLAN_CHUNK,
-  bigIntToU64,
   createScorerServer,
-  policyToEnum,
-  u64ToBigInt,
   type ScorerServer,
   type ScorerServerOptions,
 } from './server.js';

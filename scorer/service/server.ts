@@ -7,14 +7,9 @@ import { silentLogger, type Logger } from '../../common/logger.js';
 import { addStandardServices, pb, ScorerService, SCORER_SERVICE_NAME, type sadp } from '../../proto/index.js';
 import { openStore, type ObjectStore, type S3Options } from '../../storage/index.js';
 import type { EpochPlan } from '../math/index.js';
-import {
-  openScorerCore,
-  type EpochStats,
-  type JobInfo,
-  type ScorerCore,
-  type ScorerCoreOptions,
-} from './core.js';
-import type { JobSpecInput } from './spec.js';
+import { waitForEvent } from '../../common/signals.js';
+import { jobToWire, specFromWire, statsToWire } from '../wire.js';
+import { openScorerCore, type ScorerCore, type ScorerCoreOptions } from './core.js';
 
 export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | 'logger'> {
   /** Default 127.0.0.1: the scorer has no authentication of its own. */
@@ -50,108 +45,6 @@ export const DEFAULT_PLAN_CHUNK = 65_536;
 /** Largest chunk a client may ask for: ~3.1 MB, under gRPC's 4 MiB default receive limit. */
 export const MAX_PLAN_CHUNK = 262_144;
 
-const POLICY_BY_ENUM: Record<number, string> = {
-  [pb.Policy.POLICY_FULL]: 'full',
-  [pb.Policy.POLICY_RANDOM]: 'random',
-  [pb.Policy.POLICY_INFOBATCH]: 'infobatch',
-  [pb.Policy.POLICY_SADP_LOSS]: 'sadp-loss',
-  [pb.Policy.POLICY_SADP]: 'sadp',
-};
-const ENUM_BY_POLICY: Record<string, sadp.v1.Policy> = Object.fromEntries(
-  Object.entries(POLICY_BY_ENUM).map(([k, v]) => [v, Number(k) as sadp.v1.Policy]),
-);
-
-/** The wire enum for a policy name (for clients such as the CLI). */
-export function policyToEnum(policy: string): sadp.v1.Policy {
-  const e = ENUM_BY_POLICY[policy];
-  if (e === undefined)
-    throw invalidArgument('SADP_INVALID_JOB_SPEC', `unknown policy ${JSON.stringify(policy)}`);
-  return e;
-}
-
-interface LongLike {
-  low: number;
-  high: number;
-}
-
-/** A protobuf uint64 (number, or Long when it exceeds 2^53) as a bigint. */
-export function u64ToBigInt(v: number | LongLike | null | undefined): bigint {
-  if (v === null || v === undefined) return 0n;
-  if (typeof v === 'number') return BigInt(Math.trunc(v));
-  return (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
-}
-
-/** A bigint as a protobuf uint64 field value, exact beyond 2^53. */
-export function bigIntToU64(v: bigint): number {
-  if (v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
-  const long = {
-    low: Number(v & 0xffffffffn) | 0,
-    high: Number((v >> 32n) & 0xffffffffn) | 0,
-    unsigned: true,
-  };
-  return long as unknown as number;
-}
-
-function specFromWire(spec: sadp.v1.JobSpec.$Properties | null | undefined): JobSpecInput {
-  if (!spec) throw invalidArgument('SADP_INVALID_JOB_SPEC', 'spec is required');
-  const policy = spec.policy ?? 0;
-  return {
-    jobId: spec.jobId ?? '',
-    datasetSize: spec.datasetSize ?? 0,
-    policy: POLICY_BY_ENUM[policy] ?? pb.Policy[policy] ?? String(policy),
-    pruneRatio: spec.pruneRatio ?? 0,
-    maxPruneRatio: spec.maxPruneRatio ?? null,
-    smoothing: spec.smoothing ?? null,
-    epochs: spec.epochs ?? 0,
-    seed: u64ToBigInt(spec.seed),
-    datasetUrl: spec.datasetUrl ?? '',
-    token: spec.token ?? '',
-  };
-}
-
-function jobToWire(info: JobInfo): sadp.v1.Job {
-  const r = info.record;
-  return pb.Job.create({
-    spec: pb.JobSpec.create({
-      jobId: r.jobId,
-      datasetSize: r.datasetSize,
-      policy: ENUM_BY_POLICY[r.policy],
-      pruneRatio: r.pruneRatio,
-      ...(r.maxPruneRatio === null ? {} : { maxPruneRatio: r.maxPruneRatio }),
-      ...(r.smoothing === null ? {} : { smoothing: r.smoothing }),
-      epochs: r.epochs,
-      seed: bigIntToU64(BigInt(r.seed)),
-      datasetUrl: r.datasetUrl,
-    }),
-    maxPruneRatio: r.effectiveMaxPruneRatio,
-    smoothing: r.effectiveSmoothing,
-    plannedEpochs: info.plannedEpochs,
-    scoredExamples: info.scoredExamples,
-    scoresReceived: info.scoresReceived,
-    tokenSha256: r.tokenSha256,
-  });
-}
-
-function statsToWire(s: EpochStats): sadp.v1.JobStats {
-  return pb.JobStats.create({
-    jobId: s.jobId,
-    epoch: s.epoch,
-    pruneRatio: s.pruneRatio,
-    expectedSize: s.expectedSize,
-    selectedCount: s.selectedCount,
-    minProbability: s.minProbability,
-    maxProbability: s.maxProbability,
-    maxWeight: s.maxWeight,
-    probabilityHistogram: Array.from(s.probabilityHistogram),
-    cappingPasses: s.cappingPasses,
-    smoothingOffset: s.smoothingOffset,
-    floorInfeasible: s.floorInfeasible,
-    scoredFraction: s.scoredFraction,
-    scoresReceived: s.scoresReceived,
-    computeMs: s.computeMs,
-  });
-}
-
 /** Aborted when the client cancels or the call ends. */
 function callSignal(
   call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
@@ -161,31 +54,6 @@ function callSignal(
     ac.abort(new SadpError('SADP_CANCELLED', 'call cancelled', { status: Status.CANCELLED }));
   call.once('cancelled', abort);
   return ac.signal;
-}
-
-/**
- * Resolves on 'drain'; resolves false when the call is cancelled, closed or
- * fails first (grpc-js never fires the write callback of a cancelled call).
- */
-function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const finish = (ok: boolean) => (): void => {
-      call.off('drain', onDrain);
-      call.off('cancelled', onStop);
-      call.off('close', onStop);
-      call.off('error', onStop);
-      signal.removeEventListener('abort', onStop);
-      resolve(ok);
-    };
-    const onDrain = finish(true);
-    const onStop = finish(false);
-    call.once('drain', onDrain);
-    call.once('cancelled', onStop);
-    call.once('close', onStop);
-    call.once('error', onStop);
-    signal.addEventListener('abort', onStop, { once: true });
-  });
 }
 
 /** Writes a plan as chunks, honouring backpressure; stops quietly on cancel. */
@@ -216,7 +84,8 @@ async function streamPlan(
     });
     const ok = call.write(chunk);
     if (last) break;
-    if (!ok && !(await drained(call, signal))) return;
+    if (!ok && !(await waitForEvent(call, 'drain', { signal, stopEvents: ['cancelled', 'close', 'error'] })))
+      return;
   }
   call.end();
 }

@@ -4,9 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { ScorerClient } from '../../proto/index.js';
-import { createScorerServer } from '../../scorer/index.js';
+import { createScorerClient, createScorerServer } from '../../scorer/index.js';
 import { SAMPLES, connectLoader, getPlan, getStats, startRank, startStack, waitFor } from './helpers.js';
 
 test('scores survive a scorer outage: the loader retries, then commits every ack', async (t) => {
@@ -17,7 +15,7 @@ test('scores survive a scorer outage: the loader retries, then commits every ack
   let scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl });
   const port = scorer.port;
   t.after(() => scorer.close(200));
-  const scorerClient = new ScorerClient(scorer.address, grpc.credentials.createInsecure());
+  const scorerClient = createScorerClient({ address: scorer.address });
   t.after(() => scorerClient.close());
   const jobId = await stack.createJob({ jobId: 'outage', epochs: 2, seed: 5 }, scorerClient);
   const loader = await stack.startLoader({ scorerAddress: scorer.address, scoreFlushMs: 20 });

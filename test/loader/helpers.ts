@@ -16,8 +16,15 @@ import {
   type Dataset,
 } from '../../loader/shards/index.js';
 import type { RangeRequestEvent } from '../../loader/fetch/index.js';
-import { LoaderClient, pb, ScorerClient, type sadp } from '../../proto/index.js';
-import { createScorerServer, type ScorerServer } from '../../scorer/index.js';
+import { LoaderClient, ScorerClient as ScorerRpc, type sadp } from '../../proto/index.js';
+import {
+  createScorerClient,
+  createScorerServer,
+  policyFromEnum,
+  u64ToBigInt,
+  type ScorerClient,
+  type ScorerServer,
+} from '../../scorer/index.js';
 import type { EmbeddedS3, S3Client, S3Options } from '../../storage/index.js';
 import { startTempS3 } from '../helpers/temp-s3.js';
 
@@ -35,6 +42,8 @@ export interface Stack {
   dataset: Dataset;
   scorer: ScorerServer;
   scorerClient: ScorerClient;
+  /** The raw gRPC client, for tests of the wire protocol itself. */
+  scorerRpc: ScorerRpc;
   /** Every storage GET of every loader started by startLoader, in order. */
   requests: RangeRequestEvent[];
   startLoader(options?: Partial<LoaderServerOptions>): Promise<LoaderServer>;
@@ -59,7 +68,8 @@ export async function startStack(): Promise<Stack> {
   const manifestUrl = `s3://${BUCKET}/ds/manifest.json`;
   const dataset = await openDataset(manifestUrl, { client: s3Client });
   const scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'scorer') });
-  const scorerClient = new ScorerClient(scorer.address, grpc.credentials.createInsecure());
+  const scorerClient = createScorerClient({ address: scorer.address });
+  const scorerRpc = new ScorerRpc(scorer.address, grpc.credentials.createInsecure());
   const loaders: LoaderServer[] = [];
   const requests: RangeRequestEvent[] = [];
   return {
@@ -71,6 +81,7 @@ export async function startStack(): Promise<Stack> {
     dataset,
     scorer,
     scorerClient,
+    scorerRpc,
     requests,
     async startLoader(options = {}) {
       const loader = await createLoaderServer({
@@ -86,28 +97,25 @@ export async function startStack(): Promise<Stack> {
     },
     async createJob(spec = {}, via = scorerClient) {
       const jobId = spec.jobId ?? `job-${process.pid}-${++jobCounter}`;
-      await unary<sadp.v1.Job>((cb) =>
-        via.createJob(
-          pb.CreateJobRequest.create({
-            spec: pb.JobSpec.create({
-              jobId,
-              datasetSize: SAMPLES,
-              policy: pb.Policy.POLICY_SADP,
-              pruneRatio: 0.5,
-              epochs: 3,
-              seed: 11,
-              datasetUrl: manifestUrl,
-              ...spec,
-            }),
-          }),
-          cb,
-        ),
-      );
+      const wire = { seed: 11, pruneRatio: 0.5, epochs: 3, policy: 0, ...spec };
+      await via.createJob({
+        jobId,
+        datasetSize: wire.datasetSize ?? SAMPLES,
+        policy: wire.policy ? policyFromEnum(wire.policy) : 'sadp',
+        pruneRatio: wire.pruneRatio ?? 0.5,
+        maxPruneRatio: wire.maxPruneRatio,
+        smoothing: wire.smoothing,
+        epochs: wire.epochs ?? 3,
+        seed: u64ToBigInt(wire.seed),
+        datasetUrl: wire.datasetUrl ?? manifestUrl,
+        token: wire.token ?? '',
+      });
       return jobId;
     },
     async close() {
       await Promise.all(loaders.map((l) => l.close(500)));
       scorerClient.close();
+      scorerRpc.close();
       await scorer.close(500);
       await tmp.close();
     },
@@ -125,22 +133,17 @@ export async function getPlan(
   jobId: string,
   epoch: number,
 ): Promise<{ ids: number[]; weights: number[]; expectedSize: number; datasetSize: number }> {
-  const ids: number[] = [];
-  const weights: number[] = [];
-  let expectedSize = 0;
-  let datasetSize = 0;
-  for await (const c of client.getPlan(pb.GetPlanRequest.create({ jobId, epoch }))) {
-    const chunk = c as sadp.v1.PlanChunk;
-    ids.push(...chunk.ids);
-    weights.push(...chunk.weights);
-    expectedSize = chunk.expectedSize;
-    datasetSize = chunk.datasetSize;
-  }
-  return { ids, weights, expectedSize, datasetSize };
+  const plan = await client.getPlan(jobId, epoch);
+  return {
+    ids: Array.from(plan.ids),
+    weights: Array.from(plan.weights),
+    expectedSize: plan.expectedSize,
+    datasetSize: plan.datasetSize,
+  };
 }
 
 export function getStats(client: ScorerClient, jobId: string, epoch: number): Promise<sadp.v1.JobStats> {
-  return unary<sadp.v1.JobStats>((cb) => client.getStats(pb.GetStatsRequest.create({ jobId, epoch }), cb));
+  return client.getStats(jobId, epoch);
 }
 
 /** A deterministic positive score per id, varied enough to move the SADP probabilities. */

@@ -45,7 +45,7 @@ const stateStore = () => openStore(join(stack.dir, 'scorer'));
 describe('scorer', () => {
   test('ReportScores fuzz: accepted exactly when valid, rejected with INVALID_ARGUMENT otherwise; the state equals the model', async () => {
     const jobId = await stack.createJob({ epochs: 1 });
-    const stats = await fuzzReportScores(stack.scorerClient, stateStore(), jobId, SAMPLES, {
+    const stats = await fuzzReportScores(stack.scorerRpc, stateStore(), jobId, SAMPLES, {
       numRuns: 300,
       seed: 201,
     });
@@ -57,10 +57,10 @@ describe('scorer', () => {
 
   test('raw garbage bytes as requests: no crash, no change, a status from the closed set', async () => {
     const jobId = await stack.createJob({ epochs: 1 });
-    const before = await call(stack.scorerClient, 'describeJob', { jobId });
+    const before = await call(stack.scorerRpc, 'describeJob', { jobId });
     const stats = await fuzzGarbageRequests(stack.scorer.address, { numRuns: 150, seed: 202 });
     assert.equal(stats.inputs, 150);
-    const after = await call(stack.scorerClient, 'describeJob', { jobId });
+    const after = await call(stack.scorerRpc, 'describeJob', { jobId });
     assert.equal(Number(after.scoresReceived), Number(before.scoresReceived));
     assert.equal(after.scoredExamples, 0);
   });
@@ -75,10 +75,10 @@ describe('scorer', () => {
       values[i] = 1;
     }
     await rejectsWith(
-      call(stack.scorerClient, 'reportScores', { jobId, epoch: 0, ids, scores: values, losses: values }),
+      call(stack.scorerRpc, 'reportScores', { jobId, epoch: 0, ids, scores: values, losses: values }),
       S.RESOURCE_EXHAUSTED,
     );
-    const job = await call(stack.scorerClient, 'describeJob', { jobId });
+    const job = await call(stack.scorerRpc, 'describeJob', { jobId });
     assert.equal(Number(job.scoresReceived), 0);
     const durable = await readDurableScores(stateStore(), jobId);
     assert.equal(
@@ -108,11 +108,11 @@ describe('scorer', () => {
       ['job id too long', { ...good, jobId: 'x'.repeat(129) }, /job/i],
     ];
     for (const [name, spec, pattern] of cases) {
-      const err = await rejectsWith(call(stack.scorerClient, 'createJob', { spec }), S.INVALID_ARGUMENT);
+      const err = await rejectsWith(call(stack.scorerRpc, 'createJob', { spec }), S.INVALID_ARGUMENT);
       assert.match(err.details, pattern, name);
       // No such job: NOT_FOUND, or INVALID_ARGUMENT for an id no job can have.
       await assert.rejects(
-        call(stack.scorerClient, 'describeJob', { jobId: spec.jobId ?? '' }),
+        call(stack.scorerRpc, 'describeJob', { jobId: spec.jobId ?? '' }),
         (e: grpc.ServiceError) => [S.NOT_FOUND, S.INVALID_ARGUMENT].includes(e.code),
       );
     }
@@ -124,12 +124,12 @@ describe('scorer', () => {
   test('unknown jobs are NOT_FOUND and epochs past the run OUT_OF_RANGE', async () => {
     const jobId = await stack.createJob({ epochs: 1 });
     await rejectsWith(
-      call(stack.scorerClient, 'reportScores', { jobId: 'nope', ids: [1], scores: [1] }),
+      call(stack.scorerRpc, 'reportScores', { jobId: 'nope', ids: [1], scores: [1] }),
       S.NOT_FOUND,
       'nope',
     );
-    await rejectsWith(call(stack.scorerClient, 'getStats', { jobId: 'nope', epoch: 0 }), S.NOT_FOUND);
-    await rejectsWith(call(stack.scorerClient, 'getStats', { jobId, epoch: 1 }), S.OUT_OF_RANGE);
+    await rejectsWith(call(stack.scorerRpc, 'getStats', { jobId: 'nope', epoch: 0 }), S.NOT_FOUND);
+    await rejectsWith(call(stack.scorerRpc, 'getStats', { jobId, epoch: 1 }), S.OUT_OF_RANGE);
   });
 });
 
@@ -161,7 +161,7 @@ describe('loader', () => {
     });
     assert.equal(stats.inputs, 40);
     await sleep(200); // longer than the loader's 20 ms score flush
-    const job = await call(stack.scorerClient, 'describeJob', { jobId });
+    const job = await call(stack.scorerRpc, 'describeJob', { jobId });
     assert.equal(Number(job.scoresReceived), 0, 'no score of an invalid ack was forwarded');
     assert.equal(await new ReportModel(SAMPLES).diff(stateStore(), jobId), undefined);
   });
@@ -183,7 +183,7 @@ describe('loader', () => {
     });
     assert.equal(r.code, S.RESOURCE_EXHAUSTED, `${S[r.code]}: ${r.details}`);
     await sleep(200);
-    const job = await call(stack.scorerClient, 'describeJob', { jobId });
+    const job = await call(stack.scorerRpc, 'describeJob', { jobId });
     assert.equal(Number(job.scoresReceived), 0);
   });
 });

@@ -10,9 +10,8 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { createScorerClient, type ScorerClient } from '../../scorer/index.js';
 import { buildShards, openDataset, syntheticSource, type Dataset } from '../../loader/shards/index.js';
-import { ScorerClient } from '../../proto/index.js';
 import { createS3Client, openStore, type ObjectStore, type S3Client } from '../../storage/index.js';
 import { createLoaderClient, type Batch, type LoaderClient } from '../../trainer/client/index.js';
 import { startService, type ServiceProcess } from '../helpers/processes.js';
@@ -153,7 +152,7 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
       'warn',
     ]);
     const loaderAddress = `127.0.0.1:${loader.current.port}`;
-    const scorerClient = new ScorerClient(scorerAddress, grpc.credentials.createInsecure());
+    const scorerClient = createScorerClient({ address: scorerAddress });
     const all = { s3, scorer, loader };
     const c = client;
     return {

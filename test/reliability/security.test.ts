@@ -263,8 +263,8 @@ describe('per-job bearer tokens', () => {
       const own = await runRank({ client: asA, job: jobA, epoch: 0, rank: 0, worldSize: 1, batchSize: 32 });
       assert.equal(own.error, undefined, String(own.error));
       await sleep(100);
-      const a = await call(stack.scorerClient, 'describeJob', { jobId: jobA });
-      const b = await call(stack.scorerClient, 'describeJob', { jobId: jobB });
+      const a = await call(stack.scorerRpc, 'describeJob', { jobId: jobA });
+      const b = await call(stack.scorerRpc, 'describeJob', { jobId: jobB });
       assert.equal(a.scoredExamples, own.ids.length);
       assert.equal(Number(b.scoresReceived), 0, 'no score reached job B');
       // B's own token works, and the token itself is never returned by the scorer.

@@ -5,11 +5,9 @@
 // every score the trainers acknowledged, and a reader of the scorer's state
 // store to prove those scores are durable.
 import { createHash } from 'node:crypto';
-import { Metadata } from '@grpc/grpc-js';
 import type { Dataset } from '../../loader/shards/index.js';
 import type { sadp } from '../../proto/index.js';
-import { pb, type ScorerClient } from '../../proto/index.js';
-import { planEpoch, type PolicyName } from '../../scorer/index.js';
+import { planEpoch, type PolicyName, type ScorerClient } from '../../scorer/index.js';
 // Test-only: the state module is internal to the scorer; reading it is how
 // this suite proves acknowledged scores are durable, independent of the service.
 import { FLAG_LOSS, FLAG_SCORE, StateStore, recoverJob } from '../../scorer/state/index.js';
@@ -17,7 +15,7 @@ import { silentLogger } from '../../common/logger.js';
 import type { ObjectStore } from '../../storage/index.js';
 import type { AckRecord, Batch, EpochInfo, LoaderClient } from '../../trainer/client/index.js';
 import { readWhole } from '../fetch/fixtures.js';
-import { getPlan, unary } from '../loader/helpers.js';
+import { getPlan } from '../loader/helpers.js';
 
 /** SHA-256 of a sample's members (extension, length, bytes; extensions sorted). */
 export function sampleHash(fields: Record<string, Uint8Array>): string {
@@ -395,45 +393,21 @@ export interface JobParams {
   token?: string;
 }
 
-const POLICY_ENUM: Record<PolicyName, sadp.v1.Policy> = {
-  full: pb.Policy.POLICY_FULL,
-  random: pb.Policy.POLICY_RANDOM,
-  infobatch: pb.Policy.POLICY_INFOBATCH,
-  'sadp-loss': pb.Policy.POLICY_SADP_LOSS,
-  sadp: pb.Policy.POLICY_SADP,
-};
-
-export async function createJob(client: ScorerClient, p: JobParams): Promise<sadp.v1.Job> {
-  return unary<sadp.v1.Job>((cb) =>
-    client.createJob(
-      pb.CreateJobRequest.create({
-        spec: pb.JobSpec.create({
-          jobId: p.jobId,
-          datasetSize: p.datasetSize,
-          policy: POLICY_ENUM[p.policy],
-          pruneRatio: p.pruneRatio,
-          epochs: p.epochs,
-          seed: p.seed,
-          datasetUrl: p.datasetUrl,
-          token: p.token ?? '',
-        }),
-      }),
-      new Metadata(),
-      { deadline: Date.now() + 30_000 },
-      cb,
-    ),
-  );
+export function createJob(client: ScorerClient, p: JobParams): Promise<sadp.v1.Job> {
+  return client.createJob({
+    jobId: p.jobId,
+    datasetSize: p.datasetSize,
+    policy: p.policy,
+    pruneRatio: p.pruneRatio,
+    epochs: p.epochs,
+    seed: p.seed,
+    datasetUrl: p.datasetUrl,
+    token: p.token ?? '',
+  });
 }
 
 export function describeJob(client: ScorerClient, jobId: string): Promise<sadp.v1.Job> {
-  return unary<sadp.v1.Job>((cb) =>
-    client.describeJob(
-      pb.DescribeJobRequest.create({ jobId }),
-      new Metadata(),
-      { deadline: Date.now() + 30_000 },
-      cb,
-    ),
-  );
+  return client.describeJob(jobId);
 }
 
 /** The plan the scorer must serve for `epoch` given exactly the ledger's scores (recomputed in this process). */

@@ -7,7 +7,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import {
   createLoaderServer,
   buildShards,
@@ -15,8 +14,13 @@ import {
   type LoaderServer,
   type SampleSource,
 } from '../../loader/index.js';
-import { pb, ScorerClient, type sadp } from '../../proto/index.js';
-import { createScorerServer, type ScorerServer } from '../../scorer/index.js';
+import type { sadp } from '../../proto/index.js';
+import {
+  createScorerClient,
+  createScorerServer,
+  type ScorerClient,
+  type ScorerServer,
+} from '../../scorer/index.js';
 import {
   createLoaderClient,
   readCheckpoint,
@@ -87,7 +91,7 @@ before(async () => {
   trainUrl = `s3://${BUCKET}/train/manifest.json`;
   testUrl = `s3://${BUCKET}/test/manifest.json`;
   scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(tmp.dir, 'scorer') });
-  scorerClient = new ScorerClient(scorer.address, grpc.credentials.createInsecure());
+  scorerClient = createScorerClient({ address: scorer.address });
   loader = await createLoaderServer({ scorerAddress: scorer.address, s3: tmp.s3Options });
 });
 
@@ -98,33 +102,20 @@ after(async () => {
   await tmp?.close();
 });
 
-function unary<T>(start: (cb: grpc.requestCallback<T>) => unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    start((err, res) => (err || res === undefined ? reject(err ?? new Error('empty')) : resolve(res)));
+async function createJob(jobId: string, epochs: number, pruneRatio: number): Promise<void> {
+  await scorerClient.createJob({
+    jobId,
+    datasetSize: TRAIN,
+    policy: 'sadp',
+    pruneRatio,
+    epochs,
+    seed: 5,
+    datasetUrl: trainUrl,
   });
 }
 
-async function createJob(jobId: string, epochs: number, pruneRatio: number): Promise<void> {
-  await unary<sadp.v1.Job>((cb) =>
-    scorerClient.createJob(
-      pb.CreateJobRequest.create({
-        spec: pb.JobSpec.create({
-          jobId,
-          datasetSize: TRAIN,
-          policy: pb.Policy.POLICY_SADP,
-          pruneRatio,
-          epochs,
-          seed: 5,
-          datasetUrl: trainUrl,
-        }),
-      }),
-      cb,
-    ),
-  );
-}
-
 function describeJob(jobId: string): Promise<sadp.v1.Job> {
-  return unary<sadp.v1.Job>((cb) => scorerClient.describeJob(pb.DescribeJobRequest.create({ jobId }), cb));
+  return scorerClient.describeJob(jobId);
 }
 
 function baseOptions(job: string): TrainOptions {

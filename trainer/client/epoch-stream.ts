@@ -12,7 +12,7 @@
 //   iteration ends, fails, is aborted or is abandoned (`break`).
 import { Metadata, status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
 import type { LoaderClient as GrpcLoaderClient, sadp } from '../../proto/index.js';
-import { cancelledError, sleep } from '../../common/abort.js';
+import { cancelledError, sleep } from '../../common/signals.js';
 import { invalidArgument } from '../../common/errors.js';
 import {
   assembleBatch,
@@ -24,7 +24,8 @@ import {
   type EpochInfo,
 } from './batch.js';
 import { LoaderCallError, grpcStatusOf, isRetryableStatus, protocolError, statusName } from './errors.js';
-import { backoffDelayMs, type ResolvedClientOptions } from './options.js';
+import { backoffDelayMs } from '../../common/retry.js';
+import type { ResolvedClientOptions } from './options.js';
 
 export interface EpochRequest {
   job: string;
@@ -457,7 +458,13 @@ class EpochStreamImpl implements EpochStream {
           );
         }
         await sleep(
-          backoffDelayMs(failures, this.options.baseDelayMs, this.options.maxDelayMs),
+          // Equal jitter: half the step is fixed so a run of attempts always
+          // spans a restart, half is random so trainers spread out.
+          backoffDelayMs(failures, {
+            baseMs: this.options.baseDelayMs,
+            maxMs: this.options.maxDelayMs,
+            jitter: 'equal',
+          }),
           signal,
           this.what,
         );

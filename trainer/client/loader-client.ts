@@ -1,12 +1,14 @@
 // The trainer's handle on a loader service: one gRPC channel, epochs as
 // reconnecting async iterables, and DescribeEpoch with retries.
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
-import { cancelledError, sleep } from '../../common/abort.js';
+import { retry } from '../../common/retry.js';
+import { onAbort } from '../../common/signals.js';
 import { LoaderClient as GrpcLoaderClient } from '../../proto/index.js';
 import { toEpochInfo, type EpochInfo } from './batch.js';
 import { openEpochStream, type EpochRequest, type EpochStream } from './epoch-stream.js';
+import { isSadpError } from '../../common/errors.js';
 import { LoaderCallError, grpcStatusOf, isRetryableStatus, statusName } from './errors.js';
-import { backoffDelayMs, resolveClientOptions, type LoaderClientOptions } from './options.js';
+import { resolveClientOptions, type LoaderClientOptions } from './options.js';
 
 export interface EpochInfoRequest {
   job: string;
@@ -39,14 +41,13 @@ export function createLoaderClient(options: LoaderClientOptions): LoaderClient {
         metadata,
         { deadline: Date.now() + resolved.deadlineMs },
         (err, res) => {
-          req.signal?.removeEventListener('abort', onAbort);
+          stop();
           if (err) reject(err);
           else if (!res) reject(new Error('DescribeEpoch returned no message'));
           else resolve(toEpochInfo(res));
         },
       );
-      const onAbort = (): void => call.cancel();
-      req.signal?.addEventListener('abort', onAbort, { once: true });
+      const stop = onAbort(req.signal, () => call.cancel());
     });
 
   return {
@@ -54,27 +55,34 @@ export function createLoaderClient(options: LoaderClientOptions): LoaderClient {
     epoch: (request) => openEpochStream(grpcClient, resolved, request),
     async epochInfo(req) {
       const what = `DescribeEpoch ${req.epoch} of job ${req.job}`;
-      for (let attempt = 1; ; attempt++) {
-        if (req.signal?.aborted) throw cancelledError(req.signal, what);
-        try {
-          return await describeOnce(req);
-        } catch (err) {
-          if (req.signal?.aborted) throw cancelledError(req.signal, what);
-          const { code, details } = grpcStatusOf(err);
-          const last = attempt >= resolved.maxAttempts;
-          if (!isRetryableStatus(code) || last) {
-            throw new LoaderCallError(
-              last && isRetryableStatus(code)
-                ? 'SADP_LOADER_RETRIES_EXHAUSTED'
-                : `SADP_LOADER_${statusName(code)}`,
-              `${what}: loader at ${resolved.address} answered ${statusName(code)} (attempt ${attempt}): ${details}`,
-              last && isRetryableStatus(code) ? GrpcStatus.UNAVAILABLE : code,
-              details,
-              err,
-            );
-          }
-          await sleep(backoffDelayMs(attempt, resolved.baseDelayMs, resolved.maxDelayMs), req.signal, what);
-        }
+      let attempt = 0;
+      try {
+        return await retry(
+          (n) => {
+            attempt = n;
+            return describeOnce(req);
+          },
+          {
+            attempts: resolved.maxAttempts,
+            baseMs: resolved.baseDelayMs,
+            maxMs: resolved.maxDelayMs,
+            jitter: 'equal',
+            classify: (err) => isRetryableStatus(grpcStatusOf(err).code),
+            signal: req.signal,
+            what,
+          },
+        );
+      } catch (err) {
+        if (isSadpError(err, 'SADP_CANCELLED') && req.signal?.aborted) throw err;
+        const { code, details } = grpcStatusOf(err);
+        const exhausted = isRetryableStatus(code);
+        throw new LoaderCallError(
+          exhausted ? 'SADP_LOADER_RETRIES_EXHAUSTED' : `SADP_LOADER_${statusName(code)}`,
+          `${what}: loader at ${resolved.address} answered ${statusName(code)} (attempt ${attempt}): ${details}`,
+          exhausted ? GrpcStatus.UNAVAILABLE : code,
+          details,
+          err,
+        );
       }
     },
     close: () => grpcClient.close(),

@@ -136,9 +136,3 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
     },
   };
 }
-
-/** Equal jitter: half the step is fixed so a run of attempts always spans a restart, half is random so trainers spread out. */
-export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const step = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(step / 2 + random() * (step / 2));
-}

@@ -1,0 +1,11 @@
+// The scorer's client: what the loader, the CLI, tests and benchmarks use to
+// talk to a scorer service.
+export {
+  createScorerClient,
+  type CallOptions,
+  type ScoreReport,
+  type ScorerClient,
+  type ScorerClientOptions,
+} from './scorer-client.js';
+export { isRetryableScorerError, scorerError } from './errors.js';
+export type { Plan } from './plan-stream.js';

@@ -1,0 +1,82 @@
+// The signal helpers of common/signals: every wait ends on abort with
+// SADP_CANCELLED (or false) and leaves no listener behind.
+import assert from 'node:assert/strict';
+import { EventEmitter, getEventListeners } from 'node:events';
+import { test } from 'node:test';
+import { SadpError, Status } from '../../common/errors.js';
+import { cancelledError, onAbort, raceSignal, sleep, waitForEvent } from '../../common/signals.js';
+
+test('cancelledError keeps a SADP_CANCELLED reason and chains any other as its cause', () => {
+  const reason = new SadpError('SADP_CANCELLED', 'training stopped by SIGTERM', { status: Status.CANCELLED });
+  const a = new AbortController();
+  a.abort(reason);
+  assert.equal(cancelledError(a.signal, 'x'), reason);
+  const b = new AbortController();
+  const other = new Error('boom');
+  b.abort(other);
+  const err = cancelledError(b.signal, 'plan of job j');
+  assert.equal(err.code, 'SADP_CANCELLED');
+  assert.equal(err.message, 'plan of job j cancelled');
+  assert.equal(err.cause, other);
+});
+
+test('sleep rejects at once on an aborted signal and leaves no listener on a live one', async () => {
+  const controller = new AbortController();
+  await sleep(0, controller.signal);
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+  controller.abort();
+  await assert.rejects(sleep(0, controller.signal, 'nap'), {
+    code: 'SADP_CANCELLED',
+    message: 'nap cancelled',
+  });
+});
+
+test('raceSignal resolves with the promise, or rejects on abort while the work goes on', async () => {
+  const controller = new AbortController();
+  assert.equal(await raceSignal(Promise.resolve(7), controller.signal, 'x'), 7);
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0, 'listener removed');
+  let finish!: (v: number) => void;
+  const work = new Promise<number>((resolve) => (finish = resolve));
+  const raced = raceSignal(work, controller.signal, 'loading job j');
+  controller.abort();
+  await assert.rejects(raced, { code: 'SADP_CANCELLED', message: 'loading job j cancelled' });
+  finish(1);
+  assert.equal(await work, 1);
+  await assert.rejects(raceSignal(Promise.resolve(1), controller.signal, 'late'), { code: 'SADP_CANCELLED' });
+});
+
+test('waitForEvent: true on the event, false on a stop event, an error or abort; no listener left', async () => {
+  const emitter = new EventEmitter();
+  const controller = new AbortController();
+  const opts = { signal: controller.signal, stopEvents: ['cancelled', 'close'] };
+  const drained = waitForEvent(emitter, 'drain', opts);
+  emitter.emit('drain');
+  assert.equal(await drained, true);
+  const stopped = waitForEvent(emitter, 'drain', opts);
+  emitter.emit('cancelled');
+  assert.equal(await stopped, false);
+  const failed = waitForEvent(emitter, 'drain', opts);
+  emitter.emit('error', new Error('reset'));
+  assert.equal(await failed, false);
+  for (const name of ['drain', 'cancelled', 'close', 'error'])
+    assert.equal(emitter.listenerCount(name), 0, name);
+  const aborted = waitForEvent(emitter, 'drain', opts);
+  controller.abort();
+  assert.equal(await aborted, false);
+  assert.equal(emitter.listenerCount('drain'), 0);
+  assert.equal(await waitForEvent(emitter, 'drain', opts), false, 'already aborted');
+});
+
+test('onAbort calls its function once on abort and not after it was disposed', () => {
+  const controller = new AbortController();
+  let calls = 0;
+  const stop = onAbort(controller.signal, () => calls++);
+  const disposed = onAbort(controller.signal, () => calls++);
+  disposed();
+  controller.abort();
+  controller.abort();
+  stop();
+  assert.equal(calls, 1);
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+  onAbort(undefined, () => calls++)();
+});
