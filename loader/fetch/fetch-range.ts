@@ -3,10 +3,10 @@
 // every gap between body chunks (storage's readInto: undici's timers on the
 // lean S3 path, a timer around the stream otherwise), and a retry after a
 // partial body asks only for the bytes still missing, written in place.
-import { cancelledError, sleep } from '../../common/abort.js';
+// Backoff and the retry loop are the shared ones (common/retry).
+import { retry } from '../../common/retry.js';
 import { SadpError, Status, errorMessage, isSadpError } from '../../common/errors.js';
 import { isRetryableStorageError, readInto, STORAGE_TIMEOUT, type ObjectStore } from '../../storage/index.js';
-import { backoffDelayMs } from './backoff.js';
 
 export interface RetryConfig {
   maxAttempts: number;
@@ -58,40 +58,48 @@ export async function fetchRange(
   const length = target.end - target.start;
   const buf = Buffer.allocUnsafe(length);
   const progress = { filled: 0 };
-  let lastError: unknown;
-  for (let attempt = 1; ; attempt++) {
-    if (signal.aborted) throw cancelledError(signal, `read of ${target.label}`);
-    const from = target.start + progress.filled;
-    observer.request({ key: target.key, start: from, end: target.end, attempt });
-    let reason: RetryReason;
-    try {
-      await readOnce(target, from, buf, progress, config.idleTimeoutMs, observer, signal);
-      if (progress.filled === length) return buf;
-      reason = 'truncated';
-      lastError = new SadpError(
-        'SADP_STORAGE_TRUNCATED',
-        `${target.label} bytes [${from}, ${target.end}): body ended after ${target.start + progress.filled - from} of ${target.end - from} bytes`,
-        { status: Status.UNAVAILABLE },
-      );
-    } catch (err) {
-      if (signal.aborted) throw cancelledError(signal, `read of ${target.label}`);
-      if (!(err instanceof RetryableAttempt)) throw err;
-      reason = err.reason;
-      lastError = err.cause;
-    }
-    if (attempt >= config.maxAttempts) {
-      throw new SadpError(
-        'SADP_STORAGE_UNAVAILABLE',
-        `${target.label} bytes [${target.start}, ${target.end}): gave up after ${attempt} attempts ` +
-          `(${progress.filled} of ${length} bytes received): ${errorMessage(lastError)}`,
-        { status: Status.UNAVAILABLE, cause: lastError },
-      );
-    }
-    observer.retry(reason, lastError);
-    await sleep(
-      backoffDelayMs(attempt, config.baseBackoffMs, config.maxBackoffMs, config.random),
-      signal,
-      `read of ${target.label}`,
+  let attempts = 0;
+  try {
+    await retry(
+      async (attempt) => {
+        attempts = attempt;
+        const from = target.start + progress.filled;
+        observer.request({ key: target.key, start: from, end: target.end, attempt });
+        await readOnce(target, from, buf, progress, config.idleTimeoutMs, observer, signal);
+        if (progress.filled !== length) {
+          throw new RetryableAttempt(
+            'truncated',
+            new SadpError(
+              'SADP_STORAGE_TRUNCATED',
+              `${target.label} bytes [${from}, ${target.end}): body ended after ${target.start + progress.filled - from} of ${target.end - from} bytes`,
+              { status: Status.UNAVAILABLE },
+            ),
+          );
+        }
+      },
+      {
+        attempts: config.maxAttempts,
+        baseMs: config.baseBackoffMs,
+        maxMs: config.maxBackoffMs,
+        jitter: 'full',
+        random: config.random,
+        classify: (err) => err instanceof RetryableAttempt,
+        signal,
+        what: `read of ${target.label}`,
+        onRetry: (err) => {
+          const attempt = err as RetryableAttempt;
+          observer.retry(attempt.reason, attempt.cause);
+        },
+      },
+    );
+    return buf;
+  } catch (err) {
+    if (!(err instanceof RetryableAttempt)) throw err;
+    throw new SadpError(
+      'SADP_STORAGE_UNAVAILABLE',
+      `${target.label} bytes [${target.start}, ${target.end}): gave up after ${attempts} attempts ` +
+        `(${progress.filled} of ${length} bytes received): ${errorMessage(err.cause)}`,
+      { status: Status.UNAVAILABLE, cause: err.cause },
     );
   }
 }

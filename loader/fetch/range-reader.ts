@@ -2,13 +2,13 @@
 // its shards with few, merged byte-range GETs, bounded concurrency and
 // retries, then cuts the bytes into tar members checked against the index.
 import { setMaxListeners } from 'node:events';
-import { cancelledError } from '../../common/abort.js';
+import { cancelledError } from '../../common/signals.js';
 import { SadpError, Status, isSadpError } from '../../common/errors.js';
 import { counter, gauge } from '../../common/metrics.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
 import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
-import { createLimiter } from './limiter.js';
+import { createPool } from '../../common/pool.js';
 import { sortUniqueIds, type RangePlan } from './range-plan.js';
 import { createCostEstimator, type CostEstimator } from './cost-estimator.js';
 import {
@@ -117,6 +117,8 @@ export interface IoStats {
   /** Sum of the delivered samples' [offset, end) lengths. */
   bytesDelivered: number;
   samplesDelivered: number;
+  /** Reads that met a changed shard and were served from the re-indexed dataset. */
+  datasetReloads: number;
 }
 
 export interface RangeRequestEvent {
@@ -223,6 +225,7 @@ class RangeReaderImpl implements RangeReader {
     bytesReceived: 0,
     bytesDelivered: 0,
     samplesDelivered: 0,
+    datasetReloads: 0,
   };
   onRequest?: (r: RangeRequestEvent) => void;
   private readonly limiter;
@@ -236,7 +239,7 @@ class RangeReaderImpl implements RangeReader {
   private readonly metrics: FetchMetrics | undefined;
 
   constructor(private readonly options: ResolvedRangeReaderOptions) {
-    this.limiter = createLimiter(options.concurrency);
+    this.limiter = createPool(options.concurrency);
     this.retry = {
       maxAttempts: options.maxAttempts,
       baseBackoffMs: options.baseBackoffMs,
@@ -296,6 +299,33 @@ class RangeReaderImpl implements RangeReader {
     ids: ArrayLike<number>,
     signal?: AbortSignal,
     options: ReadPriority = {},
+  ): Promise<FetchedSample[]> {
+    const current = dataset.latest?.() ?? dataset;
+    try {
+      return await this.readFrom(current, ids, signal, options);
+    } catch (err) {
+      // A shard changed since it was indexed: if the dataset was re-indexed
+      // (its manifest's ETag changed) read once more from the new index.
+      if (!isSadpError(err, 'SADP_OBJECT_CHANGED') || !current.reopen) throw err;
+      const next = await current.reopen(signal);
+      if (next === current) throw err;
+      if (next.size !== current.size) {
+        throw new SadpError(
+          'SADP_DATASET_MISMATCH',
+          `${current.url} was re-indexed with ${next.size} samples, it had ${current.size}: ${err.message}`,
+          { status: Status.FAILED_PRECONDITION, cause: err },
+        );
+      }
+      this.stats.datasetReloads++;
+      return await this.readFrom(next, ids, signal, options);
+    }
+  }
+
+  private async readFrom(
+    dataset: Dataset,
+    ids: ArrayLike<number>,
+    signal: AbortSignal | undefined,
+    options: ReadPriority,
   ): Promise<FetchedSample[]> {
     const priority = options.priority ?? 0;
     if (signal?.aborted) throw cancelledError(signal, 'read');

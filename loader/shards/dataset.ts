@@ -57,6 +57,16 @@ export interface Dataset {
   key(id: number): string;
   /** The shard's index (cached; re-parsed from a compressed copy on a miss). */
   shardIndex(shard: number): ShardIndex;
+  /** ETag of the manifest this dataset was read from ('' when the store reported none). */
+  readonly manifestEtag: string;
+  /**
+   * Re-reads the manifest's ETag (one request shared by concurrent callers)
+   * and, when it changed (the dataset was re-indexed), opens the dataset
+   * again: the result, which latest() returns from then on; else this one.
+   */
+  reopen?(signal?: AbortSignal): Promise<Dataset>;
+  /** The newest dataset reopen() produced from this one (this one until then). */
+  latest?(): Dataset;
 }
 
 export const DATASET_DEFAULTS = { indexConcurrency: 16, indexCacheShards: 64 } as const;
@@ -138,18 +148,43 @@ class OpenedDataset implements Dataset {
   private readonly compact: CompactShardIndex[] = [];
   readonly suffixes = new SuffixTable();
   private readonly cache = new Map<number, ShardIndex>();
+  private successor: Dataset | undefined;
+  private reopening: Promise<Dataset> | undefined;
 
   constructor(
     readonly manifest: DatasetManifest,
     readonly url: string,
     readonly store: ObjectStore,
     private readonly cacheLimit: number,
+    readonly manifestEtag: string,
+    private readonly again: (signal?: AbortSignal) => Promise<{ etag: string; open: () => Promise<Dataset> }>,
   ) {
     this.size = manifest.samples;
     this.shardCount = manifest.shards.length;
     this.offsets = new Float64Array(this.size);
     this.ends = new Float64Array(this.size);
     this.shardIds = new Uint32Array(this.size);
+  }
+
+  latest(): Dataset {
+    return this.successor?.latest?.() ?? this.successor ?? this;
+  }
+
+  reopen(signal?: AbortSignal): Promise<Dataset> {
+    if (this.successor) return this.successor.reopen?.(signal) ?? Promise.resolve(this.successor);
+    this.reopening ??= (async (): Promise<Dataset> => {
+      try {
+        const { etag, open } = await this.again(signal);
+        // Same manifest (or no ETag to tell): not re-indexed, nothing to reload.
+        if (etag === '' || etag === this.manifestEtag) return this;
+        const next = await open();
+        this.successor = next;
+        return next;
+      } finally {
+        this.reopening = undefined;
+      }
+    })();
+    return this.reopening;
   }
 
   /** Called once per shard while opening. */
@@ -224,7 +259,10 @@ export async function openDataset(manifestUrl: string, options: OpenDatasetOptio
   const { store, manifestKey } = openDatasetStore(manifestUrl, options);
   const url = `${store.url}/${manifestKey}`;
   let raw: Uint8Array;
+  let manifestEtag = '';
   try {
+    // The ETag keys reloads: reopen() reads the dataset again only when it changed.
+    manifestEtag = (await store.head(manifestKey, { signal }))?.etag ?? '';
     raw = await store.get(manifestKey, { signal });
   } catch (err) {
     if (err instanceof SadpError && err.code === 'SADP_OBJECT_NOT_FOUND') {
@@ -244,6 +282,11 @@ export async function openDataset(manifestUrl: string, options: OpenDatasetOptio
     url,
     store,
     options.indexCacheShards ?? DATASET_DEFAULTS.indexCacheShards,
+    manifestEtag,
+    async (again) => ({
+      etag: (await store.head(manifestKey, { signal: again }))?.etag ?? '',
+      open: () => openDataset(manifestUrl, { ...options, signal: again }),
+    }),
   );
   await forEachLimited(
     manifest.shards,
