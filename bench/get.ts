@@ -14,10 +14,9 @@
 //             the destination buffer),
 // for 110 KB and 4 KB ranges at 4 GETs in flight, and per MB of a whole
 // 16 MB read. Writes bench/results/get.json.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { startNginx } from '../test/helpers/nginx.js';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../common/paths.js';
@@ -32,82 +31,6 @@ const IN_FLIGHT = 4;
 const OBJECT_BYTES = 16 * 1024 * 1024;
 const BUCKET = 'bench';
 const KEY = 'object.bin';
-
-interface Server {
-  endpoint: string;
-  close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNginx(dir: string, data: Buffer): Promise<Server | undefined> {
-  // nginx's workers drop root: they must be able to read the served tree.
-  await chmod(dir, 0o755);
-  const www = join(dir, 'www');
-  await mkdir(join(www, BUCKET), { recursive: true });
-  await writeFile(join(www, BUCKET, KEY), data);
-  const port = await freePort();
-  const conf = join(dir, 'nginx.conf');
-  await writeFile(
-    conf,
-    `worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush off;
-  keepalive_timeout 300s;
-  keepalive_requests 10000000;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:${port}; root ${www}; etag on; location / { } }
-}
-`,
-  );
-  let child: ChildProcess;
-  try {
-    child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
-    await new Promise<void>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('spawn', () => resolve());
-    });
-  } catch {
-    return undefined;
-  }
-  const endpoint = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      await fetch(`${endpoint}/${BUCKET}/${KEY}`, { method: 'HEAD' });
-      return {
-        endpoint,
-        close: async () => {
-          child.kill('SIGTERM');
-          await new Promise((resolve) => child.once('exit', resolve));
-        },
-      };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  child.kill('SIGKILL');
-  return undefined;
-}
 
 const retry: RetryConfig = {
   maxAttempts: 3,
@@ -162,8 +85,10 @@ function median(xs: number[]): number {
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'sadp-bench-get-'));
   const data = randomBytes(OBJECT_BYTES);
-  const server = await startNginx(dir, data);
+  const server = await startNginx(dir);
   if (!server) throw new Error('bench:get needs nginx on the PATH (apt-get install -y nginx-light)');
+  await mkdir(join(dir, 'www', BUCKET), { recursive: true });
+  await writeFile(join(dir, 'www', BUCKET, KEY), data);
   try {
     const client = createS3Client({
       endpoint: server.endpoint,
@@ -231,7 +156,7 @@ async function main(): Promise<void> {
       `${JSON.stringify(out, null, 2)}\n`,
     );
   } finally {
-    await server.close();
+    await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
   // undici keeps idle sockets unref'd; nothing else holds the loop.
