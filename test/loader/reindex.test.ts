@@ -81,8 +81,11 @@ test('a re-index mid-epoch takes effect without a restart: the SDK gets exactly 
     [...got].sort((a, b) => a - b),
     [...plan.ids].sort((a, b) => a - b),
   );
-  const io = loader.stats().io;
+  const { io, planner } = loader.stats();
   assert.ok(io.datasetReloads >= 1, `${io.datasetReloads} reloads`);
+  // The planner's choices are in the loader's stats (the rig pins `ranges`).
+  assert.equal(planner.mode, 'ranges');
+  assert.ok(planner.plans >= 1);
   // Later batches came from the new layout.
   assert.ok(
     stack.requests.some((r) => r.key.includes('/ds2/')),
