@@ -37,6 +37,11 @@ import {
   DEFAULT_MAX_WASTE_RATIO,
   createRangeReader,
   planRanges,
+  planReads,
+  READ_PLANNER_MODES,
+  DEFAULT_READ_COST,
+  type ReadCostModel,
+  type ReadPlannerMode,
   type FetchedSample,
   type SampleLayout,
 } from '../loader/index.js';
@@ -194,6 +199,8 @@ async function readRanges(
   config: Config,
 ): Promise<ReadResult> {
   const reader = createRangeReader({
+    // The fixed gap rule this benchmark sweeps (and plans with planRanges below).
+    planner: 'ranges',
     gapBytes,
     concurrency: config.concurrency,
     maxRequestBytes: MAX_REQUEST_BYTES,
@@ -375,6 +382,17 @@ function imagenetLayout(
   return { offsets, ends, shardIds, shardBytes, datasetBytes };
 }
 
+/**
+ * Cost models for the planner dry run: the reader's prior (S3-like, 64 GETs
+ * in flight), S3 at 20 ms first byte over 64 connections and 1 Gbit/s, and
+ * a CPU-bound loopback (bench:get: ~160 us per GET, ~1.2 us per KB).
+ */
+const DRY_RUN_COSTS: Record<string, ReadCostModel> = {
+  prior: DEFAULT_READ_COST,
+  's3-1gbit': { perRequestUs: 20_000 / 64 + 150, perByteUs: 1 / 125 + 0.0012 },
+  loopback: { perRequestUs: 160, perByteUs: 0.0012 },
+};
+
 function dryRun(config: Config): Record<string, unknown> {
   const N = 1_281_167;
   const SHARDS = 1_282;
@@ -388,6 +406,10 @@ function dryRun(config: Config): Record<string, unknown> {
   const epochs: DryRunEpoch[] = [];
   const sweep = new Map<number, { bytes: number; gets: number; selectedBytes: number; maxRatio: number }>();
   for (const g of GAPS) sweep.set(g, { bytes: 0, gets: 0, selectedBytes: 0, maxRatio: 0 });
+  const planners = new Map<
+    string,
+    { bytes: number; gets: number; selectedBytes: number; us: number; epochs: number }
+  >();
   for (let k = 1; k <= EPOCHS; k++) {
     const rk = pruneRatioAt(k - 1, r, rMax, EPOCHS, N);
     const ids = select(N, rk, 2024, k, scratch);
@@ -407,6 +429,26 @@ function dryRun(config: Config): Record<string, unknown> {
       wholeGets: SHARDS,
     });
     if ((k - 1) % config.dryRunSweepEvery === 0) {
+      // The read planner's modes under each cost model.
+      for (const [link, cost] of Object.entries(DRY_RUN_COSTS)) {
+        for (const mode of READ_PLANNER_MODES) {
+          const p = planReads(layout, ids, {
+            mode,
+            cost,
+            gapBytes: DEFAULT_GAP_BYTES,
+            maxRequestBytes: MAX_REQUEST_BYTES,
+            maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
+          });
+          const key = `${link}/${mode}`;
+          const acc = planners.get(key) ?? { bytes: 0, gets: 0, selectedBytes: 0, us: 0, epochs: 0 };
+          acc.bytes += p.bytesRequested;
+          acc.gets += p.count;
+          acc.selectedBytes += p.bytesSelected;
+          acc.us += p.estimatedUs;
+          acc.epochs++;
+          planners.set(key, acc);
+        }
+      }
       for (const g of GAPS) {
         const p =
           g === DEFAULT_GAP_BYTES
@@ -463,6 +505,19 @@ function dryRun(config: Config): Record<string, unknown> {
         ratio: round(acc.bytes / acc.selectedBytes, 4),
         maxEpochRatio: round(acc.maxRatio, 4),
         getsPerEpoch: round(acc.gets / Math.ceil(EPOCHS / config.dryRunSweepEvery), 0),
+      };
+    }),
+    planners: [...planners.entries()].map(([key, acc]) => {
+      const [link, mode] = key.split('/') as [string, ReadPlannerMode];
+      return {
+        link,
+        cost: DRY_RUN_COSTS[link],
+        mode,
+        epochsPlanned: acc.epochs,
+        getsPerEpoch: round(acc.gets / acc.epochs, 0),
+        tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
+        fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
+        modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
       };
     }),
     perEpoch: epochs,
@@ -730,6 +785,16 @@ async function main(): Promise<void> {
   }
   const quick = process.argv.includes('--quick');
   const started = performance.now();
+  if (process.argv.includes('--dry-run')) {
+    // Plan-only: the ImageNet-scale dry run (with the planner's modes), no S3.
+    const dry = dryRun(quick ? QUICK : FULL);
+    console.table(dry.planners);
+    const out = join(packageRoot, 'bench', 'results', 'io-dry-run.json');
+    const { perEpoch: _perEpoch, ...summary } = dry;
+    await writeFile(out, `${JSON.stringify(summary, null, 2)}\n`);
+    log(`wrote ${out}`);
+    return;
+  }
   const results = await runIoBench(quick);
   const file = join(packageRoot, 'bench', 'results', 'io.json');
   await mkdir(dirname(file), { recursive: true });

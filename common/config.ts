@@ -99,6 +99,8 @@ const ConfigSchema = z
           .default(64 * 1024),
         /** Bound on pruned bytes fetched through merged gaps, as a fraction of the selected bytes. */
         maxWasteRatio: z.number().min(0).default(0.05),
+        /** How GETs are planned: auto (minimise modelled time), min-bytes, whole-shard or ranges (see loader/fetch). */
+        readPlanner: z.enum(['auto', 'min-bytes', 'whole-shard', 'ranges']).default('auto'),
         /** Concurrent GETs per loader. */
         concurrency: z.number().int().min(1).max(1024).default(64),
         maxAttempts: z.number().int().min(1).max(20).default(5),

@@ -54,6 +54,11 @@ export {
 // The range reader.
 export {
   createRangeReader,
+  planReads,
+  READ_PLANNER_MODES,
+  DEFAULT_READ_COST,
+  type ReadCostModel,
+  type ReadPlannerMode,
   resolveRangeReaderOptions,
   planRanges,
   DEFAULT_GAP_BYTES,

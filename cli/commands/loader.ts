@@ -23,6 +23,7 @@ interface LoaderFlags extends CommonServiceFlags {
   inflightBytes?: number;
   prefetchBatches?: number;
   gapBytes?: number;
+  readPlanner?: 'auto' | 'min-bytes' | 'whole-shard' | 'ranges';
   concurrency?: number;
   shuffle?: 'global' | 'shard-block';
   auth?: 'none' | 'token';
@@ -61,6 +62,7 @@ export async function startLoaderFromConfig(
     readerOptions: {
       gapBytes: config.loader.gapBytes,
       maxWasteRatio: config.loader.maxWasteRatio,
+      planner: config.loader.readPlanner,
       concurrency: config.loader.concurrency,
       maxAttempts: config.loader.maxAttempts,
     },
@@ -87,6 +89,10 @@ export function registerLoaderCommand(program: Command): void {
       )
       .option('--prefetch-batches <n>', 'batches fetched ahead per stream', intArg('--prefetch-batches'))
       .option('--gap-bytes <n>', 'merge byte ranges of a shard closer than this', intArg('--gap-bytes'))
+      .option(
+        '--read-planner <mode>',
+        'auto (minimise modelled read time), min-bytes (pruned bytes within the waste bound), whole-shard or ranges',
+      )
       .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
       .option('--shuffle <mode>', 'global or shard-block')
       .option('--auth <mode>', 'none or token (per-job bearer tokens)'),
@@ -98,6 +104,7 @@ export function registerLoaderCommand(program: Command): void {
         inflightBytes: flags.inflightBytes,
         prefetchBatches: flags.prefetchBatches,
         gapBytes: flags.gapBytes,
+        readPlanner: flags.readPlanner,
         concurrency: flags.concurrency,
         shuffle: flags.shuffle,
         auth: flags.auth,

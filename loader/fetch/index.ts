@@ -9,6 +9,16 @@ export {
   type RangeReaderOptions,
   type IoStats,
   type RangeRequestEvent,
+  type PlannerStats,
 } from './range-reader.js';
+export {
+  READ_PLANNER_MODES,
+  breakEvenGapBytes,
+  estimateReads,
+  planReads,
+  type ReadCostModel,
+  type ReadPlannerMode,
+} from './read-planner.js';
+export { createCostEstimator, DEFAULT_READ_COST } from './cost-estimator.js';
 export { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from './range-plan.js';
 export type { FetchedSample } from './cut.js';

@@ -2,14 +2,22 @@
 // its shards with few, merged byte-range GETs, bounded concurrency and
 // retries, then cuts the bytes into tar members checked against the index.
 import { setMaxListeners } from 'node:events';
-import { cancelledError } from '../../common/abort.js';
-import { SadpError, Status } from '../../common/errors.js';
-import { counter } from '../../common/metrics.js';
+import { cancelledError } from '../../common/signals.js';
+import { SadpError, Status, isSadpError } from '../../common/errors.js';
+import { counter, gauge } from '../../common/metrics.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
 import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
-import { createLimiter } from './limiter.js';
-import { planRanges, sortUniqueIds, type RangePlan } from './range-plan.js';
+import { createPool } from '../../common/pool.js';
+import { sortUniqueIds, type RangePlan } from './range-plan.js';
+import { createCostEstimator, type CostEstimator } from './cost-estimator.js';
+import {
+  READ_PLANNER_MODES,
+  breakEvenGapBytes,
+  planReads,
+  type ReadCostModel,
+  type ReadPlannerMode,
+} from './read-planner.js';
 import { cutSample, type FetchedSample } from './cut.js';
 
 export interface RangeReaderOptions {
@@ -49,8 +57,37 @@ export interface RangeReaderOptions {
   maxBackoffMs?: number;
   /** Abort a GET whose headers or body make no progress for this long, and resume it; default 15,000 ms. */
   idleTimeoutMs?: number;
+  /**
+   * How each read() turns selected samples into GETs (see read-planner.ts):
+   * `auto` (default) minimises requests x perRequestUs + bytes x perByteUs
+   * with costs measured from this reader's own GETs; `min-bytes` does the
+   * same within maxWasteRatio; `whole-shard` reads one span per shard;
+   * `ranges` is the fixed gapBytes + maxWasteRatio rule.
+   */
+  planner?: ReadPlannerMode;
+  /** A fixed cost model instead of the online estimate (tests, benchmarks, dry runs). */
+  cost?: ReadCostModel;
   /** Export Prometheus counters (sadp_fetch_*) from common/metrics; default false. */
   metrics?: boolean;
+}
+
+/** What the planner chose, cumulative over every read(), and its current cost model. */
+export interface PlannerStats {
+  mode: ReadPlannerMode;
+  /** The cost model the next plan will use. */
+  perRequestUs: number;
+  perByteUs: number;
+  /** perRequestUs / perByteUs: gaps below it are read rather than skipped (auto, min-bytes). */
+  breakEvenGapBytes: number;
+  /** GETs whose duration fed the estimate. */
+  costSamples: number;
+  plans: number;
+  /** Shards (per plan) read as one span / per-sample ranges / a mix. */
+  shardsSpan: number;
+  shardsRanges: number;
+  shardsMixed: number;
+  /** Sum of the plans' modelled time, us. */
+  estimatedUs: number;
 }
 
 export interface IoStats {
@@ -71,6 +108,8 @@ export interface IoStats {
   /** Sum of the delivered samples' [offset, end) lengths. */
   bytesDelivered: number;
   samplesDelivered: number;
+  /** Reads that met a changed shard and were served from the re-indexed dataset. */
+  datasetReloads: number;
 }
 
 export interface RangeRequestEvent {
@@ -95,6 +134,8 @@ export interface RangeReader {
   ): Promise<FetchedSample[]>;
   /** Cumulative over every read(). */
   readonly stats: IoStats;
+  /** The planner's mode, cost model and choices so far. */
+  readonly planner: PlannerStats;
   /** Called for every GET issued. */
   onRequest?: (r: RangeRequestEvent) => void;
 }
@@ -113,6 +154,8 @@ export interface ResolvedRangeReaderOptions {
   baseBackoffMs: number;
   maxBackoffMs: number;
   idleTimeoutMs: number;
+  planner: ReadPlannerMode;
+  cost: ReadCostModel | undefined;
   metrics: boolean;
 }
 
@@ -129,13 +172,15 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
     baseBackoffMs: options.baseBackoffMs ?? 100,
     maxBackoffMs: options.maxBackoffMs ?? 5_000,
     idleTimeoutMs: options.idleTimeoutMs ?? 15_000,
+    planner: options.planner ?? 'auto',
+    cost: options.cost,
     metrics: options.metrics ?? false,
   };
   const check = (name: keyof ResolvedRangeReaderOptions, ok: boolean): void => {
     if (!ok) {
       throw new SadpError(
         'SADP_INVALID_OPTION',
-        `range reader option ${name} = ${String(resolved[name])} is invalid`,
+        `range reader option ${name} = ${JSON.stringify(resolved[name])} is invalid`,
         {
           status: Status.INVALID_ARGUMENT,
         },
@@ -150,6 +195,11 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
   check('baseBackoffMs', resolved.baseBackoffMs >= 0);
   check('maxBackoffMs', resolved.maxBackoffMs >= resolved.baseBackoffMs);
   check('idleTimeoutMs', resolved.idleTimeoutMs > 0);
+  check('planner', (READ_PLANNER_MODES as readonly string[]).includes(resolved.planner));
+  check(
+    'cost',
+    resolved.cost === undefined || (resolved.cost.perRequestUs >= 0 && resolved.cost.perByteUs >= 0),
+  );
   return resolved;
 }
 
@@ -166,15 +216,21 @@ class RangeReaderImpl implements RangeReader {
     bytesReceived: 0,
     bytesDelivered: 0,
     samplesDelivered: 0,
+    datasetReloads: 0,
   };
   onRequest?: (r: RangeRequestEvent) => void;
   private readonly limiter;
+  private readonly costs: CostEstimator;
+  private readonly plannerStats: Omit<
+    PlannerStats,
+    'perRequestUs' | 'perByteUs' | 'breakEvenGapBytes' | 'costSamples'
+  >;
   private readonly retry: RetryConfig;
   private readonly observer: FetchObserver;
   private readonly metrics: FetchMetrics | undefined;
 
   constructor(private readonly options: ResolvedRangeReaderOptions) {
-    this.limiter = createLimiter(options.concurrency);
+    this.limiter = createPool(options.concurrency);
     this.retry = {
       maxAttempts: options.maxAttempts,
       baseBackoffMs: options.baseBackoffMs,
@@ -183,6 +239,15 @@ class RangeReaderImpl implements RangeReader {
       random: Math.random,
     };
     this.metrics = options.metrics ? fetchMetrics() : undefined;
+    this.costs = createCostEstimator();
+    this.plannerStats = {
+      mode: options.planner,
+      plans: 0,
+      shardsSpan: 0,
+      shardsRanges: 0,
+      shardsMixed: 0,
+      estimatedUs: 0,
+    };
     const stats = this.stats;
     const metrics = this.metrics;
     this.observer = {
@@ -205,16 +270,77 @@ class RangeReaderImpl implements RangeReader {
     };
   }
 
+  get planner(): PlannerStats {
+    const cost = this.cost();
+    return {
+      ...this.plannerStats,
+      perRequestUs: cost.perRequestUs,
+      perByteUs: cost.perByteUs,
+      breakEvenGapBytes: breakEvenGapBytes(cost),
+      costSamples: this.costs.samples,
+    };
+  }
+
+  private cost(): ReadCostModel {
+    return this.options.cost ?? this.costs.current();
+  }
+
   async read(
     dataset: Dataset,
     ids: ArrayLike<number>,
     signal?: AbortSignal,
     options: ReadPriority = {},
   ): Promise<FetchedSample[]> {
+    const current = dataset.latest?.() ?? dataset;
+    try {
+      return await this.readFrom(current, ids, signal, options);
+    } catch (err) {
+      // A shard changed since it was indexed: if the dataset was re-indexed
+      // (its manifest's ETag changed) read once more from the new index.
+      if (!isSadpError(err, 'SADP_OBJECT_CHANGED') || !current.reopen) throw err;
+      const next = await current.reopen(signal);
+      if (next === current) throw err;
+      if (next.size !== current.size) {
+        throw new SadpError(
+          'SADP_DATASET_MISMATCH',
+          `${current.url} was re-indexed with ${next.size} samples, it had ${current.size}: ${err.message}`,
+          { status: Status.FAILED_PRECONDITION, cause: err },
+        );
+      }
+      this.stats.datasetReloads++;
+      return await this.readFrom(next, ids, signal, options);
+    }
+  }
+
+  private async readFrom(
+    dataset: Dataset,
+    ids: ArrayLike<number>,
+    signal: AbortSignal | undefined,
+    options: ReadPriority,
+  ): Promise<FetchedSample[]> {
     const priority = options.priority ?? 0;
     if (signal?.aborted) throw cancelledError(signal, 'read');
     const unique = sortUniqueIds(ids, dataset.size);
-    const plan = planRanges(dataset, unique, this.options);
+    const plan = planReads(dataset, unique, {
+      ...this.options,
+      mode: this.options.planner,
+      cost: this.cost(),
+    });
+    const ps = this.plannerStats;
+    ps.plans++;
+    ps.shardsSpan += plan.mix.span;
+    ps.shardsRanges += plan.mix.ranges;
+    ps.shardsMixed += plan.mix.mixed;
+    ps.estimatedUs += plan.estimatedUs;
+    if (this.metrics) {
+      const m = this.metrics;
+      m.planShards.inc({ mode: plan.mode, kind: 'span' }, plan.mix.span);
+      m.planShards.inc({ mode: plan.mode, kind: 'ranges' }, plan.mix.ranges);
+      m.planShards.inc({ mode: plan.mode, kind: 'mixed' }, plan.mix.mixed);
+      m.planEstimate.inc({ mode: plan.mode }, plan.estimatedUs / 1e6);
+      m.costPerRequest.set(plan.cost.perRequestUs);
+      m.costPerByte.set(plan.cost.perByteUs);
+    }
     const byId = new Map<number, FetchedSample>();
 
     // One controller per read(): the first failure stops the sibling GETs, and
@@ -280,14 +406,24 @@ class RangeReaderImpl implements RangeReader {
     const start = plan.start[r] as number;
     const end = plan.end[r] as number;
     const label = objectLabel(dataset, key);
-    const buf = await fetchRange(
-      { store: dataset.store, key, label, start, end, etag: entry.etag },
-      this.retry,
-      this.observer,
-      signal,
-    );
-    const index = dataset.shardIndex(shard);
     const last = plan.first[r + 1] as number;
+    let buf: Buffer;
+    try {
+      const began = performance.now();
+      buf = await fetchRange(
+        { store: dataset.store, key, label, start, end, etag: entry.etag },
+        this.retry,
+        this.observer,
+        signal,
+      );
+      this.costs.observe(end - start, (performance.now() - began) * 1000, this.limiter.active);
+    } catch (err) {
+      if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) throw err;
+      // Name the samples too: the trainer-facing error says what could not be read.
+      const ids = `${plan.ids[plan.first[r] as number]}..${plan.ids[last - 1]}`;
+      throw new SadpError(err.code, `${err.message} (samples ${ids})`, { status: err.status, cause: err });
+    }
+    const index = dataset.shardIndex(shard);
     for (let i = plan.first[r] as number; i < last; i++) {
       const id = plan.ids[i] as number;
       const sample = cutSample(buf, start, index, id, label);
@@ -302,6 +438,10 @@ function objectLabel(dataset: Dataset, key: string): string {
 }
 
 interface FetchMetrics {
+  planShards: ReturnType<typeof counter<'mode' | 'kind'>>;
+  planEstimate: ReturnType<typeof counter<'mode'>>;
+  costPerRequest: ReturnType<typeof gauge>;
+  costPerByte: ReturnType<typeof gauge>;
   requests: ReturnType<typeof counter>;
   retries: ReturnType<typeof counter<'reason'>>;
   bytes: ReturnType<typeof counter<'kind'>>;
@@ -310,6 +450,18 @@ interface FetchMetrics {
 
 function fetchMetrics(): FetchMetrics {
   return {
+    planShards: counter(
+      'sadp_read_plan_shards_total',
+      'Shards per read plan, by planner mode and how they were read (span, ranges, mixed)',
+      ['mode', 'kind'],
+    ),
+    planEstimate: counter(
+      'sadp_read_plan_estimated_seconds_total',
+      'Modelled read time of the plans (requests x per-request cost + bytes x per-byte cost)',
+      ['mode'],
+    ),
+    costPerRequest: gauge('sadp_read_cost_per_request_us', 'Planner cost model: microseconds per GET'),
+    costPerByte: gauge('sadp_read_cost_per_byte_us', 'Planner cost model: microseconds per byte'),
     requests: counter(
       'sadp_fetch_requests_total',
       'Byte-range GETs issued by range readers, retries included',

@@ -4,7 +4,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import { SadpError, Status } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import type { IoStats, RangeReader } from '../fetch/index.js';
+import type { IoStats, PlannerStats, RangeReader } from '../fetch/index.js';
 import { checkJobToken } from './auth.js';
 import { BatchFetch, batchSpec, type FetchDeps } from './batch-fetch.js';
 import type { ByteBudget } from './byte-budget.js';
@@ -29,6 +29,8 @@ export interface LoaderStats {
   samplesSent: number;
   /** Storage I/O of this loader's range reader. */
   io: IoStats;
+  /** The read planner's mode, cost model and choices (readerOptions.planner). */
+  planner: PlannerStats;
   scoresForwarded: number;
   scoresBuffered: number;
   scoreRetries: number;

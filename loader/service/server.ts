@@ -61,7 +61,8 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     callTimeoutMs: resolved.scorerCallTimeoutMs,
   });
 
-  const reader = createRangeReader(resolved.readerOptions);
+  // The planner's sadp_read_* metrics (mode, mix, cost model) go to /metrics with the loader's.
+  const reader = createRangeReader({ metrics: true, ...resolved.readerOptions });
   if (resolved.onStorageRequest) reader.onRequest = resolved.onStorageRequest;
   // On contention, prefetched batches beyond each stream's fair share (and
   // next-epoch warm batches) are given back, so a stalled trainer holding
@@ -276,6 +277,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
       batchesSent: core.counters.batchesSent,
       samplesSent: core.counters.samplesSent,
       io: { ...reader.stats },
+      planner: reader.planner,
       scoresForwarded: forwarder.stats.forwarded,
       scoresBuffered: forwarder.stats.buffered,
       scoreRetries: forwarder.stats.retries,

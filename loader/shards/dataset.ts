@@ -18,6 +18,8 @@ import {
   type S3Client,
   type S3Options,
   type WriteOptions,
+  type ReadIntoOptions,
+  readInto,
 } from '../../storage/index.js';
 import type { Readable } from 'node:stream';
 import type { DatasetManifest, ShardIndex } from './format.js';
@@ -55,6 +57,16 @@ export interface Dataset {
   key(id: number): string;
   /** The shard's index (cached; re-parsed from a compressed copy on a miss). */
   shardIndex(shard: number): ShardIndex;
+  /** ETag of the manifest this dataset was read from ('' when the store reported none). */
+  readonly manifestEtag: string;
+  /**
+   * Re-reads the manifest's ETag (one request shared by concurrent callers)
+   * and, when it changed (the dataset was re-indexed), opens the dataset
+   * again: the result, which latest() returns from then on; else this one.
+   */
+  reopen?(signal?: AbortSignal): Promise<Dataset>;
+  /** The newest dataset reopen() produced from this one (this one until then). */
+  latest?(): Dataset;
 }
 
 const DATASET_DEFAULTS = { indexConcurrency: 16, indexCacheShards: 64 } as const;
@@ -98,6 +110,10 @@ class RoutingStore implements ObjectStore {
     const [s, k] = this.route(key);
     return s.getStream(k, options);
   }
+  readInto(key: string, dest: Uint8Array, destOffset: number, options: ReadIntoOptions): Promise<number> {
+    const [s, k] = this.route(key);
+    return readInto(s, k, dest, destOffset, options);
+  }
   async head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined> {
     const [s, k] = this.route(key);
     const info = await s.head(k, options);
@@ -132,18 +148,43 @@ class OpenedDataset implements Dataset {
   private readonly compact: CompactShardIndex[] = [];
   readonly suffixes = new SuffixTable();
   private readonly cache = new Map<number, ShardIndex>();
+  private successor: Dataset | undefined;
+  private reopening: Promise<Dataset> | undefined;
 
   constructor(
     readonly manifest: DatasetManifest,
     readonly url: string,
     readonly store: ObjectStore,
     private readonly cacheLimit: number,
+    readonly manifestEtag: string,
+    private readonly again: (signal?: AbortSignal) => Promise<{ etag: string; open: () => Promise<Dataset> }>,
   ) {
     this.size = manifest.samples;
     this.shardCount = manifest.shards.length;
     this.offsets = new Float64Array(this.size);
     this.ends = new Float64Array(this.size);
     this.shardIds = new Uint32Array(this.size);
+  }
+
+  latest(): Dataset {
+    return this.successor?.latest?.() ?? this.successor ?? this;
+  }
+
+  reopen(signal?: AbortSignal): Promise<Dataset> {
+    if (this.successor) return this.successor.reopen?.(signal) ?? Promise.resolve(this.successor);
+    this.reopening ??= (async (): Promise<Dataset> => {
+      try {
+        const { etag, open } = await this.again(signal);
+        // Same manifest (or no ETag to tell): not re-indexed, nothing to reload.
+        if (etag === '' || etag === this.manifestEtag) return this;
+        const next = await open();
+        this.successor = next;
+        return next;
+      } finally {
+        this.reopening = undefined;
+      }
+    })();
+    return this.reopening;
   }
 
   /** Called once per shard while opening. */
@@ -222,15 +263,26 @@ export async function readManifest(
   return { manifest, url };
 }
 
+interface LoadedManifest {
+  manifest: DatasetManifest;
+  url: string;
+  store: ObjectStore;
+  manifestKey: string;
+  /** The ETag keys reloads: reopen() reads the dataset again only when it changed. */
+  manifestEtag: string;
+}
+
 async function loadManifest(
   manifestUrl: string,
   options: Pick<OpenDatasetOptions, 's3' | 'client' | 'signal'>,
-): Promise<{ manifest: DatasetManifest; url: string; store: ObjectStore }> {
+): Promise<LoadedManifest> {
   const { signal } = options;
   const { store, manifestKey } = openDatasetStore(manifestUrl, options);
   const url = `${store.url}/${manifestKey}`;
   let raw: Uint8Array;
+  let manifestEtag = '';
   try {
+    manifestEtag = (await store.head(manifestKey, { signal }))?.etag ?? '';
     raw = await store.get(manifestKey, { signal });
   } catch (err) {
     if (err instanceof SadpError && err.code === 'SADP_OBJECT_NOT_FOUND') {
@@ -245,17 +297,22 @@ async function loadManifest(
     parseJson(raw, (why, cause) => manifestInvalid(url, why, cause)),
     url,
   );
-  return { manifest, url, store };
+  return { manifest, url, store, manifestKey, manifestEtag };
 }
 
 export async function openDataset(manifestUrl: string, options: OpenDatasetOptions = {}): Promise<Dataset> {
   const { signal } = options;
-  const { manifest, url, store } = await loadManifest(manifestUrl, options);
+  const { manifest, url, store, manifestKey, manifestEtag } = await loadManifest(manifestUrl, options);
   const dataset = new OpenedDataset(
     manifest,
     url,
     store,
     options.indexCacheShards ?? DATASET_DEFAULTS.indexCacheShards,
+    manifestEtag,
+    async (again) => ({
+      etag: (await store.head(manifestKey, { signal: again }))?.etag ?? '',
+      open: () => openDataset(manifestUrl, { ...options, signal: again }),
+    }),
   );
   await forEachLimited(
     manifest.shards,

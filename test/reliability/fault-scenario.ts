@@ -62,6 +62,8 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
   const stack = await startStack();
   const proxy = await startFaultProxy({ target: stack.s3.endpoint, seed: options.proxySeed ?? 1 });
   const readerOptions: RangeReaderOptions = {
+    // One GET per run of selected samples: the fault counts assume no pruned bytes read.
+    planner: 'ranges',
     gapBytes: 0,
     maxAttempts: options.maxAttempts ?? 5,
     baseBackoffMs: options.baseBackoffMs ?? 5,

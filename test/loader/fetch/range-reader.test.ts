@@ -50,6 +50,7 @@ function selection(n: number): fc.Arbitrary<number[]> {
 }
 
 const readerOptions = fc.record({
+  planner: fc.constantFrom('auto', 'min-bytes', 'whole-shard', 'ranges' as const),
   gapBytes: fc.constantFrom(0, 512, 4096, 1 << 20),
   maxRequestBytes: fc.constantFrom(4096, 64 * 1024, 8 << 20),
   concurrency: fc.constantFrom(1, 3, 16),
@@ -90,6 +91,7 @@ function prunedRanges(dataset: Dataset, ids: Set<number>): Map<string, Array<[nu
   return out;
 }
 
+// The fixed merge rule (planner `ranges`): gapBytes, maxWasteRatio, maxRequestBytes.
 describe('merging', () => {
   // About half the samples, pseudo-random but fixed, so runs and gaps vary.
   const coin = mulberry32(11);
@@ -97,7 +99,7 @@ describe('merging', () => {
 
   test('gapBytes 0: one GET per run of adjacent samples, and no byte of a pruned sample is requested', async () => {
     const dataset = viaProxy.dataset;
-    const reader = createRangeReader({ gapBytes: 0 });
+    const reader = createRangeReader({ planner: 'ranges', gapBytes: 0 });
     const requests: RangeRequestEvent[] = [];
     reader.onRequest = (r) => requests.push(r);
     const logStart = proxy.requestLog.length;
@@ -130,7 +132,12 @@ describe('merging', () => {
     let previousRequests = Infinity;
     for (const gapBytes of [0, 2048, 8192, 1 << 30]) {
       // Gap semantics alone: no waste bound.
-      const reader = createRangeReader({ gapBytes, maxRequestBytes: 1 << 30, maxWasteRatio: Infinity });
+      const reader = createRangeReader({
+        planner: 'ranges',
+        gapBytes,
+        maxRequestBytes: 1 << 30,
+        maxWasteRatio: Infinity,
+      });
       const requests: RangeRequestEvent[] = [];
       reader.onRequest = (r) => requests.push(r);
       assert.equal(diffSamples(ids, await reader.read(dataset, ids), fx.reference), undefined);
@@ -165,7 +172,7 @@ describe('merging', () => {
   test('maxRequestBytes splits long runs; every GET stays within it unless one sample is larger', async () => {
     const dataset = fx.local;
     const cap = 16 * 1024;
-    const reader = createRangeReader({ gapBytes: 1 << 20, maxRequestBytes: cap });
+    const reader = createRangeReader({ planner: 'ranges', gapBytes: 1 << 20, maxRequestBytes: cap });
     const requests: RangeRequestEvent[] = [];
     reader.onRequest = (r) => requests.push(r);
     const all = Array.from({ length: dataset.size }, (_, i) => i);

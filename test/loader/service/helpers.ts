@@ -87,7 +87,8 @@ export async function startStack(): Promise<Stack> {
       const loader = await createLoaderServer({
         scorerAddress: scorer.address,
         s3: s3Options,
-        readerOptions: { gapBytes: 0 },
+        // Pruned samples are never read: the service tests check that from the request log.
+        readerOptions: { planner: 'ranges', gapBytes: 0 },
         onStorageRequest: (r) => requests.push(r),
         ...options,
       });

@@ -1,0 +1,260 @@
+// The cost-aware read planner: for each shard, which of its selected samples
+// to fetch with one GET. Time to read is modelled as
+//   requests x perRequestUs + bytes x perByteUs,
+// so merging two neighbouring selected samples across a gap of g pruned
+// bytes saves one request and costs g bytes: it pays exactly when
+// g < perRequestUs / perByteUs (the break-even gap). Each gap decides alone,
+// so applying that rule to every gap minimises the modelled time; a dense
+// shard ends up as one span (the whole object, minus unselected head and
+// tail), a sparse one as per-sample ranges, and most as a mix.
+//
+// Modes:
+//   auto        minimise modelled time (every gap below break-even merged)
+//   min-bytes   the same, but pruned bytes fetched stay within maxWasteRatio
+//               of the selected bytes (smallest gaps merged first), for links
+//               billed per byte
+//   whole-shard one span per shard over all its selected samples
+//   ranges      the fixed rule of planRanges (gapBytes + maxWasteRatio, in
+//               plan order): the behaviour before this planner
+// A merged GET never grows past maxRequestBytes (a longer span is split at
+// sample boundaries; one larger sample still gets its own GET).
+//
+// Pure and allocation-light: `sadp estimate` and bench/io.ts plan with the
+// same code the reader fetches with, without any storage.
+import { SadpError, Status } from '../../common/errors.js';
+import { planRanges, type PlanOptions, type RangePlan, type SampleLayout } from './range-plan.js';
+
+export const READ_PLANNER_MODES = ['auto', 'min-bytes', 'whole-shard', 'ranges'] as const;
+export type ReadPlannerMode = (typeof READ_PLANNER_MODES)[number];
+
+/** What one GET and one byte cost, in microseconds of reader time. */
+export interface ReadCostModel {
+  perRequestUs: number;
+  perByteUs: number;
+}
+
+export interface ReadPlanOptions extends PlanOptions {
+  mode: ReadPlannerMode;
+  cost: ReadCostModel;
+}
+
+/** How the plan read each shard it touched. */
+export interface ReadPlanMix {
+  /** Shards read as one span over all their selected samples (maybe split by maxRequestBytes). */
+  span: number;
+  /** Shards read by per-sample ranges (only contiguous samples merged). */
+  ranges: number;
+  /** Shards with some gaps merged and some not. */
+  mixed: number;
+}
+
+export interface ReadPlan extends RangePlan {
+  mode: ReadPlannerMode;
+  cost: ReadCostModel;
+  /** requests x perRequestUs + bytesRequested x perByteUs. */
+  estimatedUs: number;
+  mix: ReadPlanMix;
+}
+
+/** Gaps (pruned bytes between two selected samples) below this are cheaper to read than to skip. */
+export function breakEvenGapBytes(cost: ReadCostModel): number {
+  if (!(cost.perByteUs > 0)) return Infinity;
+  return cost.perRequestUs / cost.perByteUs;
+}
+
+export function estimateUs(requests: number, bytes: number, cost: ReadCostModel): number {
+  return requests * cost.perRequestUs + bytes * cost.perByteUs;
+}
+
+function checkCost(cost: ReadCostModel): void {
+  if (!(cost.perRequestUs >= 0) || !(cost.perByteUs >= 0)) {
+    throw new SadpError(
+      'SADP_INVALID_OPTION',
+      `read cost model needs perRequestUs >= 0 and perByteUs >= 0, got ${cost.perRequestUs} and ${cost.perByteUs}`,
+      { status: Status.INVALID_ARGUMENT },
+    );
+  }
+}
+
+/**
+ * Plans the GETs for `ids` (sorted, unique: see sortUniqueIds) of `layout`
+ * in the given mode. Every selected sample lies in exactly one range.
+ */
+export function planReads(layout: SampleLayout, ids: Uint32Array, options: ReadPlanOptions): ReadPlan {
+  checkCost(options.cost);
+  if (options.mode === 'ranges') return finish(planRanges(layout, ids, options), layout, options);
+  const n = ids.length;
+  const { offsets, ends, shardIds } = layout;
+  // merge[i] = 1: sample i joins the range of sample i - 1 (same shard).
+  const merge = new Uint8Array(n);
+  const gaps: number[] = [];
+  const gapAt: number[] = [];
+  const breakEven = breakEvenGapBytes(options.cost);
+  let bytesSelected = 0;
+  for (let i = 0; i < n; i++) {
+    const id = ids[i] as number;
+    const a = offsets[id] as number;
+    const b = ends[id] as number;
+    if (!(b > a)) throw badLayout(`sample ${id} has an empty or inverted range [${a}, ${b})`);
+    bytesSelected += b - a;
+    if (i === 0) continue;
+    const prev = ids[i - 1] as number;
+    if (shardIds[prev] !== shardIds[id]) continue;
+    const gap = a - (ends[prev] as number);
+    if (gap < 0)
+      throw badLayout(`sample ${id} at ${a} overlaps the previous selected sample ending at ${ends[prev]}`);
+    if (gap === 0 || options.mode === 'whole-shard' || (options.mode === 'auto' && gap < breakEven)) {
+      merge[i] = 1;
+    } else if (options.mode === 'min-bytes' && gap < breakEven) {
+      gaps.push(gap);
+      gapAt.push(i);
+    }
+  }
+  if (options.mode === 'min-bytes' && gaps.length > 0) {
+    // Fewest requests within the waste budget: take the smallest gaps first.
+    const budget = (options.maxWasteRatio ?? Infinity) * bytesSelected;
+    const order = Array.from(gaps.keys()).sort((x, y) => (gaps[x] as number) - (gaps[y] as number));
+    let wasted = 0;
+    for (const k of order) {
+      const g = gaps[k] as number;
+      if (wasted + g > budget) break;
+      wasted += g;
+      merge[gapAt[k] as number] = 1;
+    }
+  }
+  // Ranges from the merge flags, split where a span would pass maxRequestBytes.
+  const shard = new Uint32Array(n);
+  const start = new Float64Array(n);
+  const end = new Float64Array(n);
+  const first = new Uint32Array(n + 1);
+  let count = 0;
+  let curStart = 0;
+  for (let i = 0; i < n; i++) {
+    const id = ids[i] as number;
+    const a = offsets[id] as number;
+    const b = ends[id] as number;
+    if (merge[i] === 1 && b - curStart <= options.maxRequestBytes) {
+      end[count - 1] = b;
+      continue;
+    }
+    shard[count] = shardIds[id] as number;
+    start[count] = a;
+    end[count] = b;
+    first[count] = i;
+    count++;
+    curStart = a;
+  }
+  first[count] = n;
+  let bytesRequested = 0;
+  for (let r = 0; r < count; r++) bytesRequested += (end[r] as number) - (start[r] as number);
+  const plan: RangePlan = {
+    count,
+    shard: shard.subarray(0, count),
+    start: start.subarray(0, count),
+    end: end.subarray(0, count),
+    ids,
+    first: first.subarray(0, count + 1),
+    bytesRequested,
+    bytesSelected,
+  };
+  return finish(plan, layout, options);
+}
+
+/** Adds the estimate and the per-shard mix to a plan. */
+function finish(plan: RangePlan, layout: SampleLayout, options: ReadPlanOptions): ReadPlan {
+  const mix: ReadPlanMix = { span: 0, ranges: 0, mixed: 0 };
+  const { ids, first } = plan;
+  let r = 0;
+  while (r < plan.count) {
+    // Ranges r..q-1 belong to one shard (ids are in shard order).
+    const s = plan.shard[r] as number;
+    let q = r;
+    let gapsMerged = 0;
+    let gapsSkipped = 0;
+    while (q < plan.count && plan.shard[q] === s) {
+      for (let i = (first[q] as number) + 1; i < (first[q + 1] as number); i++) {
+        const gap =
+          (layout.offsets[ids[i] as number] as number) - (layout.ends[ids[i - 1] as number] as number);
+        if (gap > 0) gapsMerged++;
+      }
+      if (q > r) {
+        const gap = (plan.start[q] as number) - (plan.end[q - 1] as number);
+        if (gap > 0) gapsSkipped++;
+      }
+      q++;
+    }
+    if (gapsSkipped === 0 && gapsMerged > 0) mix.span++;
+    else if (gapsMerged === 0) mix.ranges++;
+    else mix.mixed++;
+    r = q;
+  }
+  return {
+    ...plan,
+    mode: options.mode,
+    cost: { ...options.cost },
+    estimatedUs: estimateUs(plan.count, plan.bytesRequested, options.cost),
+    mix,
+  };
+}
+
+/** One shard's selected samples, for planning without a dataset. */
+export interface ShardSelection {
+  /** Byte offset of each selected sample in the shard, ascending. */
+  offsets: ArrayLike<number>;
+  /** Length of each selected sample (headers and padding included). */
+  lengths: ArrayLike<number>;
+  /** The shard's size: every sample must end within it. */
+  shardBytes: number;
+}
+
+export interface ReadEstimate {
+  mode: ReadPlannerMode;
+  requests: number;
+  bytesRequested: number;
+  bytesSelected: number;
+  estimatedUs: number;
+  mix: ReadPlanMix;
+}
+
+/**
+ * The planner over plain numbers (no dataset, no storage): what reading
+ * these selections would cost in `options.mode`. For `sadp estimate` and
+ * dry runs; the reader plans with planReads on the same code.
+ */
+export function estimateReads(shards: ShardSelection[], options: ReadPlanOptions): ReadEstimate {
+  let n = 0;
+  for (const s of shards) n += s.offsets.length;
+  const offsets = new Float64Array(n);
+  const ends = new Float64Array(n);
+  const shardIds = new Uint32Array(n);
+  let i = 0;
+  shards.forEach((s, shard) => {
+    if (s.lengths.length !== s.offsets.length) {
+      throw badLayout(`shard ${shard}: ${s.offsets.length} offsets but ${s.lengths.length} lengths`);
+    }
+    for (let k = 0; k < s.offsets.length; k++, i++) {
+      const a = s.offsets[k] as number;
+      const b = a + (s.lengths[k] as number);
+      if (b > s.shardBytes)
+        throw badLayout(`shard ${shard}: sample at ${a} ends at ${b}, past ${s.shardBytes} bytes`);
+      offsets[i] = a;
+      ends[i] = b;
+      shardIds[i] = shard;
+    }
+  });
+  const ids = new Uint32Array(n);
+  for (let k = 0; k < n; k++) ids[k] = k;
+  const plan = planReads({ offsets, ends, shardIds }, ids, options);
+  return {
+    mode: plan.mode,
+    requests: plan.count,
+    bytesRequested: plan.bytesRequested,
+    bytesSelected: plan.bytesSelected,
+    estimatedUs: plan.estimatedUs,
+    mix: plan.mix,
+  };
+}
+
+function badLayout(message: string): SadpError {
+  return new SadpError('SADP_INDEX_INVALID', message, { status: Status.FAILED_PRECONDITION });
+}

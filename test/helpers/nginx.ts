@@ -1,0 +1,86 @@
+// Debian's nginx as a static S3-like data plane on 127.0.0.1: it serves the
+// files under `root` with Range, HEAD, ETags and strict If-Match (an
+// unquoted entity-tag gets 412), and ignores SigV4 headers. Started on a
+// free port in its own temp prefix; `stop()` ends the process it started.
+// Used by bench:get and by the If-Match test; .ci/run installs nginx-light.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+export interface Nginx {
+  /** `http://127.0.0.1:<port>` */
+  endpoint: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts nginx serving `<dir>/www`; undefined when nginx is not installed. */
+export async function startNginx(dir: string): Promise<Nginx | undefined> {
+  // nginx's workers drop root: they must be able to read the served tree.
+  await chmod(dir, 0o755);
+  const www = join(dir, 'www');
+  await mkdir(www, { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  await writeFile(
+    conf,
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush off;
+  keepalive_timeout 300s;
+  keepalive_requests 10000000;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:${port}; root ${www}; etag on; location / { } }
+}
+`,
+  );
+  let child: ChildProcess;
+  try {
+    child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+    await new Promise<void>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('spawn', () => resolve());
+    });
+  } catch {
+    return undefined;
+  }
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  const endpoint = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      await fetch(`${endpoint}/`, { method: 'HEAD' });
+      return { endpoint, stop };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+  await stop();
+  throw new Error(`nginx did not start on ${endpoint} (see ${dir}/error.log)`);
+}

@@ -1,0 +1,307 @@
+// The cost-aware read planner: decisions under known costs (a dense shard is
+// read as one span, a sparse one by per-sample ranges), `min-bytes` never
+// over its waste bound, `auto` never modelled slower than another mode, the
+// pure estimate equal to the reader's plan, and the same decisions seen from
+// the storage side: the fault proxy's request log of a real read.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  READ_PLANNER_MODES,
+  breakEvenGapBytes,
+  createCostEstimator,
+  createRangeReader,
+  estimateReads,
+  planReads,
+  sortUniqueIds,
+  type ReadCostModel,
+  type SampleLayout,
+} from '../../../loader/fetch/index.js';
+import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
+import { diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
+import type { Dataset } from '../../../loader/shards/index.js';
+import type { S3Client } from '../../../storage/index.js';
+
+/** Contiguous samples (as in a tar) of the given sizes, one array per shard. */
+function layoutOf(shards: number[][]): SampleLayout & { size: number } {
+  const offsets: number[] = [];
+  const ends: number[] = [];
+  const shardIds: number[] = [];
+  shards.forEach((sizes, s) => {
+    let pos = 0;
+    for (const size of sizes) {
+      offsets.push(pos);
+      ends.push(pos + size);
+      shardIds.push(s);
+      pos += size;
+    }
+  });
+  return {
+    offsets: Float64Array.from(offsets),
+    ends: Float64Array.from(ends),
+    shardIds: Uint32Array.from(shardIds),
+    size: offsets.length,
+  };
+}
+
+const KB = 1000;
+/** Break-even gap 100 KB: 100 us per GET, 0.001 us per byte. */
+const COST: ReadCostModel = { perRequestUs: 100, perByteUs: 0.001 };
+const NO_CAP = { gapBytes: 64 * 1024, maxRequestBytes: Number.MAX_SAFE_INTEGER, maxWasteRatio: 0.05 };
+
+test('under known costs a dense shard is read as one span and a sparse one by per-sample ranges', () => {
+  // Two shards of 100 samples of 110 KB: shard 0 keeps 9 of every 10, shard 1 one of every 10.
+  const layout = layoutOf([Array<number>(100).fill(110 * KB), Array<number>(100).fill(110 * KB)]);
+  const ids = sortUniqueIds(
+    Array.from({ length: 200 }, (_, i) => i).filter((i) => (i < 100 ? i % 10 !== 0 : i % 10 === 0)),
+    layout.size,
+  );
+  assert.equal(breakEvenGapBytes(COST), 100 * KB);
+  // Every gap is at least one pruned 110 KB sample, above the 100 KB break-even: ranges everywhere.
+  const plan = planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost: COST });
+  assert.equal(plan.count, 10 + 10);
+  // Cheaper bytes (break-even 220 KB): shard 0's single-sample gaps merge, shard 1's 990 KB gaps do not.
+  const cheapBytes: ReadCostModel = { perRequestUs: 100, perByteUs: 0.001 / 2.2 };
+  const merged = planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost: cheapBytes });
+  const shard0 = Array.from(merged.shard).filter((s) => s === 0).length;
+  const shard1 = Array.from(merged.shard).filter((s) => s === 1).length;
+  assert.equal(shard0, 1, 'dense shard: one GET spanning its selected samples');
+  assert.equal(shard1, 10, 'sparse shard: one GET per selected sample');
+  assert.deepEqual(merged.mix, { span: 1, ranges: 1, mixed: 0 });
+  assert.equal(merged.start[0], 110 * KB);
+  assert.equal(merged.end[0], 100 * 110 * KB);
+  // whole-shard reads both as spans, ranges (gapBytes 64 KiB) neither.
+  const whole = planReads(layout, ids, { ...NO_CAP, mode: 'whole-shard', cost: cheapBytes });
+  assert.equal(whole.count, 2);
+  const ranges = planReads(layout, ids, { ...NO_CAP, mode: 'ranges', cost: cheapBytes });
+  assert.equal(ranges.count, 20);
+  // A maxRequestBytes cap splits the dense span at sample boundaries.
+  const capped = planReads(layout, ids, {
+    ...NO_CAP,
+    maxRequestBytes: 4_000 * KB,
+    mode: 'auto',
+    cost: cheapBytes,
+  });
+  assert.equal(Array.from(capped.shard).filter((s) => s === 0).length, 3);
+});
+
+const scenario = fc
+  .array(
+    fc.array(
+      fc.integer({ min: 1, max: 400 }).map((blocks) => blocks * 512),
+      { minLength: 1, maxLength: 40 },
+    ),
+    { minLength: 1, maxLength: 4 },
+  )
+  .chain((shards) => {
+    const layout = layoutOf(shards);
+    return fc.record({
+      layout: fc.constant(layout),
+      selected: fc.array(fc.boolean(), { minLength: layout.size, maxLength: layout.size }),
+      cost: fc.record({
+        perRequestUs: fc.double({ min: 0, max: 50_000, noNaN: true }),
+        perByteUs: fc.double({ min: 1e-5, max: 0.05, noNaN: true }),
+      }),
+      maxWasteRatio: fc.oneof(fc.constant(0), fc.constant(0.05), fc.double({ min: 0, max: 2, noNaN: true })),
+      maxRequestBytes: fc.oneof(fc.constant(Number.MAX_SAFE_INTEGER), fc.integer({ min: 512, max: 300_000 })),
+    });
+  });
+
+test('every mode covers each selected sample exactly once; min-bytes stays within maxWasteRatio', () => {
+  fc.assert(
+    fc.property(scenario, ({ layout, selected, cost, maxWasteRatio, maxRequestBytes }) => {
+      const ids = sortUniqueIds(
+        selected.flatMap((s, i) => (s ? [i] : [])),
+        layout.size,
+      );
+      for (const mode of READ_PLANNER_MODES) {
+        const plan = planReads(layout, ids, {
+          mode,
+          cost,
+          maxWasteRatio,
+          maxRequestBytes,
+          gapBytes: 64 * 1024,
+        });
+        let covered = 0;
+        for (let r = 0; r < plan.count; r++) {
+          for (let i = plan.first[r]!; i < plan.first[r + 1]!; i++) {
+            const id = plan.ids[i]!;
+            assert.equal(layout.shardIds[id], plan.shard[r]);
+            assert.ok(layout.offsets[id]! >= plan.start[r]! && layout.ends[id]! <= plan.end[r]!);
+            covered++;
+          }
+          const len = plan.end[r]! - plan.start[r]!;
+          const single = plan.first[r + 1]! - plan.first[r]! === 1;
+          assert.ok(single || len <= maxRequestBytes, `${mode}: range of ${len} > cap ${maxRequestBytes}`);
+        }
+        assert.equal(covered, ids.length);
+        if (mode === 'min-bytes') {
+          assert.ok(
+            plan.bytesRequested - plan.bytesSelected <= maxWasteRatio * plan.bytesSelected + 1e-6,
+            `waste ${plan.bytesRequested - plan.bytesSelected} over ${maxWasteRatio} x ${plan.bytesSelected}`,
+          );
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('without a request cap, auto is never modelled slower than any other mode', () => {
+  fc.assert(
+    fc.property(scenario, ({ layout, selected, cost, maxWasteRatio }) => {
+      const ids = sortUniqueIds(
+        selected.flatMap((s, i) => (s ? [i] : [])),
+        layout.size,
+      );
+      const options = { cost, maxWasteRatio, maxRequestBytes: Number.MAX_SAFE_INTEGER, gapBytes: 64 * 1024 };
+      const auto = planReads(layout, ids, { ...options, mode: 'auto' });
+      for (const mode of READ_PLANNER_MODES) {
+        const other = planReads(layout, ids, { ...options, mode });
+        assert.ok(auto.estimatedUs <= other.estimatedUs * (1 + 1e-9) + 1e-9, `${mode} beats auto`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('estimateReads (plain offsets and lengths, no storage) equals the plan on a layout', () => {
+  const shards = [
+    [512, 1024, 4096, 512, 2048],
+    [8192, 512, 512, 512],
+  ];
+  const layout = layoutOf(shards);
+  const ids = sortUniqueIds([0, 2, 3, 5, 8], layout.size);
+  const options = { ...NO_CAP, cost: { perRequestUs: 10, perByteUs: 0.005 } };
+  for (const mode of READ_PLANNER_MODES) {
+    const plan = planReads(layout, ids, { ...options, mode });
+    const selections = shards.map((sizes, s) => {
+      const mine = Array.from(ids).filter((id) => layout.shardIds[id] === s);
+      return {
+        offsets: mine.map((id) => layout.offsets[id]!),
+        lengths: mine.map((id) => layout.ends[id]! - layout.offsets[id]!),
+        shardBytes: sizes.reduce((a, b) => a + b, 0),
+      };
+    });
+    const estimate = estimateReads(selections, { ...options, mode });
+    assert.deepEqual(
+      [estimate.requests, estimate.bytesRequested, estimate.bytesSelected, estimate.estimatedUs],
+      [plan.count, plan.bytesRequested, plan.bytesSelected, plan.estimatedUs],
+      mode,
+    );
+  }
+  assert.throws(
+    () => estimateReads([{ offsets: [0], lengths: [600], shardBytes: 512 }], { ...options, mode: 'auto' }),
+    { code: 'SADP_INDEX_INVALID' },
+  );
+});
+
+test('the cost estimator recovers latency and per-byte time from GET durations', () => {
+  const est = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0 });
+  assert.deepEqual(est.current(), { perRequestUs: 460, perByteUs: 0.0022 }, 'prior first');
+  // 4 GETs in flight, 20 ms first byte, 50 MB/s per connection (0.02 us per byte).
+  for (let i = 0; i < 200; i++) {
+    const bytes = 10_000 + ((i * 7919) % 500_000);
+    est.observe(bytes, 20_000 + bytes * 0.02, 4);
+  }
+  const cost = est.current();
+  assert.ok(Math.abs(cost.perRequestUs - 5_000) < 1, String(cost.perRequestUs));
+  assert.ok(Math.abs(cost.perByteUs - 0.005) < 1e-6, String(cost.perByteUs));
+  // All GETs of one size cannot separate the two: the model stays where it was.
+  const flat = createCostEstimator();
+  for (let i = 0; i < 100; i++) flat.observe(4096, 1000, 1);
+  assert.deepEqual(flat.current(), { perRequestUs: 460, perByteUs: 0.0022 });
+});
+
+// From the storage side: what the proxy saw.
+let fx: Fixture;
+let proxy: FaultProxy;
+let remote: { dataset: Dataset; client: S3Client };
+
+before(async () => {
+  fx = await startFixture({ samples: 120, shardBytes: 96 * 1024, seed: 9 });
+  proxy = await startFaultProxy({ target: fx.s3.endpoint });
+  remote = await openRemoteVia(fx, proxy.endpoint);
+});
+
+after(async () => {
+  remote.client.destroy();
+  await proxy.close();
+  await fx.close();
+});
+
+const SHARDS = /\.tar(\?|$)/;
+
+/** Reads `ids` and returns the shard GETs the proxy logged, as [start, end) ranges with their path. */
+async function readLogged(
+  ids: number[],
+  options: Parameters<typeof createRangeReader>[0],
+): Promise<Array<{ path: string; start: number; end: number }>> {
+  const from = proxy.requestLog.length;
+  const reader = createRangeReader(options);
+  const got = await reader.read(remote.dataset, ids);
+  assert.equal(diffSamples(ids, got, fx.reference), undefined);
+  return proxy.requestLog
+    .slice(from)
+    .filter((r) => SHARDS.test(r.path))
+    .map((r) => ({ path: r.path, ...parseRangeHeader(r.range)! }));
+}
+
+function selectedBytes(ids: number[]): number {
+  return ids.reduce((sum, id) => sum + remote.dataset.ends[id]! - remote.dataset.offsets[id]!, 0);
+}
+
+test('storage request log: auto reads a dense shard with one GET and a sparse one per sample; min-bytes stays within its bound', async () => {
+  const ds = remote.dataset;
+  const entry = (s: number) => ds.manifest.shards[s]!;
+  // Shard 0 dense (all but every 4th sample), shard 1 sparse (every 4th),
+  // and a cost model whose break-even gap lies between the two shards' gaps.
+  const dense = Array.from({ length: entry(0).samples }, (_, k) => entry(0).firstId + k).filter(
+    (id) => id % 4 !== 0,
+  );
+  const sparse = Array.from({ length: entry(1).samples }, (_, k) => entry(1).firstId + k).filter(
+    (_, k) => k % 4 === 0,
+  );
+  const gap = (ids: number[]): number[] => ids.slice(1).map((id, k) => ds.offsets[id]! - ds.ends[ids[k]!]!);
+  const denseMax = Math.max(...gap(dense));
+  const sparseMin = Math.min(...gap(sparse).filter((g) => g > 0));
+  assert.ok(denseMax < sparseMin, `fixture: dense gaps up to ${denseMax}, sparse from ${sparseMin}`);
+  const cost: ReadCostModel = { perRequestUs: (denseMax + sparseMin) / 2, perByteUs: 1 };
+  const ids = [...dense, ...sparse];
+  const auto = await readLogged(ids, { planner: 'auto', cost });
+  const path0 = auto.filter((r) => r.path.endsWith(entry(0).url.split('/').pop()!));
+  const path1 = auto.filter((r) => r.path.endsWith(entry(1).url.split('/').pop()!));
+  assert.equal(path0.length, 1, 'dense shard: one GET');
+  assert.equal(path0[0]!.start, ds.offsets[dense[0]!]);
+  assert.equal(path0[0]!.end, ds.ends[dense.at(-1)!]);
+  // Sparse: one GET per selected sample, each exactly the sample.
+  assert.equal(path1.length, sparse.length);
+  assert.deepEqual(
+    path1.map((r) => [r.start, r.end]),
+    sparse.map((id) => [ds.offsets[id], ds.ends[id]]),
+  );
+
+  for (const ratio of [0, 0.05, 0.2]) {
+    const log = await readLogged(ids, { planner: 'min-bytes', cost, maxWasteRatio: ratio });
+    const fetched = log.reduce((sum, r) => sum + r.end - r.start, 0);
+    assert.ok(
+      fetched <= (1 + ratio) * selectedBytes(ids),
+      `min-bytes ${ratio}: fetched ${fetched} for ${selectedBytes(ids)} selected`,
+    );
+    if (ratio === 0) assert.equal(fetched, selectedBytes(ids));
+  }
+});
+
+test('the reader reports the planner mode, cost model and mix; an unknown mode is refused', async () => {
+  const reader = createRangeReader({ planner: 'whole-shard', cost: { perRequestUs: 5, perByteUs: 0.5 } });
+  const ids = [0, 2, 4, 6];
+  await reader.read(remote.dataset, ids);
+  const p = reader.planner;
+  assert.equal(p.mode, 'whole-shard');
+  assert.equal(p.plans, 1);
+  assert.equal(p.perRequestUs, 5);
+  assert.equal(p.breakEvenGapBytes, 10);
+  assert.ok(p.shardsSpan >= 1);
+  assert.ok(p.estimatedUs > 0);
+  assert.throws(() => createRangeReader({ planner: 'fastest' as never }), { code: 'SADP_INVALID_OPTION' });
+});
