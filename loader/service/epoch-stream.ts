@@ -23,9 +23,10 @@ import { deliveredTo, epochLayout, type EpochLayout } from './epoch-layout.js';
 import { raceSignal, type EpochState, type JobContext } from './job-registry.js';
 import { checkShape, openJob, type LoaderCore } from './loader-core.js';
 
+/** Batch parts are written pre-encoded (batch-encoder.ts); the method's serializer passes bytes through. */
 export type StreamEpochCall = grpc.ServerDuplexStream<
   sadp.v1.StreamEpochRequest,
-  sadp.v1.StreamEpochResponse
+  sadp.v1.StreamEpochResponse | Uint8Array
 >;
 
 /** Credit window when OpenEpoch.max_unacked_batches is 0. */
@@ -464,16 +465,16 @@ class EpochStream {
         if (!this.fetches.has(b)) this.topUp(b);
         const fetch = this.fetches.get(b) as BatchFetch;
         const samples = await raceSignal(fetch.ready, signal, `fetch of batch ${b}`);
-        const { parts, oversized } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
-        if (oversized.length > 0) {
-          this.log.warn(
-            { batch: b, ids: oversized.slice(0, 8), maxMessageBytes: core.options.maxMessageBytes },
-            'samples larger than maxMessageBytes sent alone; clients need a larger receive limit',
+        const { parts, split } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
+        if (split.length > 0) {
+          this.log.debug(
+            { batch: b, ids: split.slice(0, 8), maxMessageBytes: core.options.maxMessageBytes },
+            'samples larger than maxMessageBytes split across parts',
           );
         }
         this.inBatch = true;
         this.lastStarted = b;
-        await this.writeAll(parts.map((p) => pb.StreamEpochResponse.create({ batch: p })));
+        await this.writeAll(parts);
         this.inBatch = false;
         fetch.release();
         this.fetches.delete(b);
@@ -497,11 +498,11 @@ class EpochStream {
   }
 
   /** Writes messages in order, waiting for 'drain' when the call's buffer is full, then for the last one to flush. */
-  private async writeAll(messages: sadp.v1.StreamEpochResponse[]): Promise<void> {
+  private async writeAll(messages: readonly Uint8Array[]): Promise<void> {
     const signal = this.controller.signal;
     let flushed: Promise<void> = Promise.resolve();
     for (let i = 0; i < messages.length; i++) {
-      const message = messages[i] as sadp.v1.StreamEpochResponse;
+      const message = messages[i] as Uint8Array;
       flushed = new Promise<void>((resolve, reject) => {
         const ok = this.call.write(message, (err: Error | null | undefined) =>
           err ? reject(err) : resolve(),
