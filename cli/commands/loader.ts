@@ -24,7 +24,7 @@ interface LoaderFlags extends CommonServiceFlags {
   prefetchBatches?: number;
   gapBytes?: number;
   concurrency?: number;
-  shuffle?: 'global' | 'shard-block';
+  shuffle?: 'global' | 'shard-block' | 'shard-buffer';
   auth?: 'none' | 'token';
 }
 
@@ -88,7 +88,7 @@ export function registerLoaderCommand(program: Command): void {
       .option('--prefetch-batches <n>', 'batches fetched ahead per stream', intArg('--prefetch-batches'))
       .option('--gap-bytes <n>', 'merge byte ranges of a shard closer than this', intArg('--gap-bytes'))
       .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
-      .option('--shuffle <mode>', 'global or shard-block')
+      .option('--shuffle <mode>', 'global, shard-block or shard-buffer')
       .option('--auth <mode>', 'none or token (per-job bearer tokens)'),
   ).action(async (flags: LoaderFlags) => {
     const config = resolveConfig(flags, {
