@@ -11,8 +11,9 @@ import { createLocalStore } from './local-store.js';
 import { createS3Client, type S3Options } from './s3-client.js';
 import { createS3Store } from './s3-store.js';
 
-export type { ObjectStore, ObjectInfo, ReadOptions, WriteOptions } from './object-store.js';
-export type { S3Options } from './s3-client.js';
+export type { ObjectStore, ObjectInfo, ReadOptions, ReadIntoOptions, WriteOptions } from './object-store.js';
+export { readInto, STORAGE_TIMEOUT } from './read-into.js';
+export type { S3Options, S3Credentials } from './s3-client.js';
 export type { EmbeddedS3, EmbeddedS3Options } from './embedded-s3.js';
 export type { S3Client } from '@aws-sdk/client-s3';
 export { createS3Client, S3_DEFAULTS } from './s3-client.js';

@@ -22,6 +22,20 @@ export interface ReadOptions {
   signal?: AbortSignal;
 }
 
+export interface ReadIntoOptions {
+  /** First byte (inclusive). */
+  start: number;
+  /** Last byte (exclusive); > start. */
+  end: number;
+  /** Fail with SADP_OBJECT_CHANGED unless the object's ETag is this (a 416 then also means changed). */
+  ifMatch?: string;
+  signal?: AbortSignal;
+  /** Fail with SADP_STORAGE_TIMEOUT (retryable) when headers or the body make no progress for this long. */
+  idleTimeoutMs: number;
+  /** Called per body chunk with its length, before the promise settles (partial bodies included). */
+  onBytes?: (n: number) => void;
+}
+
 export interface WriteOptions {
   signal?: AbortSignal;
   contentType?: string;
@@ -34,6 +48,13 @@ export interface ObjectStore {
   put(key: string, body: Uint8Array | Readable, options?: WriteOptions): Promise<ObjectInfo>;
   /** Reads an object (or a byte range of it) into memory. NOT_FOUND -> SADP_OBJECT_NOT_FOUND. */
   get(key: string, options?: ReadOptions): Promise<Uint8Array>;
+  /**
+   * Optional lean path for the range reader: GETs [start, end) straight into
+   * `dest` from `destOffset` and resolves with the bytes written (fewer when
+   * the body ended early). Stores without it are read through getStream
+   * (see readInto in ./read-into.ts).
+   */
+  readInto?(key: string, dest: Uint8Array, destOffset: number, options: ReadIntoOptions): Promise<number>;
   /** Streams an object or a byte range; the caller must consume or destroy the stream. */
   getStream(key: string, options?: ReadOptions): Promise<Readable>;
   /** Size and ETag, or undefined when the object does not exist. */

@@ -3,8 +3,18 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
+
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SadpError, Status } from '../common/errors.js';
+
+/** What an AWS credential provider returns (the SDK's AwsCredentialIdentity). */
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  /** When temporary credentials stop working; the SDK refreshes 5 minutes before. */
+  expiration?: Date;
+}
 
 export interface S3Options {
   /** Custom endpoint, e.g. `http://127.0.0.1:9000`; default AWS S3. */
@@ -20,6 +30,13 @@ export interface S3Options {
   accessKeyId?: string;
   secretAccessKey?: string;
   sessionToken?: string;
+  /**
+   * A credential provider (e.g. from @aws-sdk/credential-providers); used when
+   * no static keys are given. The SDK memoizes it and calls it again when the
+   * credentials it returned are within 5 minutes of their expiration; the
+   * lean GET path asks the same memoized provider before every GET.
+   */
+  credentialProvider?: () => Promise<S3Credentials>;
   /** SDK attempts per request including the first; default 3. The range reader sets 1 and retries itself. */
   maxAttempts?: number;
   /** Keep-alive sockets per client; default 128 (the SDK's own default is 50). */
@@ -88,7 +105,7 @@ export function createS3Client(options: S3Options = {}): S3Client {
           secretAccessKey: options.secretAccessKey,
           ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}),
         }
-      : undefined;
+      : options.credentialProvider;
   return new S3Client({
     // The SDK's own region chain does not fall back; S3-compatible servers
     // ignore the region but the signer needs one. AWS_* variables belong to

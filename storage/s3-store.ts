@@ -6,6 +6,11 @@
 // 412 when the object changed. s3rver ignores If-Match, so the ETag header of
 // the response (S3 returns it on ranged GETs too) is compared as well; either
 // way a changed object fails with SADP_OBJECT_CHANGED before any byte is used.
+// If-Match carries the quoted entity-tag (RFC 7232): strict servers such as
+// nginx answer 412 to an unquoted one.
+//
+// readInto (the range reader's path) skips the SDK: undici + SigV4, see
+// ./signed-get.ts. Everything else goes through the SDK client.
 import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
@@ -16,11 +21,14 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { ObjectInfo, ObjectStore, ReadOptions, WriteOptions } from './object-store.js';
+import type { ObjectInfo, ObjectStore, ReadIntoOptions, ReadOptions, WriteOptions } from './object-store.js';
 import { changedError, mapStorageError, rangeError, unavailableError } from './errors.js';
 import { guardStream } from './guard-stream.js';
 import { checkKey, parseS3Url } from './keys.js';
 import { checkRangeArgs } from './range.js';
+import { readIntoViaStream } from './read-into.js';
+import { resolveGetRoute, type GetRoute } from './s3-get-route.js';
+import { encodeKeyPath } from './signed-get.js';
 
 /** Multipart part size: 8 MiB (S3's minimum is 5 MiB; 10,000 parts -> 78 GiB max object). */
 export const PART_SIZE = 8 * 1024 * 1024;
@@ -35,6 +43,7 @@ class S3Store implements ObjectStore {
   readonly url: string;
   private readonly bucket: string;
   private readonly prefix: string;
+  private route: Promise<GetRoute | undefined> | undefined;
 
   constructor(
     url: string,
@@ -128,7 +137,7 @@ class S3Store implements ObjectStore {
           Bucket: this.bucket,
           Key: this.objectKey(key),
           Range: range,
-          IfMatch: ifMatch,
+          IfMatch: ifMatch === undefined ? undefined : `"${ifMatch}"`,
         }),
         { abortSignal: signal },
       );
@@ -142,6 +151,21 @@ class S3Store implements ObjectStore {
       throw changedError(url, ifMatch, etag);
     }
     return { body, length: out.ContentLength ?? 0, url };
+  }
+
+  async readInto(
+    key: string,
+    dest: Uint8Array,
+    destOffset: number,
+    options: ReadIntoOptions,
+  ): Promise<number> {
+    const url = this.urlOf(key);
+    checkRangeArgs(options, url);
+    this.route ??= resolveGetRoute(this.client, this.bucket).catch(() => undefined);
+    const route = await this.route;
+    if (!route) return readIntoViaStream(this, key, url, dest, destOffset, options);
+    const path = `${route.base}/${encodeKeyPath(this.objectKey(key))}`;
+    return route.getter.getInto(path, url, dest, destOffset, options);
   }
 
   async get(key: string, options: ReadOptions = {}): Promise<Uint8Array> {

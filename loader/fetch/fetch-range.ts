@@ -1,12 +1,11 @@
 // One byte range of one object into one buffer, with retries. Every attempt
-// runs under an AbortSignal (the caller's, plus an idle timer that fires when
-// the body makes no progress: the S3 SDK's requestTimeout does not cover the
-// body), and a retry after a partial body asks only for the bytes still
-// missing. The body stream is always consumed or destroyed.
-import type { Readable } from 'node:stream';
+// runs under the caller's AbortSignal and an idle timeout on headers and
+// every gap between body chunks (storage's readInto: undici's timers on the
+// lean S3 path, a timer around the stream otherwise), and a retry after a
+// partial body asks only for the bytes still missing, written in place.
 import { cancelledError, sleep } from '../../common/abort.js';
 import { SadpError, Status, errorMessage, isSadpError } from '../../common/errors.js';
-import { isRetryableStorageError, type ObjectStore } from '../../storage/index.js';
+import { isRetryableStorageError, readInto, STORAGE_TIMEOUT, type ObjectStore } from '../../storage/index.js';
 import { backoffDelayMs } from './backoff.js';
 
 export interface RetryConfig {
@@ -107,10 +106,11 @@ class RetryableAttempt extends Error {
   }
 }
 
-function changed(target: RangeTarget, cause: unknown): SadpError {
+function changed(target: RangeTarget, from: number, cause: unknown): SadpError {
   return new SadpError(
     'SADP_OBJECT_CHANGED',
-    `shard ${target.label} changed since it was indexed (expected ETag ${target.etag}); re-index the dataset`,
+    `shard ${target.label} bytes [${from}, ${target.end}) changed since it was indexed ` +
+      `(expected ETag ${target.etag}); re-index the dataset`,
     { status: Status.FAILED_PRECONDITION, cause },
   );
 }
@@ -122,69 +122,27 @@ async function readOnce(
   progress: { filled: number },
   idleTimeoutMs: number,
   observer: FetchObserver,
-  outer: AbortSignal,
+  signal: AbortSignal,
 ): Promise<void> {
-  const controller = new AbortController();
-  const forward = (): void => controller.abort(outer.reason);
-  outer.addEventListener('abort', forward, { once: true });
-  let idle = false;
-  // Covers the wait for headers as well as every gap between body chunks.
-  const timer = setTimeout(() => {
-    idle = true;
-    controller.abort(
-      new SadpError('SADP_STORAGE_TIMEOUT', `${target.label}: no progress for ${idleTimeoutMs} ms`, {
-        status: Status.UNAVAILABLE,
-      }),
-    );
-  }, idleTimeoutMs);
-  let body: Readable | undefined;
-  const destroyBody = (): void => {
-    body?.destroy(controller.signal.reason instanceof Error ? controller.signal.reason : undefined);
-  };
+  const before = progress.filled;
   try {
-    try {
-      body = await target.store.getStream(target.key, {
-        start: from,
-        end: target.end,
-        ifMatch: target.etag,
-        signal: controller.signal,
-      });
-    } catch (err) {
-      if (idle) throw new RetryableAttempt('idle-timeout', controller.signal.reason);
-      if (isSadpError(err, 'SADP_OBJECT_CHANGED')) throw changed(target, err);
-      if (isRetryableStorageError(err)) throw new RetryableAttempt('unavailable', err);
-      throw err;
+    await readInto(target.store, target.key, buf, progress.filled, {
+      start: from,
+      end: target.end,
+      ifMatch: target.etag,
+      signal,
+      idleTimeoutMs,
+      onBytes: (n) => {
+        progress.filled += n;
+        observer.received(n);
+      },
+    });
+  } catch (err) {
+    if (isSadpError(err, STORAGE_TIMEOUT)) throw new RetryableAttempt('idle-timeout', err);
+    if (isSadpError(err, 'SADP_OBJECT_CHANGED')) throw changed(target, from, err);
+    if (isRetryableStorageError(err)) {
+      throw new RetryableAttempt(progress.filled > before ? 'body-error' : 'unavailable', err);
     }
-    if (controller.signal.aborted) destroyBody();
-    controller.signal.addEventListener('abort', destroyBody, { once: true });
-    timer.refresh();
-    try {
-      for await (const chunk of body as AsyncIterable<Uint8Array>) {
-        timer.refresh();
-        const room = buf.length - progress.filled;
-        if (chunk.length > room) {
-          throw new SadpError(
-            'SADP_STORAGE_BAD_RANGE',
-            `${target.label} bytes [${from}, ${target.end}): server sent more bytes than the range holds`,
-            { status: Status.INTERNAL },
-          );
-        }
-        buf.set(chunk, progress.filled);
-        progress.filled += chunk.length;
-        observer.received(chunk.length);
-      }
-    } catch (err) {
-      if (isSadpError(err, 'SADP_STORAGE_BAD_RANGE')) throw err;
-      // Any failure mid-body (reset, premature close, short body) is transport trouble.
-      throw idle
-        ? new RetryableAttempt('idle-timeout', controller.signal.reason)
-        : new RetryableAttempt('body-error', err);
-    } finally {
-      controller.signal.removeEventListener('abort', destroyBody);
-    }
-  } finally {
-    clearTimeout(timer);
-    outer.removeEventListener('abort', forward);
-    if (body && !body.destroyed) body.destroy();
+    throw err;
   }
 }

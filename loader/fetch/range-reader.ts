@@ -3,7 +3,7 @@
 // retries, then cuts the bytes into tar members checked against the index.
 import { setMaxListeners } from 'node:events';
 import { cancelledError } from '../../common/abort.js';
-import { SadpError, Status } from '../../common/errors.js';
+import { SadpError, Status, isSadpError } from '../../common/errors.js';
 import { counter } from '../../common/metrics.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
 import type { Dataset } from '../shards/index.js';
@@ -289,14 +289,22 @@ class RangeReaderImpl implements RangeReader {
     const start = plan.start[r] as number;
     const end = plan.end[r] as number;
     const label = objectLabel(dataset, key);
-    const buf = await fetchRange(
-      { store: dataset.store, key, label, start, end, etag: entry.etag },
-      this.retry,
-      this.observer,
-      signal,
-    );
-    const index = dataset.shardIndex(shard);
     const last = plan.first[r + 1] as number;
+    let buf: Buffer;
+    try {
+      buf = await fetchRange(
+        { store: dataset.store, key, label, start, end, etag: entry.etag },
+        this.retry,
+        this.observer,
+        signal,
+      );
+    } catch (err) {
+      if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) throw err;
+      // Name the samples too: the trainer-facing error says what could not be read.
+      const ids = `${plan.ids[plan.first[r] as number]}..${plan.ids[last - 1]}`;
+      throw new SadpError(err.code, `${err.message} (samples ${ids})`, { status: err.status, cause: err });
+    }
+    const index = dataset.shardIndex(shard);
     for (let i = plan.first[r] as number; i < last; i++) {
       const id = plan.ids[i] as number;
       const sample = cutSample(buf, start, index, id, label);

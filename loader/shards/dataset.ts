@@ -18,6 +18,8 @@ import {
   type S3Client,
   type S3Options,
   type WriteOptions,
+  type ReadIntoOptions,
+  readInto,
 } from '../../storage/index.js';
 import type { Readable } from 'node:stream';
 import type { DatasetManifest, ShardIndex } from './format.js';
@@ -96,6 +98,10 @@ class RoutingStore implements ObjectStore {
   getStream(key: string, options?: ReadOptions): Promise<Readable> {
     const [s, k] = this.route(key);
     return s.getStream(k, options);
+  }
+  readInto(key: string, dest: Uint8Array, destOffset: number, options: ReadIntoOptions): Promise<number> {
+    const [s, k] = this.route(key);
+    return readInto(s, k, dest, destOffset, options);
   }
   async head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined> {
     const [s, k] = this.route(key);

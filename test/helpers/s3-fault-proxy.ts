@@ -1,7 +1,8 @@
 // A fault-injecting HTTP reverse proxy for S3-compatible servers. It streams
 // requests and responses through unchanged (the Host header is kept, so SigV4
 // signatures stay valid) and, per request, by seeded probability or by
-// schedule, adds latency, answers 503 SlowDown / 500 InternalError, resets
+// schedule, adds latency, answers 503 SlowDown / 500 InternalError / 412
+// PreconditionFailed (what a strict server says when If-Match fails), resets
 // the connection mid-body, truncates the body (the full Content-Length still
 // promised) or stalls it. Real sockets on 127.0.0.1, so clients see real
 // network failures, not mocks.
@@ -16,7 +17,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import { mulberry32 } from './random.js';
 
 export type FaultKind =
-  'latency' | 'bandwidth' | 'slowdown' | 'internal-error' | 'reset' | 'truncate' | 'stall';
+  | 'latency'
+  | 'bandwidth'
+  | 'slowdown'
+  | 'internal-error'
+  | 'precondition-failed'
+  | 'reset'
+  | 'truncate'
+  | 'stall';
 
 export interface FaultRule {
   fault: FaultKind;
@@ -60,8 +68,14 @@ export interface ProxyRequest {
   method: string;
   /** Path without the query string, e.g. `/bucket/shards/train-000000.tar`. */
   path: string;
+  /** The query string without `?` ('' when none), e.g. `x-id=GetObject` from the AWS SDK. */
+  query: string;
   /** The Range header, e.g. `bytes=0-1023`, if any. */
   range: string | undefined;
+  /** The If-Match header as sent (quotes included), if any. */
+  ifMatch: string | undefined;
+  /** The x-amz-security-token header (a session token), if any. */
+  securityToken: string | undefined;
   /** Faults that fired on this request. */
   faults: FaultKind[];
 }
@@ -135,6 +149,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     bandwidth: 0,
     slowdown: 0,
     'internal-error': 0,
+    'precondition-failed': 0,
     reset: 0,
     truncate: 0,
     stall: 0,
@@ -195,7 +210,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     const entry: ProxyRequest = {
       method: req.method ?? '',
       path: url.split('?')[0] ?? url,
+      query: url.includes('?') ? url.slice(url.indexOf('?') + 1) : '',
       range,
+      ifMatch: req.headers['if-match'],
+      securityToken: req.headers['x-amz-security-token'] as string | undefined,
       faults: [],
     };
     requestLog.push(entry);
@@ -209,13 +227,25 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       stats[fault.fault]++;
       entry.faults.push(fault.fault);
     }
-    if (fault?.fault === 'slowdown' || fault?.fault === 'internal-error') {
+    if (
+      fault?.fault === 'slowdown' ||
+      fault?.fault === 'internal-error' ||
+      fault?.fault === 'precondition-failed'
+    ) {
       req.resume();
-      const body =
+      const [status, body] =
         fault.fault === 'slowdown'
-          ? s3Error('SlowDown', 'Please reduce your request rate.')
-          : s3Error('InternalError', 'We encountered an internal error. Please try again.');
-      res.writeHead(fault.fault === 'slowdown' ? 503 : 500, {
+          ? [503, s3Error('SlowDown', 'Please reduce your request rate.')]
+          : fault.fault === 'internal-error'
+            ? [500, s3Error('InternalError', 'We encountered an internal error. Please try again.')]
+            : [
+                412,
+                s3Error(
+                  'PreconditionFailed',
+                  'At least one of the pre-conditions you specified did not hold',
+                ),
+              ];
+      res.writeHead(status, {
         'content-type': 'application/xml',
         'content-length': Buffer.byteLength(body),
       });
