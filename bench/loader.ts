@@ -12,7 +12,7 @@
 //   user-space fault proxy (test/helpers/s3-fault-proxy.ts) in `sadpb-cli`.
 // Cases at r in {0, 0.3, 0.5, 0.7} (policy `full` at 0, `random` with
 // r_max = r otherwise, so plans do not depend on scores):
-// - auto:     the loader, readerOptions.readMode 'auto' (the read planner);
+// - auto:     the loader, readerOptions.planner 'auto' (the read planner);
 // - ranges:   the loader forced to per-sample ranges ('ranges', today's reads);
 // - peer:     a whole-shard streaming peer: each rank reads every byte of its
 //             shards (shard i goes to rank i mod W) sequentially, two shards
@@ -26,7 +26,7 @@
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
 //
-// Until the loader has a read planner, readMode is passed through and
+// Until the loader has a read planner, `planner` is passed through and
 // ignored: `auto`, `ranges` and `min-bytes` then all read per-sample ranges
 // (`planner: false` in the results says so).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -182,8 +182,8 @@ async function roleLoader(args: { scorerAddress: string; s3: S3Options; mode: Mo
   const server = await createLoaderServer({
     scorerAddress: args.scorerAddress,
     s3: args.s3,
-    // The planner's mode; ignored by a loader without one (see the header).
-    readerOptions: { readMode: args.mode } as Record<string, unknown>,
+    // The read planner's mode; ignored by a loader without one (see the header).
+    readerOptions: { planner: args.mode } as Record<string, unknown>,
   });
   const rss = rssTracker();
   send({ type: 'ready', address: server.address });
@@ -685,7 +685,7 @@ async function main(): Promise<void> {
       `dataset: ${built.samples} samples, ${manifest.shards.length} shards, ${(manifest.bytes / MB).toFixed(0)} MB of samples`,
     );
     const hasPlanner = await import('../loader/index.js').then(
-      (m) => 'readMode' in (m.resolveRangeReaderOptions({}) as object),
+      (m) => 'planner' in (m.resolveRangeReaderOptions({}) as object),
     );
     planner = hasPlanner;
 
