@@ -71,6 +71,8 @@ async function main(): Promise<void> {
       lr: { type: 'string' },
       backend: { type: 'string' },
       'dataset-dir': { type: 'string' },
+      shuffle: { type: 'string' },
+      'shard-samples': { type: 'string' },
     },
   });
   const settings = resolveSettings(values);
@@ -134,7 +136,8 @@ async function main(): Promise<void> {
       network: describeNetwork(settings),
       optimizer: `Adam, peak lr ${settings.lr}, cosine-annealed to ${settings.minLr} over the run's actual steps (trainer CosineSchedule, total re-estimated each epoch from the plan sizes); batch ${settings.batchSize}, last batch of an epoch partial; loss sum_i w_i l_i / B`,
       planning:
-        "scorer Job table + planEpoch each epoch (job spec defaults: paper Table II beta / r_max); every trained example's unweighted-loss score and loss reported back after its step (latest wins); the loader's global shuffle (shufflePlan)",
+        "scorer Job table + planEpoch each epoch (job spec defaults: paper Table II beta / r_max); every trained example's unweighted-loss score and loss reported back after its step (latest wins); " +
+        `the loader's ${settings.shuffle} shuffle (shufflePlan${settings.shuffle === 'global' ? '' : `, shards of ${settings.shardSamples} consecutive examples, ${settings.shuffleBlockShards} per block`})`,
       timing:
         'per run: wall and CPU time of plan + shuffle + training steps, summed over epochs; evaluation excluded. Time ratios pair each run with the full-data run of the same seed',
     },

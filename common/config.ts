@@ -104,7 +104,7 @@ const ConfigSchema = z
         /** Concurrent GETs per loader. */
         concurrency: z.number().int().min(1).max(1024).default(64),
         maxAttempts: z.number().int().min(1).max(20).default(5),
-        shuffle: z.enum(['global', 'shard-block']).default('global'),
+        shuffle: z.enum(['global', 'shard-block', 'shard-buffer']).default('global'),
         /** 'token': trainers must present the job's bearer token. */
         auth: z.enum(['none', 'token']).default('none'),
       })

@@ -3,9 +3,9 @@
 // reach it through the folder indexes). The gRPC loader service:
 export {
   createLoaderServer,
-  LOADER_DEFAULTS,
   epochLayout,
   shufflePlan,
+  shufflePlanAsync,
   batchSpan,
   orderIndexAt,
   type LoaderServer,

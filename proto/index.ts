@@ -19,8 +19,13 @@ interface MessageType<T> {
   decode(reader: Uint8Array): T;
 }
 
+/**
+ * Encodes with the generated code; bytes pass through unchanged, so a server
+ * can write a message it encoded itself (the loader's batch parts).
+ */
 function serializer<T>(type: MessageType<T>): (value: T) => Buffer {
   return (value) => {
+    if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
     const bytes = type.encode(value).finish();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };

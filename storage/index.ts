@@ -16,7 +16,7 @@ export { readInto, STORAGE_TIMEOUT } from './read-into.js';
 export type { S3Options, S3Credentials } from './s3-client.js';
 export type { EmbeddedS3 } from './embedded-s3.js';
 export type { S3Client } from '@aws-sdk/client-s3';
-export { createS3Client, S3_DEFAULTS } from './s3-client.js';
+export { createS3Client } from './s3-client.js';
 export { startEmbeddedS3, s3OptionsForEmbedded } from './embedded-s3.js';
 export { splitObjectUrl, isAbsoluteUrl } from './keys.js';
 export { isRetryableStorageError } from './errors.js';

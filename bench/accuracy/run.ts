@@ -189,14 +189,14 @@ export async function runAccuracyRun(
       const plan = planEpoch(input);
       hooks?.onPlan?.({ epoch, plan, input });
       const m = plan.ids.length;
-      // The loader's global shuffle, so batches hold what a loader-fed trainer gets.
+      // The loader's shuffle (global unless --shuffle), so batches hold what a loader-fed trainer gets.
       const order = shufflePlan({
         ids: plan.ids,
         seed: job.seed,
         epoch,
-        mode: 'global',
-        blockShards: 1,
-        shardOf: () => 0,
+        mode: s.shuffle,
+        blockShards: s.shuffleBlockShards,
+        shardOf: (id) => Math.floor(id / s.shardSamples),
       });
       const steps = Math.ceil(m / B);
       schedule.setTotal(estimateTotalSteps(K, { epoch, steps, pruneRatio: plan.pruneRatio }, history));

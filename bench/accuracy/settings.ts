@@ -6,6 +6,7 @@ import { invalidArgument } from '../../common/errors.js';
 import { FASHION_MNIST_DIR } from '../../common/datasets/fashion-mnist.js';
 import { POLICY_NAMES, defaultHyperparameters, type PolicyName } from '../../scorer/index.js';
 import type { BackendPreference } from '../../trainer/index.js';
+import type { ShuffleMode } from '../../loader/index.js';
 
 type AccuracyModel = 'mlp' | 'cnn';
 
@@ -36,6 +37,12 @@ export interface AccuracySettings {
   minLr: number;
   backend: BackendPreference;
   datasetDir: string;
+  /** The loader's epoch order (`global` by default, as the loader's default). */
+  shuffle: ShuffleMode;
+  /** Consecutive training examples per shard, for the shard-aware orders. */
+  shardSamples: number;
+  /** Shards per block / buffer of the shard-aware orders (the loader's default, 4). */
+  shuffleBlockShards: number;
 }
 
 const FULL_SETTINGS: AccuracySettings = {
@@ -55,6 +62,9 @@ const FULL_SETTINGS: AccuracySettings = {
   minLr: 0,
   backend: 'auto',
   datasetDir: FASHION_MNIST_DIR,
+  shuffle: 'global',
+  shardSamples: 250,
+  shuffleBlockShards: 4,
 };
 
 export const QUICK_SETTINGS: AccuracySettings = {
@@ -151,6 +161,8 @@ export interface AccuracyFlags {
   lr?: string;
   backend?: string;
   'dataset-dir'?: string;
+  shuffle?: string;
+  'shard-samples'?: string;
 }
 
 /** Quick or full defaults overridden by the given flags; throws SADP_BENCH_BAD_FLAG naming the flag. */
@@ -201,6 +213,13 @@ export function resolveSettings(flags: AccuracyFlags): AccuracySettings {
   }
   if (flags.backend !== undefined) s.backend = flags.backend as BackendPreference; // selectBackend names a bad one
   if (flags['dataset-dir'] !== undefined) s.datasetDir = flags['dataset-dir'];
+  if (flags.shuffle !== undefined) {
+    if (!['global', 'shard-block', 'shard-buffer'].includes(flags.shuffle))
+      bad('shuffle', `must be global, shard-block or shard-buffer, got '${flags.shuffle}'`);
+    s.shuffle = flags.shuffle as ShuffleMode;
+  }
+  if (flags['shard-samples'] !== undefined)
+    s.shardSamples = count('shard-samples', flags['shard-samples'], 1);
   if (s.policies.length === 0) bad('policies', 'must name at least one policy');
   if (s.seeds.length === 0) bad('seeds', 'must name at least one seed');
   if (s.policies.some((p) => p !== 'full') && s.ratios.length === 0) {

@@ -25,7 +25,7 @@ interface LoaderFlags extends CommonServiceFlags {
   gapBytes?: number;
   readPlanner?: 'auto' | 'min-bytes' | 'whole-shard' | 'ranges';
   concurrency?: number;
-  shuffle?: 'global' | 'shard-block';
+  shuffle?: 'global' | 'shard-block' | 'shard-buffer';
   auth?: 'none' | 'token';
 }
 
@@ -94,7 +94,7 @@ export function registerLoaderCommand(program: Command): void {
         'auto (minimise modelled read time), min-bytes (pruned bytes within the waste bound), whole-shard or ranges',
       )
       .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
-      .option('--shuffle <mode>', 'global or shard-block')
+      .option('--shuffle <mode>', 'global, shard-block or shard-buffer')
       .option('--auth <mode>', 'none or token (per-job bearer tokens)'),
   ).action(async (flags: LoaderFlags) => {
     const config = resolveConfig(flags, {

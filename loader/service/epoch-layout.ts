@@ -12,12 +12,16 @@
 // samples are cut into steps = ceil(P / B) batches of B (the last one may be
 // shorter); every rank has the same number of steps.
 import { uniform } from '../../scorer/index.js';
+import { throwIfCancelled } from '../../common/signals.js';
 import type { ShuffleMode } from './options.js';
 
 /** Independent PRNG streams for the shuffle: never the plan's own key (seed). */
 const SHUFFLE_KEY_XOR = 0x5348_5546_464c_4531n; // "SHUFFLE1"
 const SHARD_ORDER_KEY_XOR = 0x5348_5546_464c_4532n; // "SHUFFLE2"
+const BUFFER_KEY_XOR = 0x5348_5546_464c_4533n; // "SHUFFLE3"
 const U64 = (1n << 64n) - 1n;
+/** PRNG draws between two yields of the async shuffle (~3-20 ms of work on this machine). */
+const DRAWS_PER_SLICE = 8_192;
 
 export interface ShuffleInput {
   /** Selected ids, ascending (as the plan lists them). */
@@ -25,9 +29,9 @@ export interface ShuffleInput {
   seed: bigint;
   epoch: number;
   mode: ShuffleMode;
-  /** Shards per block (`shard-block`). */
+  /** Shards per block (`shard-block`), or shards' worth of samples in the buffer (`shard-buffer`). */
   blockShards: number;
-  /** Shard of each dataset id (`shard-block`). */
+  /** Shard of each dataset id (`shard-block`, `shard-buffer`). */
   shardOf: (id: number) => number;
 }
 
@@ -36,15 +40,42 @@ export interface ShuffleInput {
  * index into `ids` (and the plan's weights) of the i-th sample of the epoch.
  */
 export function shufflePlan(input: ShuffleInput): Uint32Array {
+  const steps = shuffleSteps(input);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * shufflePlan in slices, yielding the event loop between them: at N = 10M
+ * the shuffle is seconds of PRNG draws, which must not stall the streams.
+ */
+export async function shufflePlanAsync(input: ShuffleInput, signal?: AbortSignal): Promise<Uint32Array> {
+  const steps = shuffleSteps(input);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await yieldLoop();
+    throwIfCancelled(signal, 'epoch shuffle');
+  }
+}
+
+/** Lets pending I/O callbacks and timers run. */
+export function yieldLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function* shuffleSteps(input: ShuffleInput): Generator<void, Uint32Array> {
   const m = input.ids.length;
   const perm = new Uint32Array(m);
   const key = (input.seed ^ SHUFFLE_KEY_XOR) & U64;
   if (input.mode === 'global') {
     for (let i = 0; i < m; i++) perm[i] = i;
-    fisherYates(perm, 0, m, key, input.epoch);
+    yield* fisherYates(perm, 0, m, key, input.epoch);
     return perm;
   }
-  // shard-block: runs of equal shard in the ascending id list.
+  // Runs of equal shard in the ascending id list, in a shuffled order.
   const runStart: number[] = [];
   for (let i = 0; i < m; i++) {
     if (i === 0 || input.shardOf(input.ids[i] as number) !== input.shardOf(input.ids[i - 1] as number)) {
@@ -54,29 +85,83 @@ export function shufflePlan(input: ShuffleInput): Uint32Array {
   const runs = runStart.length;
   const shardOrder = new Uint32Array(runs);
   for (let i = 0; i < runs; i++) shardOrder[i] = i;
-  fisherYates(shardOrder, 0, runs, (input.seed ^ SHARD_ORDER_KEY_XOR) & U64, input.epoch);
+  yield* fisherYates(shardOrder, 0, runs, (input.seed ^ SHARD_ORDER_KEY_XOR) & U64, input.epoch);
+  const runEnd = (run: number): number => (run + 1 < runs ? (runStart[run + 1] as number) : m);
+  if (input.mode === 'shard-buffer') {
+    yield* bufferShuffle(input, perm, runStart, runEnd, shardOrder);
+    return perm;
+  }
   let out = 0;
   for (let b = 0; b < runs; b += input.blockShards) {
     const blockStart = out;
     for (let s = b; s < Math.min(runs, b + input.blockShards); s++) {
       const run = shardOrder[s] as number;
-      const from = runStart[run] as number;
-      const to = run + 1 < runs ? (runStart[run + 1] as number) : m;
-      for (let i = from; i < to; i++) perm[out++] = i;
+      for (let i = runStart[run] as number; i < runEnd(run); i++) perm[out++] = i;
     }
     // Counters are global positions, so no two blocks reuse a draw.
-    fisherYates(perm, blockStart, out, key, input.epoch);
+    yield* fisherYates(perm, blockStart, out, key, input.epoch);
   }
   return perm;
 }
 
-/** In-place Fisher-Yates of a[from, to), draw for slot t = uniform(key, epoch, from + t). */
-function fisherYates(a: Uint32Array, from: number, to: number, key: bigint, epoch: number): void {
+/**
+ * WebDataset's shard shuffle + sample buffer: the shards' samples stream in
+ * (shards in shuffled order) through a buffer of ~`blockShards` shards'
+ * worth of samples; each incoming sample takes the place of a uniformly
+ * drawn one, which is emitted; the buffer's remainder ends the epoch in
+ * random order. A window of positions draws from the few shards streaming
+ * through the buffer, with no block boundary where the mix resets.
+ */
+function* bufferShuffle(
+  input: ShuffleInput,
+  perm: Uint32Array,
+  runStart: readonly number[],
+  runEnd: (run: number) => number,
+  shardOrder: Uint32Array,
+): Generator<void, void> {
+  const m = perm.length;
+  const runs = runStart.length;
+  const size = Math.max(1, Math.min(m, Math.ceil((m / Math.max(1, runs)) * input.blockShards)));
+  const buffer = new Uint32Array(size);
+  const key = (input.seed ^ BUFFER_KEY_XOR) & U64;
+  let filled = 0;
+  let out = 0;
+  let draws = 0;
+  for (let s = 0; s < runs; s++) {
+    const run = shardOrder[s] as number;
+    for (let i = runStart[run] as number; i < runEnd(run); i++) {
+      if (filled < size) {
+        buffer[filled++] = i;
+        continue;
+      }
+      const j = Math.floor(uniform(key, input.epoch, out) * size);
+      perm[out++] = buffer[j] as number;
+      buffer[j] = i;
+      if (++draws % DRAWS_PER_SLICE === 0) yield;
+    }
+  }
+  yield* fisherYates(buffer, 0, filled, key, input.epoch, out);
+  perm.set(buffer.subarray(0, filled), out);
+}
+
+/**
+ * In-place Fisher-Yates of a[from, to), draw for slot t = uniform(key, epoch,
+ * counterBase + from + t); yields every DRAWS_PER_SLICE draws.
+ */
+function* fisherYates(
+  a: Uint32Array,
+  from: number,
+  to: number,
+  key: bigint,
+  epoch: number,
+  counterBase = 0,
+): Generator<void, void> {
   for (let t = to - from - 1; t > 0; t--) {
-    const j = Math.floor(uniform(key, epoch, from + t) * (t + 1));
+    const j = Math.floor(uniform(key, epoch, counterBase + from + t) * (t + 1));
     const x = a[from + t] as number;
     a[from + t] = a[from + j] as number;
     a[from + j] = x;
+    if (t % DRAWS_PER_SLICE === 0) yield;
   }
 }
 

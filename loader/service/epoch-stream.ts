@@ -26,9 +26,10 @@ import type { EpochState, JobContext } from './job-registry.js';
 import { checkShape, openJob, type LoaderCore } from './loader-core.js';
 import { DEFAULT_MAX_UNACKED, STATUS_NAMES, drainingError, epochInfo, rpcError } from './stream-messages.js';
 
+/** Batch parts are written pre-encoded (batch-encoder.ts); the method's serializer passes bytes through. */
 export type StreamEpochCall = grpc.ServerDuplexStream<
   sadp.v1.StreamEpochRequest,
-  sadp.v1.StreamEpochResponse
+  sadp.v1.StreamEpochResponse | Uint8Array
 >;
 
 interface PendingAck {
@@ -367,20 +368,17 @@ class EpochStream {
         // A trim may have dropped the batch while the writer waited for credit.
         const fetch = this.window.take(b);
         const samples = await raceSignal(fetch.ready, signal, `fetch of batch ${b}`);
-        const { parts, oversized } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
-        if (oversized.length > 0) {
-          this.log.warn(
-            { batch: b, ids: oversized.slice(0, 8), maxMessageBytes: core.options.maxMessageBytes },
-            'samples larger than maxMessageBytes sent alone; clients need a larger receive limit',
+        const { parts, split } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
+        if (split.length > 0) {
+          this.log.debug(
+            { batch: b, ids: split.slice(0, 8), maxMessageBytes: core.options.maxMessageBytes },
+            'samples larger than maxMessageBytes split across parts',
           );
         }
         this.inBatch = true;
         this.lastStarted = b;
-        await writeInOrder(
-          this.call,
-          parts.map((p) => pb.StreamEpochResponse.create({ batch: p })),
-          signal,
-        );
+        // Parts come pre-encoded (batch-encoder.ts); the serializer passes bytes through.
+        await writeInOrder(this.call, parts, signal);
         this.inBatch = false;
         fetch.release();
         this.window.sent(b);

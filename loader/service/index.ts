@@ -1,10 +1,5 @@
 // Public API of the loader service: the trainer-facing gRPC server.
 export { createLoaderServer, type LoaderServer } from './server.js';
-export {
-  LOADER_DEFAULTS,
-  type LoaderServerOptions,
-  type LoaderTlsOptions,
-  type ShuffleMode,
-} from './options.js';
+export { type LoaderServerOptions, type LoaderTlsOptions, type ShuffleMode } from './options.js';
 export type { LoaderStats } from './loader-core.js';
-export { epochLayout, shufflePlan, batchSpan, orderIndexAt } from './epoch-layout.js';
+export { epochLayout, shufflePlan, shufflePlanAsync, batchSpan, orderIndexAt } from './epoch-layout.js';

@@ -9,7 +9,7 @@ import type { sadp } from '../../proto/index.js';
 import { openDataset, type Dataset } from '../shards/index.js';
 import { u64ToBigInt, type Plan, type ScorerClient } from '../../scorer/index.js';
 import type { S3Client } from '../../storage/index.js';
-import { shufflePlan } from './epoch-layout.js';
+import { shufflePlanAsync, yieldLoop } from './epoch-layout.js';
 import type { LoaderMetrics } from './metrics.js';
 import type { ShuffleMode } from './options.js';
 
@@ -153,14 +153,18 @@ export class JobRegistry {
         { status: Status.FAILED_PRECONDITION },
       );
     }
-    const perm = shufflePlan({
-      ids: plan.ids,
-      seed: ctx.seed,
-      epoch,
-      mode: this.options.shuffle,
-      blockShards: this.options.shuffleBlockShards,
-      shardOf: (id) => dataset.shardIds[id] as number,
-    });
+    // Sliced, yielding the loop: at N = 10M this is seconds of work.
+    const perm = await shufflePlanAsync(
+      {
+        ids: plan.ids,
+        seed: ctx.seed,
+        epoch,
+        mode: this.options.shuffle,
+        blockShards: this.options.shuffleBlockShards,
+        shardOf: (id) => dataset.shardIds[id] as number,
+      },
+      signal,
+    );
     const m = plan.ids.length;
     const order = new Uint32Array(m);
     const weights = new Float64Array(m);
@@ -173,6 +177,7 @@ export class JobRegistry {
       weights[i] = plan.weights[j] as number;
       orderIndexOf[id] = i;
       selectedBytes += (dataset.ends[id] as number) - (dataset.offsets[id] as number);
+      if ((i & 0x3ffff) === 0x3ffff) await yieldLoop();
     }
     const datasetBytes = dataset.manifest.bytes;
     metrics.bytesSelected.inc(selectedBytes);

@@ -18,8 +18,13 @@ import type { S3Options } from '../../storage/index.js';
  *   (like MosaicML Streaming's py1b). A rank's prefetch window then touches at
  *   most a few shards, so its ranges merge into fewer, larger GETs, at the cost
  *   of batches correlated with their block's shards.
+ * - `shard-buffer`: shuffle the order of the shards and stream their samples
+ *   through a buffer of `shuffleBlockShards` shards' worth of samples, each
+ *   incoming sample replacing a uniformly drawn one that is emitted
+ *   (WebDataset's shard shuffle + shuffle buffer). Locality like
+ *   `shard-block` without its block boundaries.
  */
-export type ShuffleMode = 'global' | 'shard-block';
+export type ShuffleMode = 'global' | 'shard-block' | 'shard-buffer';
 
 export type AuthMode = 'none' | 'token';
 
@@ -68,7 +73,7 @@ export interface LoaderServerOptions {
   readerOptions?: RangeReaderOptions;
   /** Default `global`; see ShuffleMode. */
   shuffle?: ShuffleMode;
-  /** Shards per block for `shard-block`; default 4 (a block of ImageNet shards is ~5,000 samples). */
+  /** Shards per block (`shard-block`) or shards' worth of samples buffered (`shard-buffer`); default 4 (a block of ImageNet shards is ~5,000 samples). */
   shuffleBlockShards?: number;
   /**
    * Score entries per ReportScores call: a job's buffer is flushed when it
@@ -183,8 +188,8 @@ export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoad
     throw bad('scorerAddress', options.scorerAddress, 'expected host:port of the scorer');
   }
   const shuffle = options.shuffle ?? d.shuffle;
-  if (shuffle !== 'global' && shuffle !== 'shard-block')
-    throw bad('shuffle', shuffle, "expected 'global' or 'shard-block'");
+  if (shuffle !== 'global' && shuffle !== 'shard-block' && shuffle !== 'shard-buffer')
+    throw bad('shuffle', shuffle, "expected 'global', 'shard-block' or 'shard-buffer'");
   const auth = options.auth ?? d.auth;
   if (auth !== 'none' && auth !== 'token') throw bad('auth', auth, "expected 'none' or 'token'");
   if (options.tls && (!options.tls.cert || !options.tls.key))

@@ -328,6 +328,7 @@ export namespace sadp {
             fields: { [k: string]: Uint8Array };
             weight: number;
             padded: boolean;
+            continued: boolean;
             static create(properties: sadp.v1.Sample.$Shape): sadp.v1.Sample & sadp.v1.Sample.$Shape;
             static create(properties?: sadp.v1.Sample.$Properties): sadp.v1.Sample;
             static encode(m: sadp.v1.Sample.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -345,6 +346,7 @@ export namespace sadp {
                 fields?: ({ [k: string]: Uint8Array }|null);
                 weight?: (number|null);
                 padded?: (boolean|null);
+                continued?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = sadp.v1.Sample.$Properties;

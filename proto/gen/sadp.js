@@ -3014,6 +3014,7 @@ export const sadp = $root.sadp = (() => {
              * @property {Object.<string,Uint8Array>|null} [fields] Sample fields
              * @property {number|null} [weight] Sample weight
              * @property {boolean|null} [padded] Sample padded
+             * @property {boolean|null} [continued] Sample continued
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3087,6 +3088,14 @@ export const sadp = $root.sadp = (() => {
             Sample.prototype.padded = false;
 
             /**
+             * Sample continued.
+             * @member {boolean} continued
+             * @memberof sadp.v1.Sample
+             * @instance
+             */
+            Sample.prototype.continued = false;
+
+            /**
              * Creates a new Sample instance using the specified properties.
              * @function create
              * @memberof sadp.v1.Sample
@@ -3131,6 +3140,8 @@ export const sadp = $root.sadp = (() => {
                     w.uint32(/* id 4, wireType 1 =*/33).double(m.weight);
                 if (m.padded != null && $Object.hasOwnProperty.call(m, "padded") && m.padded !== false)
                     w.uint32(/* id 5, wireType 0 =*/40).bool(m.padded);
+                if (m.continued != null && $Object.hasOwnProperty.call(m, "continued") && m.continued !== false)
+                    w.uint32(/* id 6, wireType 0 =*/48).bool(m.continued);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -3247,6 +3258,15 @@ export const sadp = $root.sadp = (() => {
                                 delete m.padded;
                             continue;
                         }
+                    case 6: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.continued = v;
+                            else
+                                delete m.continued;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -3315,6 +3335,11 @@ export const sadp = $root.sadp = (() => {
                         m.padded = $Boolean(d.padded);
                     }
                 }
+                if (d.continued != null) {
+                    if (d.continued) {
+                        m.continued = $Boolean(d.continued);
+                    }
+                }
                 return m;
             };
 
@@ -3343,6 +3368,7 @@ export const sadp = $root.sadp = (() => {
                     d.key = "";
                     d.weight = 0;
                     d.padded = false;
+                    d.continued = false;
                 }
                 if (m.id != null && $Object.hasOwnProperty.call(m, "id")) {
                     d.id = m.id;
@@ -3364,6 +3390,9 @@ export const sadp = $root.sadp = (() => {
                 }
                 if (m.padded != null && $Object.hasOwnProperty.call(m, "padded")) {
                     d.padded = m.padded;
+                }
+                if (m.continued != null && $Object.hasOwnProperty.call(m, "continued")) {
+                    d.continued = m.continued;
                 }
                 return d;
             };

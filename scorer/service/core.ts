@@ -16,7 +16,9 @@ import { performance } from 'node:perf_hooks';
 import { SadpError, Status, errorMessage, isSadpError } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
 import type { ObjectStore } from '../../storage/index.js';
-import { decodePlan, encodePlan, planEpoch, type EpochPlan } from '../math/index.js';
+import { decodePlan, type EpochPlan } from '../math/index.js';
+import { runPlanTask } from './plan-thread.js';
+import type { PlanTaskResult } from './plan-task.js';
 import { StateStore, recoverJob, type JobRecord, type ReportRecord } from '../state/index.js';
 import { Job, type ReportInput } from './job.js';
 import { scorerMetrics, type ScorerMetrics } from './metrics.js';
@@ -141,6 +143,28 @@ interface JobRuntime {
   liveLogs: number[];
   liveSnapshots: number[];
   compaction: Promise<void>;
+  /** Set while plan workers read the score table: reports wait to be applied. */
+  planHold: { count: number; done: Promise<void>; release: () => void } | undefined;
+}
+
+/** Holds report application on `rt` until the returned function is called (nests). */
+function holdApply(rt: JobRuntime): () => void {
+  if (rt.planHold) rt.planHold.count++;
+  else {
+    let release = (): void => undefined;
+    const done = new Promise<void>((resolve) => (release = resolve));
+    rt.planHold = { count: 1, done, release };
+  }
+  const hold = rt.planHold;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--hold.count === 0) {
+      rt.planHold = undefined;
+      hold.release();
+    }
+  };
 }
 
 function reportBytes(r: ReportRecord): number {
@@ -230,6 +254,7 @@ class Core implements ScorerCore {
       liveLogs: logs,
       liveSnapshots: snapshots,
       compaction: Promise.resolve(),
+      planHold: undefined,
     };
     this.jobs.set(job.jobId, rt);
     this.metrics.jobs.inc();
@@ -404,6 +429,7 @@ class Core implements ScorerCore {
       rt.nextSeq = seq + 1;
       if (rt.liveLogs.at(-1) !== seq) rt.liveLogs.push(seq);
       let entries = 0;
+      while (rt.planHold) await rt.planHold.done;
       for (const g of group) {
         job.applyReport(g.record);
         entries += g.record.ids.length;
@@ -470,13 +496,23 @@ class Core implements ScorerCore {
 
   private async computePlan(rt: JobRuntime, epoch: number): Promise<EpochPlan> {
     const { job } = rt;
-    // Synchronous from here to the encodes: the plan and the snapshot see
-    // exactly the same scores, those of log sequence number `seq`.
-    const plan = planEpoch(job.planInput(epoch));
+    // The plan and the snapshot see exactly the scores of log sequence number
+    // `seq`: reports are not applied while the worker reads the shared table
+    // (commitLoop waits on planHold), so the event loop stays free.
     const seq = job.appliedSeq;
-    const snapshot = seq > rt.snapshotRequested ? job.encodeSnapshot() : undefined;
-    if (snapshot) rt.snapshotRequested = seq;
-    const payload = encodePlan(plan);
+    const wantSnapshot = seq > rt.snapshotRequested;
+    if (wantSnapshot) rt.snapshotRequested = seq;
+    const release = holdApply(rt);
+    let computed: PlanTaskResult;
+    try {
+      computed = await runPlanTask(job.planTask(epoch, wantSnapshot), `job ${job.jobId} epoch ${epoch}`);
+    } catch (err) {
+      if (wantSnapshot && rt.snapshotRequested === seq) rt.snapshotRequested = rt.snapshotDurable;
+      throw err;
+    } finally {
+      release();
+    }
+    const { plan, envelope, snapshot } = computed;
     this.metrics.planComputeSeconds.observe({ policy: job.record.policy }, plan.stats.computeMs / 1000);
 
     const writeSnapshot = async (): Promise<void> => {
@@ -497,7 +533,7 @@ class Core implements ScorerCore {
       this.scheduleCompaction(rt);
     };
     const [planWrite] = await Promise.allSettled([
-      this.state.writePlan(job.jobId, epoch, payload),
+      this.state.writePlanEnvelope(job.jobId, epoch, envelope),
       writeSnapshot(),
     ]);
     if (planWrite.status === 'rejected') {

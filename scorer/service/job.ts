@@ -11,6 +11,7 @@ import {
   type ReportRecord,
   type SnapshotRecord,
 } from '../state/index.js';
+import type { PlanTask } from './plan-task.js';
 
 /** Largest report accepted: 1,048,576 entries is 20 MiB on the wire with scores and losses. */
 const MAX_REPORT_ENTRIES = 1 << 20;
@@ -78,19 +79,19 @@ export class Job {
     this.size = record.datasetSize;
     this.seed = BigInt(record.seed);
     this.relevant = relevantFlags(record.policy);
+    // Shared memory, so the plan worker reads the table without a copy.
+    this.scores = new Float64Array(new SharedArrayBuffer(8 * this.size));
+    this.losses = new Float64Array(new SharedArrayBuffer(8 * this.size));
+    this.flags = new Uint8Array(new SharedArrayBuffer(this.size));
     if (snapshot) {
-      this.scores = snapshot.scores;
-      this.losses = snapshot.losses;
-      this.flags = snapshot.flags;
+      this.scores.set(snapshot.scores);
+      this.losses.set(snapshot.losses);
+      this.flags.set(snapshot.flags);
       this.scoresReceived = snapshot.scoresReceived;
       this.appliedSeq = snapshot.seq;
       let scored = 0;
       for (let i = 0; i < this.size; i++) if (this.flags[i]! & this.relevant) scored++;
       this.scoredCount = scored;
-    } else {
-      this.scores = new Float64Array(this.size);
-      this.losses = new Float64Array(this.size);
-      this.flags = new Uint8Array(this.size);
     }
   }
 
@@ -192,10 +193,10 @@ export class Job {
   }
 
   /** What the planner reads for epoch `epoch`, from the scores held now (no copies). */
-  planInput(epoch: number): PlanInput {
-    const scored = new Uint8Array(this.size);
+  planInput(epoch: number, withScored = true): PlanInput {
+    const scored = new Uint8Array(withScored ? this.size : 0);
     const relevant = this.relevant;
-    for (let i = 0; i < this.size; i++) scored[i] = this.flags[i]! & relevant ? 1 : 0;
+    if (withScored) for (let i = 0; i < this.size; i++) scored[i] = this.flags[i]! & relevant ? 1 : 0;
     return {
       policy: this.record.policy,
       datasetSize: this.size,
@@ -208,6 +209,21 @@ export class Job {
       scores: this.scores,
       losses: this.losses,
       scored,
+    };
+  }
+
+  /**
+   * What the plan worker needs for `epoch` (views of the shared table, no
+   * copies); with `snapshot`, it also encodes the table as of `appliedSeq`.
+   * The table must not change until the task is done.
+   */
+  planTask(epoch: number, snapshot: boolean): PlanTask {
+    const { scored: _scored, ...input } = this.planInput(epoch, false);
+    return {
+      input,
+      flags: this.flags,
+      relevant: this.relevant,
+      snapshot: snapshot ? { seq: this.appliedSeq, scoresReceived: this.scoresReceived } : undefined,
     };
   }
 

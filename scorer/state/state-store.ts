@@ -187,7 +187,17 @@ export class StateStore {
   }
 
   async writePlan(jobId: string, epoch: number, payload: Uint8Array, signal?: AbortSignal): Promise<void> {
-    await this.store.put(this.planKey(jobId, epoch), encodePlanEnvelope(epoch, payload), { signal });
+    await this.writePlanEnvelope(jobId, epoch, encodePlanEnvelope(epoch, payload), signal);
+  }
+
+  /** An envelope from encodePlanEnvelope (made off the loop: it copies and hashes the whole plan). */
+  async writePlanEnvelope(
+    jobId: string,
+    epoch: number,
+    envelope: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.store.put(this.planKey(jobId, epoch), envelope, { signal });
   }
 
   /** The math library's encoded plan; SADP_OBJECT_NOT_FOUND when it was never written. */

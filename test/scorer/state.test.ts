@@ -170,6 +170,29 @@ test('reports are durable when acknowledged; plans, snapshots and compaction sur
   assert.deepEqual(await files(join(dir, 'jobs/j/snapshot')), ['000000000003.snap']);
 });
 
+test('a plan computed off the event loop sees exactly the reports before it; later ones apply after it', async (t) => {
+  const dir = await tempDir(t);
+  const core = await open(t, openStore(dir));
+  await core.createJob(jobSpec('j'));
+  const expected = new ExpectedScores(N);
+  await reportAll(core, expected, 0, 10_000, 4);
+  const before = referencePlan(expected, 0).digest;
+  // The plan runs in a worker thread; this report arrives while it runs.
+  const planning = core.getPlan('j', 0);
+  const late = makeReport('j', 5_000, 20_000, mulberry32(5));
+  const reported = core.reportScores('j', {
+    epoch: 0,
+    ids: late.ids!,
+    scores: late.scores!,
+    losses: late.losses!,
+  });
+  expected.apply(late);
+  const [plan] = await Promise.all([planning, reported]);
+  assert.equal(plan.digest, before, 'plan 0 reflects only the reports before it');
+  assert.equal(core.describeJob('j').scoresReceived, expected.received, 'the late report was applied');
+  assert.equal((await core.getPlan('j', 1)).digest, referencePlan(expected, 1).digest, 'plan 1 sees it');
+});
+
 test('concurrent reports are group-committed and applied in log order', async (t) => {
   const dir = await tempDir(t);
   const base = openStore(dir);

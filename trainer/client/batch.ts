@@ -2,6 +2,7 @@
 // padding flags) plus the raw member bytes per field, and the epoch's info.
 import type { sadp } from '../../proto/index.js';
 import { invalidArgument } from '../../common/errors.js';
+import { protocolError } from './errors.js';
 
 /** The shape of one epoch for this rank (EpochInfo on the wire, uint64 as number). */
 export interface EpochInfo {
@@ -87,10 +88,11 @@ export interface AckRecord {
 
 export function assembleBatch(
   index: number,
-  samples: readonly sadp.v1.Sample.$Properties[],
+  pieces: readonly sadp.v1.Sample.$Properties[],
   info: EpochInfo,
   ack: (batch: Batch, report?: AckReport) => Promise<void>,
 ): Batch {
+  const samples = joinPieces(index, pieces);
   const size = samples.length;
   const ids = new Uint32Array(size);
   const weights = new Float32Array(size);
@@ -121,6 +123,54 @@ export function assembleBatch(
     ack: (report) => ack(batch, report),
   };
   return batch;
+}
+
+/**
+ * Joins the pieces of samples split across parts (Sample.continued): each
+ * field's bytes are the concatenation of its slices, copied once. Samples
+ * that came whole are returned as they are (their bytes stay views into the
+ * received message).
+ */
+function joinPieces(
+  index: number,
+  pieces: readonly sadp.v1.Sample.$Properties[],
+): readonly sadp.v1.Sample.$Properties[] {
+  if (!pieces.some((p) => p.continued)) return pieces;
+  const out: sadp.v1.Sample.$Properties[] = [];
+  for (let k = 0; k < pieces.length; k++) {
+    const first = pieces[k]!;
+    if (first.continued) {
+      throw protocolError(
+        `batch ${index}: continuation of sample id ${first.id ?? 0} without its first piece`,
+      );
+    }
+    let end = k + 1;
+    while (end < pieces.length && pieces[end]!.continued) {
+      if ((pieces[end]!.id ?? 0) !== (first.id ?? 0)) {
+        throw protocolError(
+          `batch ${index}: continuation of sample id ${pieces[end]!.id ?? 0} follows sample id ${first.id ?? 0}`,
+        );
+      }
+      end++;
+    }
+    if (end === k + 1) {
+      out.push(first);
+      continue;
+    }
+    const chunks = new Map<string, Uint8Array[]>();
+    for (let j = k; j < end; j++) {
+      for (const [f, bytes] of Object.entries(pieces[j]!.fields ?? {})) {
+        const list = chunks.get(f);
+        if (list) list.push(bytes);
+        else chunks.set(f, [bytes]);
+      }
+    }
+    const fields: Record<string, Uint8Array> = {};
+    for (const [f, list] of chunks) fields[f] = list.length === 1 ? list[0]! : Buffer.concat(list);
+    out.push({ id: first.id, key: first.key, weight: first.weight, padded: first.padded, fields });
+    k = end - 1;
+  }
+  return out;
 }
 
 function checkValues(

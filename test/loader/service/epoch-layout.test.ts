@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../loader/index.js';
-import { deliveredTo } from '../../../loader/service/epoch-layout.js';
+import { deliveredTo, shufflePlanAsync } from '../../../loader/service/epoch-layout.js';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { createByteBudget } from '../../../loader/service/byte-budget.js';
 
 function ascending(n: number, stride = 1): Uint32Array {
@@ -61,6 +63,88 @@ test('shard-block keeps every shard inside one block of K shards, blocks in shuf
     ),
     { numRuns: 60 },
   );
+});
+
+const MODES = ['global', 'shard-block', 'shard-buffer'] as const;
+
+test('shard-buffer is a permutation fixed by (seed, epoch) that keeps windows on few shards', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 600 }),
+      fc.integer({ min: 1, max: 40 }),
+      fc.integer({ min: 1, max: 6 }),
+      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+      (n, perShard, k, seed) => {
+        const ids = ascending(n, 2);
+        const shardOf = (id: number): number => Math.floor(id / 2 / perShard);
+        const input = { ids, seed, epoch: 3, mode: 'shard-buffer' as const, blockShards: k, shardOf };
+        const perm = shufflePlan(input);
+        assert.deepEqual(
+          [...perm].sort((x, y) => x - y),
+          [...ascending(n)],
+        );
+        assert.deepEqual(shufflePlan(input), perm);
+      },
+    ),
+    { numRuns: 60 },
+  );
+  // 200 shards of 50: 32-sample windows touch few shards, unlike the global order.
+  const ids = ascending(10_000);
+  const shardOf = (id: number): number => Math.floor(id / 50);
+  const shardsPerWindow = (perm: Uint32Array): number => {
+    let sum = 0;
+    let windows = 0;
+    for (let w = 0; w + 32 <= perm.length - 200; w += 32, windows++) {
+      sum += new Set([...perm.slice(w, w + 32)].map((p) => shardOf(ids[p] as number))).size;
+    }
+    return sum / windows;
+  };
+  const global = shardsPerWindow(
+    shufflePlan({ ids, seed: 9n, epoch: 0, mode: 'global', blockShards: 4, shardOf }),
+  );
+  const buffered = shardsPerWindow(
+    shufflePlan({ ids, seed: 9n, epoch: 0, mode: 'shard-buffer', blockShards: 4, shardOf }),
+  );
+  assert.ok(global > 25, `global: ${global} shards per window`);
+  assert.ok(buffered < 12, `shard-buffer: ${buffered} shards per window`);
+});
+
+test('the sliced async shuffle gives the sync order in every mode', async () => {
+  const ids = ascending(70_000, 3);
+  const shardOf = (id: number): number => Math.floor(id / 900);
+  for (const mode of MODES) {
+    const input = { ids, seed: 77n, epoch: 5, mode, blockShards: 3, shardOf };
+    assert.deepEqual(await shufflePlanAsync(input), shufflePlan(input), mode);
+  }
+});
+
+test('every process computes the same order (digest from a separate node process)', () => {
+  const ids = ascending(20_000, 5);
+  const here = MODES.map((mode) => {
+    const perm = shufflePlan({
+      ids,
+      seed: 123n,
+      epoch: 2,
+      mode,
+      blockShards: 2,
+      shardOf: (id) => Math.floor(id / 700),
+    });
+    return createHash('sha256').update(perm).digest('hex');
+  });
+  const moduleUrl = new URL('../../../loader/service/epoch-layout.js', import.meta.url).href;
+  const script = `
+    import { createHash } from 'node:crypto';
+    import { shufflePlan } from ${JSON.stringify(moduleUrl)};
+    const ids = Uint32Array.from({ length: 20000 }, (_, i) => i * 5);
+    const out = ['global', 'shard-block', 'shard-buffer'].map((mode) =>
+      createHash('sha256').update(shufflePlan({ ids, seed: 123n, epoch: 2, mode, blockShards: 2, shardOf: (id) => Math.floor(id / 700) })).digest('hex'));
+    process.stdout.write(JSON.stringify(out));`;
+  const there = JSON.parse(
+    execFileSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    }),
+  ) as string[];
+  assert.deepEqual(there, here);
 });
 
 test('ranks get equal-length streams that cover the order once plus padding from its start', () => {

@@ -32,6 +32,17 @@ from .batch import AckRecord, Batch, EpochInfo, to_ack_record
 from .errors import SadpError, invalid_argument, is_retryable_status, status_of
 from .options import ClientOptions, backoff_delay_ms, metadata
 
+
+@dataclass(frozen=True)
+class _JoinedSample:
+    """A sample reassembled from the pieces it was split into across parts."""
+
+    id: int
+    key: str
+    weight: float
+    padded: bool
+    fields: Dict[str, bytes]
+
 __all__ = ["EpochStream", "EpochStreamStats"]
 
 #: Messages buffered from the socket per call (bounded read-ahead).
@@ -527,7 +538,8 @@ class EpochStream:
                     if self._conn is conn:
                         self._conn = None
 
-    def _assemble(self, index: int, samples: List[Any], info: EpochInfo) -> Batch:
+    def _assemble(self, index: int, pieces: List[Any], info: EpochInfo) -> Batch:
+        samples = self._join_pieces(index, pieces)
         n = len(samples)
         names = list(info.fields)
         for s in samples:
@@ -548,3 +560,52 @@ class EpochStream:
             info=info,
             _ack=self._ack,
         )
+
+    def _join_pieces(self, index: int, pieces: List[Any]) -> List[Any]:
+        """Joins samples split across parts (Sample.continued in loader.proto).
+
+        A sample larger than one message arrives as a first piece (id, key,
+        weight, padded, some field bytes) followed by continuation pieces with
+        the same id and more bytes of its fields; each field's bytes are the
+        concatenation of its slices. Samples that came whole pass through.
+        """
+        if not any(p.continued for p in pieces):
+            return pieces
+        out: List[Any] = []
+        k = 0
+        while k < len(pieces):
+            first = pieces[k]
+            if first.continued:
+                raise SadpError(
+                    "SADP_LOADER_PROTOCOL",
+                    f"{self._what}: batch {index}: continuation of sample id {first.id} without its first piece",
+                    grpc.StatusCode.INTERNAL,
+                )
+            end = k + 1
+            while end < len(pieces) and pieces[end].continued:
+                if pieces[end].id != first.id:
+                    raise SadpError(
+                        "SADP_LOADER_PROTOCOL",
+                        f"{self._what}: batch {index}: continuation of sample id {pieces[end].id} "
+                        f"follows sample id {first.id}",
+                        grpc.StatusCode.INTERNAL,
+                    )
+                end += 1
+            if end == k + 1:
+                out.append(first)
+            else:
+                chunks: Dict[str, List[bytes]] = {}
+                for piece in pieces[k:end]:
+                    for f, data in piece.fields.items():
+                        chunks.setdefault(f, []).append(data)
+                out.append(
+                    _JoinedSample(
+                        id=first.id,
+                        key=first.key,
+                        weight=first.weight,
+                        padded=first.padded,
+                        fields={f: b"".join(parts) for f, parts in chunks.items()},
+                    )
+                )
+            k = end
+        return out

@@ -93,7 +93,7 @@ class OpenEpoch(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., batch_size: _Optional[int] = ..., cursor: _Optional[int] = ..., max_unacked_batches: _Optional[int] = ...) -> None: ...
 
 class Sample(_message.Message):
-    __slots__ = ["fields", "id", "key", "padded", "weight"]
+    __slots__ = ["continued", "fields", "id", "key", "padded", "weight"]
     class FieldsEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,17 +101,19 @@ class Sample(_message.Message):
         key: str
         value: bytes
         def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    CONTINUED_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PADDED_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    continued: bool
     fields: _containers.ScalarMap[str, bytes]
     id: int
     key: str
     padded: bool
     weight: float
-    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., fields: _Optional[_Mapping[str, bytes]] = ..., weight: _Optional[float] = ..., padded: bool = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., fields: _Optional[_Mapping[str, bytes]] = ..., weight: _Optional[float] = ..., padded: bool = ..., continued: bool = ...) -> None: ...
 
 class ScoresCommitted(_message.Message):
     __slots__ = ["through_index"]

@@ -1,0 +1,136 @@
+// Event-loop blocking while an epoch is planned at N = 10M (ImageNet-21k
+// scale), measured with perf_hooks.monitorEventLoopDelay (10 ms resolution):
+//
+//   npm run bench:plan-loop [-- --quick]      (--quick: N = 2M)
+//
+// 1. scorer: getPlan of a fresh epoch on a scorer core with every example
+//    scored (plan + encode + snapshot in the worker thread), against the
+//    same planEpoch + encodePlan called on the loop (what the core did).
+// 2. loader: the epoch shuffle (global and shard-buffer) sliced with
+//    yields, against the same shuffle in one piece.
+// Target: no loop block over 50 ms. Writes bench/results/plan-loop.json.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { packageRoot } from '../common/paths.js';
+import { openStore } from '../storage/index.js';
+import { encodePlan, openScorerCore, planEpoch } from '../scorer/index.js';
+import { shufflePlan, shufflePlanAsync } from '../loader/index.js';
+
+const quick = process.argv.includes('--quick');
+const N = quick ? 2_000_000 : 10_000_000;
+const SHARD_SAMPLES = 1_000;
+const log = (line: string): void => void process.stdout.write(`${line}\n`);
+
+/**
+ * Largest loop block (ms) while `fn` runs: the histogram's max, and the
+ * largest gap between ticks of a 1 ms interval (the histogram can miss a
+ * block that ends right before it is disabled).
+ */
+async function maxBlockMs<T>(fn: () => Promise<T> | T): Promise<{ value: T; maxMs: number; wallMs: number }> {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  let last = performance.now();
+  let gap = 0;
+  const tick = setInterval(() => {
+    const t = performance.now();
+    gap = Math.max(gap, t - last);
+    last = t;
+  }, 1);
+  h.enable();
+  // Let the monitor arm before the work starts.
+  await new Promise((r) => setTimeout(r, 30));
+  last = performance.now();
+  gap = 0;
+  const t0 = performance.now();
+  const value = await fn();
+  const wallMs = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 30));
+  await new Promise((r) => setTimeout(r, 30));
+  h.disable();
+  clearInterval(tick);
+  const maxMs = Math.max(h.max / 1e6, gap);
+  return { value, maxMs: Math.round(maxMs * 10) / 10, wallMs: Math.round(wallMs) };
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'sadp-plan-loop-'));
+const results: Record<string, { maxBlockMs: number; wallMs: number }> = {};
+try {
+  const core = await openScorerCore({ store: openStore(dir) });
+  await core.createJob({ jobId: 'j', datasetSize: N, policy: 'sadp', pruneRatio: 0.5, epochs: 4, seed: 3n });
+  const chunk = 1 << 20;
+  let x = 0x9e3779b9;
+  for (let from = 0; from < N; from += chunk) {
+    const n = Math.min(chunk, N - from);
+    const ids = new Uint32Array(n);
+    const scores = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      ids[i] = from + i;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      scores[i] = (x >>> 0) / 2 ** 32;
+    }
+    await core.reportScores('j', { epoch: 0, ids, scores, losses: scores });
+  }
+  log(`scorer: ${N} examples scored`);
+
+  const off = await maxBlockMs(() => core.getPlan('j', 0));
+  results.scorerWorker = { maxBlockMs: off.maxMs, wallMs: off.wallMs };
+  log(`scorer getPlan (worker thread): max loop block ${off.maxMs} ms, wall ${off.wallMs} ms`);
+
+  // The old path: the same computation on the loop.
+  const scores = new Float64Array(N);
+  for (let i = 0; i < N; i++) scores[i] = (i * 2654435761) % 1000003;
+  const input = {
+    policy: 'sadp' as const,
+    datasetSize: N,
+    pruneRatio: 0.5,
+    maxPruneRatio: 0.7,
+    smoothing: 0.3,
+    epochs: 4,
+    epoch: 1,
+    seed: 3n,
+    scores,
+    losses: scores,
+    scored: new Uint8Array(N).fill(1),
+  };
+  const on = await maxBlockMs(() => encodePlan(planEpoch(input)).byteLength);
+  results.scorerOnLoop = { maxBlockMs: on.maxMs, wallMs: on.wallMs };
+  log(`scorer planEpoch + encodePlan on the loop: max loop block ${on.maxMs} ms`);
+
+  const plan = off.value;
+  const shardOf = (id: number): number => Math.floor(id / SHARD_SAMPLES);
+  for (const mode of ['global', 'shard-buffer'] as const) {
+    const shuffleInput = { ids: plan.ids, seed: 3n, epoch: 0, mode, blockShards: 4, shardOf };
+    const sliced = await maxBlockMs(() => shufflePlanAsync(shuffleInput));
+    results[`loaderShuffle-${mode}`] = { maxBlockMs: sliced.maxMs, wallMs: sliced.wallMs };
+    const whole = await maxBlockMs(() => shufflePlan(shuffleInput));
+    results[`loaderShuffleOnLoop-${mode}`] = { maxBlockMs: whole.maxMs, wallMs: whole.wallMs };
+    log(
+      `loader ${mode} shuffle of ${plan.ids.length}: sliced max block ${sliced.maxMs} ms, one piece ${whole.maxMs} ms`,
+    );
+  }
+  await core.close();
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
+
+const out = {
+  benchmark: 'plan-loop',
+  generatedAt: new Date().toISOString(),
+  quick,
+  machine: {
+    cores: cpus().length,
+    node: process.version,
+    loadavg: loadavg().map((l) => Math.round(l * 100) / 100),
+  },
+  datasetSize: N,
+  targetMaxBlockMs: 50,
+  results,
+};
+await mkdir(join(packageRoot, 'bench/results'), { recursive: true });
+await writeFile(
+  join(packageRoot, 'bench/results', quick ? 'plan-loop-quick.json' : 'plan-loop.json'),
+  `${JSON.stringify(out, null, 2)}\n`,
+);
