@@ -6,7 +6,7 @@ import { cancelledError } from '../../common/abort.js';
 import { SadpError, Status } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { sadp } from '../../proto/index.js';
-import { openDataset, type Dataset } from '../shards/index.js';
+import { openDataset, type Dataset, type DatasetAccess } from '../shards/index.js';
 import { u64ToBigInt } from '../../scorer/index.js';
 import type { S3Client } from '../../storage/index.js';
 import { shufflePlan } from './epoch-layout.js';
@@ -44,6 +44,8 @@ export interface JobRegistryOptions {
   scorer: ScorerAccess;
   /** One S3 client (and socket pool) for every job's dataset. */
   s3Client: () => S3Client;
+  /** Where datasets may be read from (see loader/shards/dataset-access.ts). */
+  datasetAccess: DatasetAccess;
   shuffle: ShuffleMode;
   shuffleBlockShards: number;
   logger: Logger;
@@ -148,6 +150,7 @@ export class JobRegistry {
     const dataset = await openDataset(datasetUrl, {
       client: datasetUrl.startsWith('s3://') ? this.options.s3Client() : undefined,
       signal,
+      access: this.options.datasetAccess,
     });
     if (dataset.size !== datasetSize) {
       throw new SadpError(

@@ -6,6 +6,7 @@
 // a stream is open).
 import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
+import { bearerInterceptor } from '../../common/bearer.js';
 import { SadpError, Status, errorMessage, toGrpcError } from '../../common/errors.js';
 import {
   addStandardServices,
@@ -64,6 +65,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     {
       'grpc.keepalive_time_ms': resolved.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': 20_000,
+      ...(resolved.scorerToken ? { interceptors: [bearerInterceptor(resolved.scorerToken)] } : {}),
     },
   );
   const scorer = createScorerAccess(scorerClient, resolved.scorerCallTimeoutMs);
@@ -114,6 +116,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     scorer,
     // The range reader retries (with resume from the last byte) itself: one SDK attempt each.
     s3Client: () => (s3Client ??= createS3Client({ ...resolved.s3, maxAttempts: 1 })),
+    datasetAccess: resolved.datasetAccess,
     shuffle: resolved.shuffle,
     shuffleBlockShards: resolved.shuffleBlockShards,
     logger,

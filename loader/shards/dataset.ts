@@ -23,6 +23,7 @@ import type { Readable } from 'node:stream';
 import type { DatasetManifest, ShardIndex } from './format.js';
 import { CompactShardIndex, SuffixTable } from './compact-index.js';
 import { throwIfCancelled } from '../../common/abort.js';
+import { checkDatasetLocation, type DatasetAccess } from './dataset-access.js';
 import { indexInvalid, manifestInvalid, parseJson, validateIndex, validateManifest } from './schema.js';
 
 export interface OpenDatasetOptions {
@@ -34,6 +35,8 @@ export interface OpenDatasetOptions {
   indexConcurrency?: number;
   /** Shard indexes kept in object form (samples built lazily); default 64. */
   indexCacheShards?: number;
+  /** Locations the manifest and its absolute shard/index URLs may name; default 'any'. */
+  access?: DatasetAccess;
 }
 
 export interface Dataset {
@@ -114,11 +117,14 @@ class RoutingStore implements ObjectStore {
 /** Opens the directory of a manifest URL as a store that also routes absolute keys. */
 export function openDatasetStore(
   manifestUrl: string,
-  options: { s3?: S3Options; client?: S3Client } = {},
+  options: { s3?: S3Options; client?: S3Client; access?: DatasetAccess } = {},
 ): { store: ObjectStore; manifestKey: string } {
   const { dir, key } = splitObjectUrl(manifestUrl);
   const client = options.client;
-  const open = (url: string): ObjectStore => openStore(url, { s3: options.s3, client });
+  const open = (url: string): ObjectStore => {
+    checkDatasetLocation(url, options.access ?? 'any');
+    return openStore(url, { s3: options.s3, client });
+  };
   return { store: new RoutingStore(open(dir), open), manifestKey: key };
 }
 

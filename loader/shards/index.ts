@@ -4,6 +4,7 @@ export type { MemberEntry, SampleEntry, ShardIndex, ShardEntry, DatasetManifest 
 export { MANIFEST_KEY, INDEX_DIR, TAR_BLOCK, shardFileName, indexKeyFor, padded } from './format.js';
 export type { Dataset, OpenDatasetOptions } from './dataset.js';
 export { openDataset, DATASET_DEFAULTS } from './dataset.js';
+export { checkDatasetLocation, type DatasetAccess } from './dataset-access.js';
 export { splitMemberName, type MemberName } from './member-name.js';
 export { TarScanner, type TarRecord } from './tar-scanner.js';
 export type { IndexShardsOptions, IndexProgress } from './indexer.js';

@@ -20,3 +20,10 @@ export {
   type ScorerServer,
   type ScorerServerOptions,
 } from './server.js';
+export {
+  createScorerAuth,
+  type Caller,
+  type ScorerAuth,
+  type ScorerAuthMode,
+  type ScorerAuthOptions,
+} from './auth.js';
