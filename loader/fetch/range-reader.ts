@@ -111,6 +111,8 @@ export interface RangeReader {
 /** Lower runs first when GETs queue for the reader's concurrency; default 0. */
 export interface ReadPriority {
   priority?: number;
+  /** Told the body bytes this read receives (retried partial bodies included), as they arrive. */
+  onReceived?: (bytes: number) => void;
 }
 
 export interface ResolvedRangeReaderOptions {
@@ -221,6 +223,16 @@ class RangeReaderImpl implements RangeReader {
     options: ReadPriority = {},
   ): Promise<FetchedSample[]> {
     const priority = options.priority ?? 0;
+    const onReceived = options.onReceived;
+    const observer: FetchObserver = onReceived
+      ? {
+          ...this.observer,
+          received: (n) => {
+            this.observer.received(n);
+            onReceived(n);
+          },
+        }
+      : this.observer;
     if (signal?.aborted) throw cancelledError(signal, 'read');
     const unique = sortUniqueIds(ids, dataset.size);
     const plan = planRanges(dataset, unique, this.options);
@@ -243,7 +255,7 @@ class RangeReaderImpl implements RangeReader {
         const r = next++;
         try {
           await this.limiter.run(
-            () => this.fetchAndCut(dataset, plan, r, byId, controller.signal),
+            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal),
             controller.signal,
             priority,
           );
@@ -279,6 +291,7 @@ class RangeReaderImpl implements RangeReader {
     plan: RangePlan,
     r: number,
     byId: Map<number, FetchedSample>,
+    observer: FetchObserver,
     signal: AbortSignal,
   ): Promise<void> {
     const shard = plan.shard[r] as number;
@@ -292,7 +305,7 @@ class RangeReaderImpl implements RangeReader {
     const buf = await fetchRange(
       { store: dataset.store, key, label, start, end, etag: entry.etag },
       this.retry,
-      this.observer,
+      observer,
       signal,
     );
     const index = dataset.shardIndex(shard);

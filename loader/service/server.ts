@@ -19,6 +19,7 @@ import { createS3Client, type S3Client } from '../../storage/index.js';
 import { createRangeReader, type IoStats } from '../fetch/index.js';
 import { createByteBudget } from './byte-budget.js';
 import { EpochBoundary } from './epoch-boundary.js';
+import { createEpochIo, type EpochIo } from './epoch-io.js';
 import { epochLayout } from './epoch-layout.js';
 import { epochInfo, handleStreamEpoch, type StreamEpochCall } from './epoch-stream.js';
 import { JobRegistry, raceSignal } from './job-registry.js';
@@ -112,6 +113,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     });
   });
 
+  const epochIo = createEpochIo();
   const registry = new JobRegistry({
     scorer,
     // The range reader retries (with resume from the last byte) itself: one SDK attempt each.
@@ -163,6 +165,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
           boundary.batchReady(ctx.jobId, epoch);
           core.syncIo();
         },
+        onReceived: (n) => epochIo.add(ctx.jobId, epoch, n),
       };
     },
   };
@@ -178,7 +181,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
       call: grpc.ServerUnaryCall<sadp.v1.DescribeEpochRequest, sadp.v1.EpochInfo>,
       callback: grpc.sendUnaryData<sadp.v1.EpochInfo>,
     ) => {
-      describeEpoch(core, call).then(
+      describeEpoch(core, epochIo, call).then(
         (info) => callback(null, info),
         (err: unknown) => {
           const e = toGrpcError(err);
@@ -309,6 +312,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
 
 async function describeEpoch(
   core: LoaderCore,
+  epochIo: EpochIo,
   call: grpc.ServerUnaryCall<sadp.v1.DescribeEpochRequest, sadp.v1.EpochInfo>,
 ): Promise<sadp.v1.EpochInfo> {
   const req = call.request;
@@ -323,7 +327,9 @@ async function describeEpoch(
   try {
     const ctx = await openJob(core, jobId, epoch, call.metadata, controller.signal);
     const state = await core.registry.epoch(ctx, epoch, controller.signal);
-    return epochInfo(ctx, state, epochLayout(state.plan.ids.length, world, batchSize));
+    const info = epochInfo(ctx, state, epochLayout(state.plan.ids.length, world, batchSize));
+    info.storageBytesReceived = epochIo.received(jobId, epoch);
+    return info;
   } finally {
     call.removeListener('cancelled', onCancel);
   }
