@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { buildShards, syntheticSource } from '../../loader/shards/index.js';
+import { LoaderCallError, createLoaderClient } from '../../trainer/client/index.js';
 import { runSadp, startService, type ServiceProcess } from '../helpers/processes.js';
 
 const ADMIN = 'admin-0123456789abcdef';
@@ -148,4 +150,86 @@ test('create-job takes N from the manifest, checks --size, and fails on a missin
     { env: { SADP_SCORER_ADMIN_TOKEN: ADMIN } },
   );
   assert.equal(listed.code, 1, 'no job was created from a bad manifest');
+});
+
+test('sadp serve --auth token: the scorer needs the admin token, the in-process loader the job token', async () => {
+  const missing = await runSadp([
+    'serve',
+    '--scorer-listen',
+    '127.0.0.1:0',
+    '--loader-listen',
+    '127.0.0.1:0',
+    '--state',
+    join(dir, 'serve-missing'),
+    '--auth',
+    'token',
+  ]);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /SADP_AUTH_CONFIG/);
+
+  const serve = await startService({
+    args: [
+      'serve',
+      '--scorer-listen',
+      '127.0.0.1:0',
+      '--loader-listen',
+      '127.0.0.1:0',
+      '--state',
+      join(dir, 'serve-state'),
+      '--allow-local-root',
+      dir,
+      '--auth',
+      'token',
+    ],
+    env: { SADP_SCORER_ADMIN_TOKEN: ADMIN },
+    service: 'loader',
+  });
+  try {
+    const scorerLine = serve.stdout
+      .map((l) => (l.startsWith('{') ? (JSON.parse(l) as { service?: string; port?: number }) : {}))
+      .find((m) => m.service === 'scorer');
+    const scorerAddress = `127.0.0.1:${scorerLine?.port}`;
+    const createArgs = [
+      'scorer',
+      'create-job',
+      '--address',
+      scorerAddress,
+      '--job',
+      'served',
+      '--prune-ratio',
+      '0.5',
+      '--epochs',
+      '1',
+      '--dataset',
+      manifest,
+      '--token',
+      'job-token-1',
+    ];
+    const refused = await runSadp(createArgs);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /UNAUTHENTICATED/);
+    const created = await runSadp(createArgs, { env: { SADP_SCORER_ADMIN_TOKEN: ADMIN } });
+    assert.equal(created.code, 0, created.stderr);
+
+    // The in-process loader reaches the scorer with its own credential and
+    // checks the job's token (loader auth token).
+    const loader = createLoaderClient({ address: `127.0.0.1:${serve.port}`, reconnect: { maxAttempts: 1 } });
+    try {
+      await assert.rejects(
+        loader.epochInfo({ job: 'served', epoch: 0, worldSize: 1, batchSize: 8 }),
+        (err: unknown) => err instanceof LoaderCallError && err.status === grpc.status.UNAUTHENTICATED,
+      );
+    } finally {
+      loader.close();
+    }
+    const withToken = createLoaderClient({ address: `127.0.0.1:${serve.port}`, token: 'job-token-1' });
+    try {
+      const info = await withToken.epochInfo({ job: 'served', epoch: 0, worldSize: 1, batchSize: 8 });
+      assert.equal(info.datasetSize, COUNT);
+    } finally {
+      withToken.close();
+    }
+  } finally {
+    await serve.stop();
+  }
 });
