@@ -121,6 +121,7 @@ const summary = variants.map(({ label: target }) => {
     scoresAcknowledged: mine.reduce((n, r) => n + r.scores.acknowledged, 0),
     scoresLost: mine.reduce((n, r) => n + r.scores.lost, 0),
     streamReopens: sum((e) => e.reopens),
+    ranksResumed: sum((e) => e.ranksResumed),
     medianRestartMs: Math.round(
       median(kills.flatMap((k) => (k.restartMs === undefined ? [] : [k.restartMs]))),
     ),
@@ -146,6 +147,7 @@ process.stdout.write(
       'scores lost',
       'plan mismatches',
       'reopens',
+      'ranks resumed after the SDK gave up',
       'restart ms (median)',
       'failed runs',
     ],
@@ -164,6 +166,7 @@ process.stdout.write(
       s.scoresLost,
       s.planDigestMismatches,
       s.streamReopens,
+      s.ranksResumed,
       s.medianRestartMs,
       s.failedRuns,
     ]),

@@ -34,14 +34,19 @@ import {
   expectedPlanDigest,
   readDurableScores,
   runEpoch,
+  runRank,
   servedPlan,
   sleep,
   type EpochCheck,
   type JobParams,
   type Oracle,
+  type RankOutcome,
   type ScoreCheck,
 } from './stack.js';
 import { mulberry32 } from '../helpers/random.js';
+
+/** Resumes of one rank in one epoch before the run counts as failed. */
+const MAX_RESUMES = 3;
 
 export type KillTarget = 'loader' | 'scorer' | 's3' | 'loader+scorer';
 export const KILL_TARGETS: readonly KillTarget[] = ['loader', 'scorer', 's3', 'loader+scorer'];
@@ -264,7 +269,8 @@ export interface KillRunResult {
   seed: number;
   jobId: string;
   kills: KillPoint[];
-  epochs: Array<EpochCheck & { reopens: number; planDigestOk: boolean }>;
+  /** ranksResumed: rank iterations restarted from their cursor after the SDK gave up. */
+  epochs: Array<EpochCheck & { reopens: number; ranksResumed: number; planDigestOk: boolean }>;
   scores: ScoreCheck;
   /** Every epoch clean, every plan as expected, no score lost. */
   ok: boolean;
@@ -423,12 +429,39 @@ export async function runKillScenario(
         killNow(point);
       }
       await settled();
-      const segments = ranks.map((r) => [r]);
+      // A rank whose SDK gave up (the service stayed down longer than its
+      // reconnect budget, e.g. a slow restart on a loaded machine) failed
+      // loudly with UNAVAILABLE; it resumes the way a trainer does from its
+      // checkpoint, at its cursor and resending the scores not yet confirmed
+      // durable. Nothing may be lost or repeated across that either.
+      const segments: RankOutcome[][] = ranks.map((r) => [r]);
+      let resumed = 0;
+      for (const seg of segments) {
+        for (let attempt = 0; attempt < MAX_RESUMES; attempt++) {
+          const last = seg[seg.length - 1] as RankOutcome;
+          if (last.error === undefined) break;
+          resumed++;
+          seg.push(
+            await runRank({
+              client: clients[last.rank] as LoaderClient,
+              job: params.jobId,
+              epoch,
+              rank: last.rank,
+              worldSize: world,
+              batchSize,
+              oracle: env.oracle,
+              cursor: last.cursor,
+              resendAcks: last.pending,
+            }),
+          );
+        }
+      }
       ledger.recordEpoch(epoch, segments);
       const plan = await servedPlan(env.scorerClient, params.jobId, epoch);
       results.push({
         ...checkEpoch(segments, plan),
-        reopens: ranks.reduce((n, r) => n + r.reopens, 0),
+        reopens: segments.flat().reduce((n, r) => n + r.reopens, 0),
+        ranksResumed: resumed,
         planDigestOk: plan.digest === expectedDigest,
       });
     }
