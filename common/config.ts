@@ -77,6 +77,12 @@ const ConfigSchema = z
         listen: hostPort.default('127.0.0.1:50051'),
         /** Where jobs, score logs, snapshots and plans live: a directory or s3://bucket/prefix. */
         state: z.string().min(1).default('.sadp/scorer'),
+        /** 'token': every call needs a bearer token with its role (admin, or job-scoped). */
+        auth: z.enum(['none', 'token']).default('none'),
+        /** Admin credential (create jobs); required with auth 'token'. Keep it in a Secret. */
+        adminToken: z.string().min(1).optional(),
+        /** Credential loaders present: the job-scoped role for every job. */
+        loaderToken: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),
@@ -107,6 +113,10 @@ const ConfigSchema = z
         shuffle: z.enum(['global', 'shard-block', 'shard-buffer']).default('global'),
         /** 'token': trainers must present the job's bearer token. */
         auth: z.enum(['none', 'token']).default('none'),
+        /** Bearer token this loader presents to the scorer (the scorer's loaderToken). */
+        scorerToken: z.string().min(1).optional(),
+        /** Local directories jobs' datasets may read from (service mode reads only object storage otherwise). */
+        allowLocalRoots: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),

@@ -23,7 +23,6 @@ export {
   imageFolderSource,
   indexShards,
   openDataset,
-  readManifest,
   padded,
   shardFileName,
   splitMemberName,

@@ -1,8 +1,12 @@
-// kill -9 benchmark: seeded runs per target (loader, scorer, embedded S3),
-// each a three-epoch SADP job with four SDK ranks against services running as
-// child processes; one or two kills per run at seeded points, each followed
-// by a restart on the same port and state after a seeded pause. Prints a
-// summary table and writes bench/results/reliability-kill.json.
+// kill -9 benchmark: seeded runs per target (loader, scorer, embedded S3,
+// loader and scorer together), each a three-epoch SADP job with four SDK
+// ranks against services running as child processes; one or two kills per
+// run at seeded points (the n-th batch yielded or the n-th ack written, kind
+// and n drawn from the seed), each followed by a restart on the same port and
+// state after a seeded pause. With --state s3, also runs where the scorer is
+// killed while a score report is proven in flight (its log PUT held at a
+// fault proxy). Prints a summary table and writes
+// bench/results/reliability-kill.json.
 //
 //   npm run reliability:kill [-- --runs 20] [-- --quick] [-- --state s3]
 //
@@ -11,6 +15,7 @@
 import {
   KILL_TARGETS,
   runKillScenario,
+  type KillTarget,
   startKillEnv,
   verifyAfterStop,
   type KillRunResult,
@@ -33,18 +38,28 @@ const config = {
   maxDownMs: 1_000,
 };
 
-const env = await startKillEnv({ samples: config.samples, scorerState });
+const env = await startKillEnv({ samples: config.samples, scorerState, stateProxy: scorerState === 's3' });
 const results: KillRunResult[] = [];
 const records: RunRecord[] = [];
 const started = performance.now();
-const total = runs * KILL_TARGETS.length;
+/** Rows of the table: each target, plus the in-flight scorer kill when the state is on S3. */
+const variants: Array<{ label: string; target: KillTarget; reportInFlight: boolean }> = [
+  ...KILL_TARGETS.map((target) => ({ label: target, target, reportInFlight: false })),
+  ...(scorerState === 's3'
+    ? [{ label: 'scorer, report in flight', target: 'scorer' as const, reportInFlight: true }]
+    : []),
+];
+const labelOf = (r: KillRunResult): string =>
+  r.heldReport !== undefined ? 'scorer, report in flight' : r.target;
+const total = runs * variants.length;
 let failed = 0;
 try {
-  for (const target of KILL_TARGETS) {
+  for (const { target, reportInFlight } of variants) {
     for (let seed = 1; seed <= runs; seed++) {
       const { result, record } = await runKillScenario(env, {
         target,
         seed,
+        reportInFlight,
         kills: 1 + (seed % 2),
         epochs: config.epochs,
         world: config.world,
@@ -54,6 +69,10 @@ try {
       });
       results.push(result);
       records.push(record);
+      if (reportInFlight && result.heldReport === undefined) {
+        failed++;
+        process.stderr.write(`FAILED ${target} seed ${seed}: no report was held in flight\n`);
+      }
       if (!result.ok) {
         failed++;
         process.stderr.write(`FAILED ${target} seed ${seed}: ${JSON.stringify(result)}\n`);
@@ -64,7 +83,7 @@ try {
         total,
         started,
         `${target} seed ${seed}: ${result.ok ? 'ok' : 'FAILED'} in ${(result.durationMs / 1000).toFixed(1)} s, ` +
-          `kills at ${result.kills.map((k) => `e${k.epoch}/b${k.atBatch}+${k.downMs}ms`).join(',')}`,
+          `kills at ${result.kills.map((k) => `e${k.epoch}/${k.moment}#${k.atBatch}+${k.downMs}ms`).join(',')}`,
       );
     }
   }
@@ -78,8 +97,8 @@ const afterStop = await verifyAfterStop(env, records);
 const lostAfterStop = afterStop.reduce((n, c) => n + c.lost, 0);
 await env.remove();
 
-const summary = KILL_TARGETS.map((target) => {
-  const mine = results.filter((r) => r.target === target);
+const summary = variants.map(({ label: target }) => {
+  const mine = results.filter((r) => labelOf(r) === target);
   const epochs = mine.flatMap((r) => r.epochs);
   const sum = (f: (e: (typeof epochs)[number]) => number): number => epochs.reduce((n, e) => n + f(e), 0);
   const kills = mine.flatMap((r) => r.kills);
@@ -87,6 +106,9 @@ const summary = KILL_TARGETS.map((target) => {
     target,
     runs: mine.length,
     kills: kills.length,
+    killsAtBatch: kills.filter((k) => k.moment === 'batch').length,
+    killsAtAck: kills.filter((k) => k.moment === 'ack').length,
+    killsWithReportInFlight: kills.filter((k) => k.moment === 'report-in-flight').length,
     epochs: epochs.length,
     cleanEpochs: epochs.filter(epochClean).length,
     samplesPlanned: sum((e) => e.planned),
@@ -99,6 +121,7 @@ const summary = KILL_TARGETS.map((target) => {
     scoresAcknowledged: mine.reduce((n, r) => n + r.scores.acknowledged, 0),
     scoresLost: mine.reduce((n, r) => n + r.scores.lost, 0),
     streamReopens: sum((e) => e.reopens),
+    ranksResumed: sum((e) => e.ranksResumed),
     medianRestartMs: Math.round(
       median(kills.flatMap((k) => (k.restartMs === undefined ? [] : [k.restartMs]))),
     ),
@@ -113,6 +136,7 @@ process.stdout.write(
       'target',
       'runs',
       'kills',
+      'at batch / ack / report in flight',
       'epochs',
       'planned',
       'delivered',
@@ -123,6 +147,7 @@ process.stdout.write(
       'scores lost',
       'plan mismatches',
       'reopens',
+      'ranks resumed after the SDK gave up',
       'restart ms (median)',
       'failed runs',
     ],
@@ -130,6 +155,7 @@ process.stdout.write(
       s.target,
       s.runs,
       s.kills,
+      `${s.killsAtBatch} / ${s.killsAtAck} / ${s.killsWithReportInFlight}`,
       s.epochs,
       s.samplesPlanned,
       s.samplesDelivered,
@@ -140,6 +166,7 @@ process.stdout.write(
       s.scoresLost,
       s.planDigestMismatches,
       s.streamReopens,
+      s.ranksResumed,
       s.medianRestartMs,
       s.failedRuns,
     ]),

@@ -1,5 +1,6 @@
 // `sadp loader`: runs the trainer-facing loader gRPC service against a scorer.
 // Prints {"event":"listening","service":"loader",...} on stdout when ready.
+import { delimiter, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { splitHostPort, type Config } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
@@ -27,6 +28,7 @@ interface LoaderFlags extends CommonServiceFlags {
   concurrency?: number;
   shuffle?: 'global' | 'shard-block' | 'shard-buffer';
   auth?: 'none' | 'token';
+  allowLocalRoot: string[];
 }
 
 function loaderTls(config: Config): LoaderTlsOptions | undefined {
@@ -44,9 +46,16 @@ function loaderTls(config: Config): LoaderTlsOptions | undefined {
 export async function startLoaderFromConfig(
   config: Config,
   logger: Logger,
-  overrides: { scorerAddress?: string; s3?: S3Options } = {},
+  overrides: {
+    scorerAddress?: string;
+    s3?: S3Options;
+    scorerToken?: string;
+    /** `sadp serve` (embedded, single machine) reads local datasets by default. */
+    embedded?: boolean;
+  } = {},
 ): Promise<LoaderServer> {
   const { host, port } = splitHostPort(config.loader.listen);
+  const localRoots = (config.loader.allowLocalRoots ?? '').split(delimiter).filter((r) => r !== '');
   return createLoaderServer({
     host,
     port,
@@ -68,9 +77,17 @@ export async function startLoaderFromConfig(
     },
     shuffle: config.loader.shuffle,
     auth: config.loader.auth,
+    scorerToken: overrides.scorerToken ?? config.loader.scorerToken,
+    // Service mode: object storage plus the operator's local roots only.
+    datasetAccess: overrides.embedded && localRoots.length === 0 ? 'any' : { localRoots },
     tls: loaderTls(config),
     logger,
   });
+}
+
+/** Repeated --allow-local-root flags as the config's path-delimited list (undefined: leave config alone). */
+export function joinRoots(roots: readonly string[]): string | undefined {
+  return roots.length > 0 ? roots.map((r) => resolve(r)).join(delimiter) : undefined;
 }
 
 export function registerLoaderCommand(program: Command): void {
@@ -95,7 +112,16 @@ export function registerLoaderCommand(program: Command): void {
       )
       .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
       .option('--shuffle <mode>', 'global, shard-block or shard-buffer')
-      .option('--auth <mode>', 'none or token (per-job bearer tokens)'),
+      .option(
+        '--auth <mode>',
+        'none or token (per-job bearer tokens; under none, jobs created with a token are refused)',
+      )
+      .option(
+        '--allow-local-root <dir>',
+        'a local directory jobs’ datasets may be read from (repeatable); otherwise only object storage (s3://)',
+        (v: string, acc: string[]) => [...acc, v],
+        [] as string[],
+      ),
   ).action(async (flags: LoaderFlags) => {
     const config = resolveConfig(flags, {
       loader: {
@@ -108,6 +134,7 @@ export function registerLoaderCommand(program: Command): void {
         concurrency: flags.concurrency,
         shuffle: flags.shuffle,
         auth: flags.auth,
+        allowLocalRoots: joinRoots(flags.allowLocalRoot),
       },
     });
     const runtime = await startServiceRuntime('loader', config);

@@ -9,9 +9,10 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadConfig, splitHostPort, type Config } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
+import { readFileSync } from 'node:fs';
+import { bearerInterceptor } from '../../common/bearer.js';
 import { SadpError, Status, errorMessage, fromGrpcError } from '../../common/errors.js';
 import { errorLines } from '../hints.js';
-import { readManifest } from '../../loader/index.js';
 import { channelCredentials, serverCredentials } from '../../common/tls.js';
 import { pb, type sadp } from '../../proto/index.js';
 import {
@@ -21,6 +22,7 @@ import {
   type ScorerClient,
   type ScorerServer,
 } from '../../scorer/index.js';
+import { openDataset } from '../../loader/index.js';
 import type { S3Options } from '../../storage/index.js';
 import {
   addCommonServiceOptions,
@@ -37,19 +39,21 @@ import { addS3ConnectionFlags, s3OptionsFromFlags, type S3Flags } from './s3.js'
 interface ServeFlags extends CommonServiceFlags {
   listen?: string;
   state?: string;
+  auth?: 'none' | 'token';
 }
 
 interface ClientFlags {
   address: string;
   config?: string;
   deadlineMs: number;
+  authTokenFile?: string;
 }
 
 /** Starts a scorer from resolved config; shared by `sadp scorer` and `sadp serve`. */
 export function startScorerFromConfig(
   config: Config,
   logger: Logger,
-  overrides: { s3?: S3Options } = {},
+  overrides: { s3?: S3Options; loaderToken?: string } = {},
 ): Promise<ScorerServer> {
   const { host, port } = splitHostPort(config.scorer.listen);
   return createScorerServer({
@@ -58,12 +62,19 @@ export function startScorerFromConfig(
     stateUrl: config.scorer.state,
     s3: overrides.s3 ?? s3Options(config),
     credentials: serverCredentials(config.tls),
+    auth: {
+      mode: config.scorer.auth,
+      adminToken: config.scorer.adminToken,
+      loaderToken: overrides.loaderToken ?? config.scorer.loaderToken,
+    },
     logger,
   });
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
-  const config = resolveConfig(flags, { scorer: { listen: flags.listen, state: flags.state } });
+  const config = resolveConfig(flags, {
+    scorer: { listen: flags.listen, state: flags.state, auth: flags.auth },
+  });
   const runtime = await startServiceRuntime('scorer', config);
   const server = await startScorerFromConfig(config, runtime.logger);
   runtime.lifecycle.add({ name: 'scorer', close: (graceMs) => server.close(graceMs) });
@@ -76,27 +87,60 @@ async function serve(flags: ServeFlags): Promise<void> {
   await runUntilShutdown(runtime);
 }
 
-/** N from the job's dataset manifest, when --size is not given. */
-async function sizeFromManifest(o: S3Flags & { dataset: string }): Promise<number> {
-  if (o.dataset === '') {
+/**
+ * N for a new job: read from the manifest (which must open: it exists, parses
+ * and its indexes agree with it), and checked against --size when both are
+ * given, so a bad dataset fails here rather than when the first trainer connects.
+ */
+async function datasetSize(
+  o: S3Flags & { dataset: string; size?: number; datasetCheck: boolean },
+): Promise<number> {
+  if (!o.dataset || !o.datasetCheck) {
+    if (o.size === undefined)
+      throw new SadpError(
+        'SADP_CONFIG_INVALID',
+        'give --dataset <manifest URL> (N is read from it) or --size <n>',
+        { status: Status.INVALID_ARGUMENT },
+      );
+    return o.size;
+  }
+  const dataset = await openDataset(o.dataset, { s3: s3OptionsFromFlags(o) });
+  if (o.size !== undefined && o.size !== dataset.size) {
     throw new SadpError(
-      'SADP_CONFIG_INVALID',
-      'give --dataset <manifest URL> (N is read from it) or --size <n>',
-      {
-        status: Status.INVALID_ARGUMENT,
-      },
+      'SADP_DATASET_MISMATCH',
+      `--size ${o.size} but the manifest ${o.dataset} holds ${dataset.size} samples`,
+      { status: Status.INVALID_ARGUMENT },
     );
   }
-  const { manifest } = await readManifest(o.dataset, { s3: s3OptionsFromFlags(o) });
-  return manifest.samples;
+  return dataset.size;
 }
 
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new SadpError('SADP_TOKEN_FILE', `cannot read token file ${path}`, {
+      status: Status.INVALID_ARGUMENT,
+      cause,
+    });
+  }
+  return text.trim();
+}
+
+/**
+ * A client of the scorer presenting, when one is given, a bearer token: the
+ * file of --auth-token-file, else the admin token of the config
+ * (SADP_SCORER_ADMIN_TOKEN), as on the scorer's own pod.
+ */
 function connect(flags: ClientFlags): ScorerClient {
   const config = loadConfig({ file: flags.config });
+  const token = flags.authTokenFile ? readTokenFile(flags.authTokenFile) : config.scorer.adminToken;
   return createScorerClient({
     address: flags.address,
     credentials: channelCredentials(config.tls),
     callTimeoutMs: flags.deadlineMs,
+    ...(token ? { interceptors: [bearerInterceptor(token)] } : {}),
   });
 }
 
@@ -146,7 +190,11 @@ function addClientOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--address <host:port>', 'scorer address')
     .option('--config <file>', 'YAML config (for TLS settings); default $SADP_CONFIG')
-    .option('--deadline-ms <ms>', 'per-call deadline', intArg('--deadline-ms'), 30_000);
+    .option('--deadline-ms <ms>', 'per-call deadline', intArg('--deadline-ms'), 30_000)
+    .option(
+      '--auth-token-file <file>',
+      'file holding the bearer token to present (admin for create-job, or a job token); default the config’s scorer.adminToken',
+    );
 }
 
 export function registerScorerCommand(program: Command): void {
@@ -160,6 +208,10 @@ export function registerScorerCommand(program: Command): void {
       .option(
         '--state <dir|s3://bucket/prefix>',
         'where jobs, score logs, snapshots and plans live; default .sadp/scorer',
+      )
+      .option(
+        '--auth <mode>',
+        'none, or token: callers need the admin token (SADP_SCORER_ADMIN_TOKEN) to create jobs, and it, the loader token (SADP_SCORER_LOADER_TOKEN) or the job’s token for everything else',
       ),
   ).action((flags: ServeFlags) => serve(flags));
 
@@ -170,7 +222,7 @@ export function registerScorerCommand(program: Command): void {
       .requiredOption('--job <id>', 'job id: 1-128 characters of [A-Za-z0-9._-]')
       .option(
         '--size <n>',
-        'dataset size N; default the sample count of the --dataset manifest (read with the S3 flags)',
+        'dataset size N; default the manifest’s sample count (checked against it when both are given)',
         intArg('--size'),
       )
       .option('--policy <name>', `one of ${POLICY_NAMES.join(', ')}`, 'sadp')
@@ -187,8 +239,16 @@ export function registerScorerCommand(program: Command): void {
       .option('--smoothing <beta>', 'probability floor beta; default from Table II', numArg('--smoothing'))
       .requiredOption('--epochs <k>', 'epochs K of the run', intArg('--epochs'))
       .option('--seed <s>', 'u64 seed of the plans', '0')
-      .option('--dataset <url>', 'dataset manifest URL the loaders read', '')
-      .option('--token <token>', 'bearer token trainers must present to the loader (stored hashed)'),
+      .option(
+        '--dataset <url>',
+        'dataset manifest URL the loaders read; opened and checked here (exists, parses, its indexes agree) before the job is created',
+        '',
+      )
+      .option('--no-dataset-check', 'do not open the manifest here (then --size is required)')
+      .option(
+        '--token <token>',
+        'bearer token trainers must present to the loader (stored hashed; the loader must run with --auth token)',
+      ),
   );
   addS3ConnectionFlags(createJob).action(
     guarded(
@@ -198,6 +258,7 @@ export function registerScorerCommand(program: Command): void {
           S3Flags & {
             job: string;
             size?: number;
+            datasetCheck: boolean;
             policy: string;
             pruneRatio?: number;
             maxPruneRatio?: number;
@@ -221,11 +282,11 @@ export function registerScorerCommand(program: Command): void {
             { status: Status.INVALID_ARGUMENT },
           );
         }
-        const datasetSize = o.size ?? (await sizeFromManifest(o));
+        const size = await datasetSize(o);
         const job = await withClient(o, (client) =>
           client.createJob({
             jobId: o.job,
-            datasetSize,
+            datasetSize: size,
             policy: o.policy,
             pruneRatio: o.pruneRatio ?? 0,
             maxPruneRatio: o.maxPruneRatio,

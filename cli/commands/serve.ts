@@ -3,7 +3,8 @@
 // runs the same pieces as separate `sadp scorer` / `sadp loader` processes.
 import type { Command } from 'commander';
 import { s3OptionsForEmbedded, startEmbeddedS3, type S3Options } from '../../storage/index.js';
-import { startLoaderFromConfig } from './loader.js';
+import { randomBytes } from 'node:crypto';
+import { joinRoots, startLoaderFromConfig } from './loader.js';
 import { startScorerFromConfig } from './scorer.js';
 import {
   addCommonServiceOptions,
@@ -24,6 +25,8 @@ interface ServeFlags extends CommonServiceFlags {
   scorerListen?: string;
   loaderListen?: string;
   state?: string;
+  auth?: 'none' | 'token';
+  allowLocalRoot: string[];
 }
 
 export function registerServeCommand(program: Command): void {
@@ -44,13 +47,33 @@ export function registerServeCommand(program: Command): void {
       )
       .option('--scorer-listen <host:port>', 'scorer address; default 127.0.0.1:50051')
       .option('--loader-listen <host:port>', 'loader address; default 127.0.0.1:50052')
-      .option('--state <dir|s3://bucket/prefix>', 'scorer state store; default .sadp/scorer'),
+      .option('--state <dir|s3://bucket/prefix>', 'scorer state store; default .sadp/scorer')
+      .option(
+        '--auth <mode>',
+        'none, or token: the scorer needs its admin token (SADP_SCORER_ADMIN_TOKEN) to create jobs and the loader needs each job’s token',
+      )
+      .option(
+        '--allow-local-root <dir>',
+        'read jobs’ local datasets only under this directory (repeatable); default any local path (single machine)',
+        (v: string, acc: string[]) => [...acc, v],
+        [] as string[],
+      ),
   ).action(async (flags: ServeFlags) => {
     const config = resolveConfig(flags, {
       embeddedS3: { enabled: flags.embeddedS3, dataDir: flags.s3DataDir, port: flags.s3Port },
-      scorer: { listen: flags.scorerListen, state: flags.state },
-      loader: { listen: flags.loaderListen },
+      scorer: { listen: flags.scorerListen, state: flags.state, auth: flags.auth },
+      loader: {
+        listen: flags.loaderListen,
+        auth: flags.auth,
+        allowLocalRoots: joinRoots(flags.allowLocalRoot),
+      },
     });
+    // One process: under token auth the in-process loader gets a loader
+    // credential of its own unless one is configured.
+    const loaderToken =
+      config.scorer.auth === 'token'
+        ? (config.scorer.loaderToken ?? config.loader.scorerToken ?? randomBytes(32).toString('base64url'))
+        : undefined;
     const runtime = await startServiceRuntime('serve', config);
     const { logger, lifecycle } = runtime;
 
@@ -72,7 +95,10 @@ export function registerServeCommand(program: Command): void {
       });
     }
 
-    const scorer = await startScorerFromConfig(config, logger.child({ component: 'scorer' }), { s3 });
+    const scorer = await startScorerFromConfig(config, logger.child({ component: 'scorer' }), {
+      s3,
+      loaderToken,
+    });
     lifecycle.add({ name: 'scorer', close: (graceMs) => scorer.close(graceMs) });
     announce('scorer', { address: scorer.address, port: scorer.port, state: config.scorer.state });
 
@@ -81,6 +107,8 @@ export function registerServeCommand(program: Command): void {
     const loader = await startLoaderFromConfig(config, logger, {
       scorerAddress: scorer.address,
       s3,
+      scorerToken: loaderToken,
+      embedded: true,
     });
     lifecycle.add({ name: 'loader', close: (graceMs) => loader.close(graceMs) });
     announce('loader', { address: loader.address, port: loader.port, metricsPort: runtime.metricsPort });

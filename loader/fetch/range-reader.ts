@@ -143,6 +143,8 @@ export interface RangeReader {
 /** Lower runs first when GETs queue for the reader's concurrency; default 0. */
 export interface ReadPriority {
   priority?: number;
+  /** Told the body bytes this read receives (retried partial bodies included), as they arrive. */
+  onReceived?: (bytes: number) => void;
 }
 
 export interface ResolvedRangeReaderOptions {
@@ -319,6 +321,16 @@ class RangeReaderImpl implements RangeReader {
     options: ReadPriority,
   ): Promise<FetchedSample[]> {
     const priority = options.priority ?? 0;
+    const onReceived = options.onReceived;
+    const observer: FetchObserver = onReceived
+      ? {
+          ...this.observer,
+          received: (n) => {
+            this.observer.received(n);
+            onReceived(n);
+          },
+        }
+      : this.observer;
     if (signal?.aborted) throw cancelledError(signal, 'read');
     const unique = sortUniqueIds(ids, dataset.size);
     const plan = planReads(dataset, unique, {
@@ -360,7 +372,7 @@ class RangeReaderImpl implements RangeReader {
         const r = next++;
         try {
           await this.limiter.run(
-            () => this.fetchAndCut(dataset, plan, r, byId, controller.signal),
+            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal),
             controller.signal,
             priority,
           );
@@ -396,6 +408,7 @@ class RangeReaderImpl implements RangeReader {
     plan: RangePlan,
     r: number,
     byId: Map<number, FetchedSample>,
+    observer: FetchObserver,
     signal: AbortSignal,
   ): Promise<void> {
     const shard = plan.shard[r] as number;
@@ -413,7 +426,7 @@ class RangeReaderImpl implements RangeReader {
       buf = await fetchRange(
         { store: dataset.store, key, label, start, end, etag: entry.etag },
         this.retry,
-        this.observer,
+        observer,
         signal,
       );
       this.costs.observe(end - start, (performance.now() - began) * 1000, this.limiter.active);

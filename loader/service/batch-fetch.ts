@@ -54,6 +54,8 @@ export interface FetchDeps {
   dataset: Dataset;
   /** Called once when the bytes are in memory (boundary-stall metric). */
   onReady?: (spec: BatchSpec) => void;
+  /** Told the storage bytes received for this batch as they arrive (per-epoch accounting). */
+  onReceived?: (bytes: number) => void;
 }
 
 /**
@@ -109,6 +111,7 @@ export class BatchFetch {
     }
     const samples = await this.deps.reader.read(this.deps.dataset, this.spec.ids, signal, {
       priority: this.priority,
+      onReceived: this.deps.onReceived,
     });
     this.deps.onReady?.(this.spec);
     return samples;

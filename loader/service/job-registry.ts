@@ -6,7 +6,7 @@ import { raceSignal } from '../../common/signals.js';
 import { SadpError, Status } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { sadp } from '../../proto/index.js';
-import { openDataset, type Dataset } from '../shards/index.js';
+import { openDataset, type Dataset, type DatasetAccess } from '../shards/index.js';
 import { u64ToBigInt, type Plan, type ScorerClient } from '../../scorer/index.js';
 import type { S3Client } from '../../storage/index.js';
 import { shufflePlanAsync, yieldLoop } from './epoch-layout.js';
@@ -43,6 +43,8 @@ export interface JobRegistryOptions {
   scorer: Pick<ScorerClient, 'describeJob' | 'getPlan'>;
   /** One S3 client (and socket pool) for every job's dataset. */
   s3Client: () => S3Client;
+  /** Where datasets may be read from (see loader/shards/dataset-access.ts). */
+  datasetAccess: DatasetAccess;
   shuffle: ShuffleMode;
   shuffleBlockShards: number;
   logger: Logger;
@@ -118,6 +120,7 @@ export class JobRegistry {
     const dataset = await openDataset(datasetUrl, {
       client: datasetUrl.startsWith('s3://') ? this.options.s3Client() : undefined,
       signal,
+      access: this.options.datasetAccess,
     });
     if (dataset.size !== datasetSize) {
       throw new SadpError(

@@ -4,6 +4,7 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import { SadpError, Status } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
 import type { RangeReaderOptions, RangeRequestEvent } from '../fetch/index.js';
+import type { DatasetAccess } from '../shards/index.js';
 import type { S3Options } from '../../storage/index.js';
 
 /**
@@ -48,6 +49,14 @@ export interface LoaderServerOptions {
   scorerAddress: string;
   /** Credentials for the scorer channel; default plaintext (same pod network / loopback). */
   scorerCredentials?: ChannelCredentials;
+  /** Bearer token presented on every scorer call (a scorer with auth 'token' needs its loader credential). */
+  scorerToken?: string;
+  /**
+   * Where jobs' datasets may be read from: `'any'` (the default; embedded and
+   * single-machine setups) or only object storage plus these local
+   * directories (service mode: a job creator must not reach the loader's disk).
+   */
+  datasetAccess?: DatasetAccess;
   /** S3 client settings for datasets on `s3://` URLs; default the AWS default chain. */
   s3?: S3Options;
   /**
@@ -125,6 +134,8 @@ export interface ResolvedLoaderOptions {
   port: number;
   scorerAddress: string;
   scorerCredentials: ChannelCredentials | undefined;
+  scorerToken: string | undefined;
+  datasetAccess: DatasetAccess;
   s3: S3Options | undefined;
   inflightBytes: number;
   prefetchBatches: number;
@@ -201,6 +212,8 @@ export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoad
     port: int('port', options.port ?? d.port, 0, 65_535),
     scorerAddress: options.scorerAddress,
     scorerCredentials: options.scorerCredentials,
+    scorerToken: options.scorerToken,
+    datasetAccess: options.datasetAccess ?? 'any',
     s3: options.s3,
     inflightBytes: int('inflightBytes', options.inflightBytes ?? d.inflightBytes, 1),
     prefetchBatches: int('prefetchBatches', options.prefetchBatches ?? d.prefetchBatches, 1, 1024),

@@ -6,6 +6,7 @@
 // a stream is open).
 import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
+import { bearerInterceptor } from '../../common/bearer.js';
 import { SadpError, Status, errorMessage, toGrpcError } from '../../common/errors.js';
 import { addStandardServices, LOADER_SERVICE_NAME, LoaderService, type sadp } from '../../proto/index.js';
 import { createScorerClient } from '../../scorer/index.js';
@@ -13,6 +14,7 @@ import { createS3Client, type S3Client } from '../../storage/index.js';
 import { createRangeReader, type IoStats } from '../fetch/index.js';
 import { createByteBudget } from './byte-budget.js';
 import { EpochBoundary } from './epoch-boundary.js';
+import { createEpochIo, type EpochIo } from './epoch-io.js';
 import { epochLayout } from './epoch-layout.js';
 import { handleStreamEpoch, type StreamEpochCall } from './epoch-stream.js';
 import { epochInfo } from './stream-messages.js';
@@ -59,6 +61,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     credentials: resolved.scorerCredentials,
     keepaliveTimeMs: resolved.keepaliveTimeMs,
     callTimeoutMs: resolved.scorerCallTimeoutMs,
+    ...(resolved.scorerToken ? { interceptors: [bearerInterceptor(resolved.scorerToken)] } : {}),
   });
 
   // The planner's sadp_read_* metrics (mode, mix, cost model) go to /metrics with the loader's.
@@ -104,10 +107,12 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     });
   });
 
+  const epochIo = createEpochIo();
   const registry = new JobRegistry({
     scorer,
     // The range reader retries (with resume from the last byte) itself: one SDK attempt each.
     s3Client: () => (s3Client ??= createS3Client({ ...resolved.s3, maxAttempts: 1 })),
+    datasetAccess: resolved.datasetAccess,
     shuffle: resolved.shuffle,
     shuffleBlockShards: resolved.shuffleBlockShards,
     logger,
@@ -154,6 +159,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
           boundary.batchReady(ctx.jobId, epoch);
           core.syncIo();
         },
+        onReceived: (n) => epochIo.add(ctx.jobId, epoch, n),
       };
     },
   };
@@ -169,7 +175,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
       call: grpc.ServerUnaryCall<sadp.v1.DescribeEpochRequest, sadp.v1.EpochInfo>,
       callback: grpc.sendUnaryData<sadp.v1.EpochInfo>,
     ) => {
-      describeEpoch(core, call).then(
+      describeEpoch(core, epochIo, call).then(
         (info) => callback(null, info),
         (err: unknown) => {
           const e = toGrpcError(err);
@@ -301,6 +307,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
 
 async function describeEpoch(
   core: LoaderCore,
+  epochIo: EpochIo,
   call: grpc.ServerUnaryCall<sadp.v1.DescribeEpochRequest, sadp.v1.EpochInfo>,
 ): Promise<sadp.v1.EpochInfo> {
   const req = call.request;
@@ -315,7 +322,9 @@ async function describeEpoch(
   try {
     const ctx = await openJob(core, jobId, epoch, call.metadata, controller.signal);
     const state = await core.registry.epoch(ctx, epoch, controller.signal);
-    return epochInfo(ctx, state, epochLayout(state.plan.ids.length, world, batchSize));
+    const info = epochInfo(ctx, state, epochLayout(state.plan.ids.length, world, batchSize));
+    info.storageBytesReceived = epochIo.received(jobId, epoch);
+    return info;
   } finally {
     call.removeListener('cancelled', onCancel);
   }

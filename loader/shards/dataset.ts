@@ -26,6 +26,7 @@ import type { DatasetManifest, ShardIndex } from './format.js';
 import { CompactShardIndex, SuffixTable } from './compact-index.js';
 import { forEachLimited } from '../../common/pool.js';
 import { throwIfCancelled } from '../../common/signals.js';
+import { checkDatasetLocation, type DatasetAccess } from './dataset-access.js';
 import { indexInvalid, manifestInvalid, parseJson, validateIndex, validateManifest } from './schema.js';
 
 export interface OpenDatasetOptions {
@@ -37,6 +38,8 @@ export interface OpenDatasetOptions {
   indexConcurrency?: number;
   /** Shard indexes kept in object form (samples built lazily); default 64. */
   indexCacheShards?: number;
+  /** Locations the manifest and its absolute shard/index URLs may name; default 'any'. */
+  access?: DatasetAccess;
 }
 
 export interface Dataset {
@@ -131,11 +134,14 @@ class RoutingStore implements ObjectStore {
 /** Opens the directory of a manifest URL as a store that also routes absolute keys. */
 export function openDatasetStore(
   manifestUrl: string,
-  options: { s3?: S3Options; client?: S3Client } = {},
+  options: { s3?: S3Options; client?: S3Client; access?: DatasetAccess } = {},
 ): { store: ObjectStore; manifestKey: string } {
   const { dir, key } = splitObjectUrl(manifestUrl);
   const client = options.client;
-  const open = (url: string): ObjectStore => openStore(url, { s3: options.s3, client });
+  const open = (url: string): ObjectStore => {
+    checkDatasetLocation(url, options.access ?? 'any');
+    return openStore(url, { s3: options.s3, client });
+  };
   return { store: new RoutingStore(open(dir), open), manifestKey: key };
 }
 
@@ -252,15 +258,6 @@ function indexMismatch(shard: string, indexUrl: string, why: string): SadpError 
       status: Status.FAILED_PRECONDITION,
     },
   );
-}
-
-/** Reads and validates a dataset manifest alone (no shard index is fetched). */
-export async function readManifest(
-  manifestUrl: string,
-  options: Pick<OpenDatasetOptions, 's3' | 'client' | 'signal'> = {},
-): Promise<{ manifest: DatasetManifest; url: string }> {
-  const { manifest, url } = await loadManifest(manifestUrl, options);
-  return { manifest, url };
 }
 
 interface LoadedManifest {

@@ -3,8 +3,9 @@
 export type { ShardIndex, DatasetManifest } from './format.js';
 export { TAR_BLOCK, shardFileName, padded } from './format.js';
 export type { Dataset } from './dataset.js';
-export { openDataset, readManifest } from './dataset.js';
+export { openDataset } from './dataset.js';
 export { splitMemberName } from './member-name.js';
+export type { DatasetAccess } from './dataset-access.js';
 export { TarScanner, type TarRecord } from './tar-scanner.js';
 export { indexShard, indexShards, type IndexProgress } from './indexer.js';
 export type { SampleSource, Sample } from './writer.js';

@@ -255,6 +255,7 @@ export namespace sadp {
             datasetBytes: number;
             selectedBytes: number;
             epochs: number;
+            storageBytesReceived: number;
             static create(properties: sadp.v1.EpochInfo.$Shape): sadp.v1.EpochInfo & sadp.v1.EpochInfo.$Shape;
             static create(properties?: sadp.v1.EpochInfo.$Properties): sadp.v1.EpochInfo;
             static encode(m: sadp.v1.EpochInfo.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -281,6 +282,7 @@ export namespace sadp {
                 datasetBytes?: (number|null);
                 selectedBytes?: (number|null);
                 epochs?: (number|null);
+                storageBytesReceived?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = sadp.v1.EpochInfo.$Properties;

@@ -2047,6 +2047,7 @@ export const sadp = $root.sadp = (() => {
              * @property {number|null} [datasetBytes] EpochInfo datasetBytes
              * @property {number|null} [selectedBytes] EpochInfo selectedBytes
              * @property {number|null} [epochs] EpochInfo epochs
+             * @property {number|null} [storageBytesReceived] EpochInfo storageBytesReceived
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2192,6 +2193,14 @@ export const sadp = $root.sadp = (() => {
             EpochInfo.prototype.epochs = 0;
 
             /**
+             * EpochInfo storageBytesReceived.
+             * @member {number} storageBytesReceived
+             * @memberof sadp.v1.EpochInfo
+             * @instance
+             */
+            EpochInfo.prototype.storageBytesReceived = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
              * Creates a new EpochInfo instance using the specified properties.
              * @function create
              * @memberof sadp.v1.EpochInfo
@@ -2253,6 +2262,8 @@ export const sadp = $root.sadp = (() => {
                     w.uint32(/* id 13, wireType 0 =*/104).uint64(m.selectedBytes);
                 if (m.epochs != null && $Object.hasOwnProperty.call(m, "epochs") && m.epochs !== 0)
                     w.uint32(/* id 14, wireType 0 =*/112).uint32(m.epochs);
+                if (m.storageBytesReceived != null && $Object.hasOwnProperty.call(m, "storageBytesReceived") && (typeof m.storageBytesReceived === "object" ? m.storageBytesReceived.low || m.storageBytesReceived.high : m.storageBytesReceived !== 0))
+                    w.uint32(/* id 20, wireType 0 =*/160).uint64(m.storageBytesReceived);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -2422,6 +2433,15 @@ export const sadp = $root.sadp = (() => {
                                 delete m.epochs;
                             continue;
                         }
+                    case 20: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.storageBytesReceived = v;
+                            else
+                                delete m.storageBytesReceived;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -2544,6 +2564,18 @@ export const sadp = $root.sadp = (() => {
                         m.epochs = d.epochs >>> 0;
                     }
                 }
+                if (d.storageBytesReceived != null) {
+                    if (typeof d.storageBytesReceived === "object" ? d.storageBytesReceived.low || d.storageBytesReceived.high : $Number(d.storageBytesReceived) !== 0) {
+                        if ($util.Long)
+                            m.storageBytesReceived = $util.Long.fromValue(d.storageBytesReceived, true);
+                        else if (typeof d.storageBytesReceived === "string")
+                            m.storageBytesReceived = $parseInt(d.storageBytesReceived, 10);
+                        else if (typeof d.storageBytesReceived === "number")
+                            m.storageBytesReceived = d.storageBytesReceived;
+                        else if (typeof d.storageBytesReceived === "object")
+                            m.storageBytesReceived = new $util.LongBits(d.storageBytesReceived.low >>> 0, d.storageBytesReceived.high >>> 0).toNumber(true);
+                    }
+                }
                 return m;
             };
 
@@ -2589,6 +2621,11 @@ export const sadp = $root.sadp = (() => {
                     } else
                         d.selectedBytes = o.longs === $String ? "0" : typeof $BigInt !== "undefined" && o.longs === $BigInt ? $BigInt("0") : 0;
                     d.epochs = 0;
+                    if ($util.Long) {
+                        var n = new $util.Long(0, 0, true);
+                        d.storageBytesReceived = o.longs === $String ? n.toString() : o.longs === $Number ? n.toNumber() : typeof $BigInt !== "undefined" && o.longs === $BigInt ? n.toBigInt() : n;
+                    } else
+                        d.storageBytesReceived = o.longs === $String ? "0" : typeof $BigInt !== "undefined" && o.longs === $BigInt ? $BigInt("0") : 0;
                 }
                 if (m.jobId != null && $Object.hasOwnProperty.call(m, "jobId")) {
                     d.jobId = m.jobId;
@@ -2644,6 +2681,14 @@ export const sadp = $root.sadp = (() => {
                 }
                 if (m.epochs != null && $Object.hasOwnProperty.call(m, "epochs")) {
                     d.epochs = m.epochs;
+                }
+                if (m.storageBytesReceived != null && $Object.hasOwnProperty.call(m, "storageBytesReceived")) {
+                    if (typeof $BigInt !== "undefined" && o.longs === $BigInt)
+                        d.storageBytesReceived = typeof m.storageBytesReceived === "number" ? $BigInt(m.storageBytesReceived) : $util.Long.fromBits(m.storageBytesReceived.low >>> 0, m.storageBytesReceived.high >>> 0, true).toBigInt();
+                    else if (typeof m.storageBytesReceived === "number")
+                        d.storageBytesReceived = o.longs === $String ? $String(m.storageBytesReceived) : m.storageBytesReceived;
+                    else
+                        d.storageBytesReceived = o.longs === $String ? $util.Long.prototype.toString.call(m.storageBytesReceived) : o.longs === $Number ? new $util.LongBits(m.storageBytesReceived.low >>> 0, m.storageBytesReceived.high >>> 0).toNumber(true) : m.storageBytesReceived;
                 }
                 return d;
             };

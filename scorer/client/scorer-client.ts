@@ -21,6 +21,8 @@ interface ScorerClientOptions {
   keepaliveTimeMs?: number;
   /** More channel options (e.g. message size limits). */
   channelOptions?: grpc.ChannelOptions;
+  /** Call interceptors, e.g. the bearer token of an authenticated scorer (common/bearer.ts). */
+  interceptors?: grpc.Interceptor[];
   /** Deadline of each call. Default 30,000: a plan of ImageNet-1k is ~10 MB of chunks. */
   callTimeoutMs?: number;
   /**
@@ -68,7 +70,7 @@ export function createScorerClient(options: ScorerClientOptions): ScorerClient {
   const client = new GrpcScorerClient(
     options.address,
     options.credentials ?? grpc.credentials.createInsecure(),
-    channelOptions,
+    options.interceptors ? { ...channelOptions, interceptors: options.interceptors } : channelOptions,
   );
   const deadline = (): Date => new Date(Date.now() + callTimeoutMs);
 

@@ -1,6 +1,7 @@
 // The Scorer gRPC service (proto/sadp/v1/scorer.proto) over a ScorerCore,
 // with health checking and reflection. Epochs past the job's last one are
 // OUT_OF_RANGE (the request is well formed, the epoch is past the run's end).
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, invalidArgument, toGrpcError } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
@@ -10,9 +11,10 @@ import type { EpochPlan } from '../math/index.js';
 import { waitForEvent } from '../../common/signals.js';
 import { jobToWire, specFromWire, statsToWire } from '../wire.js';
 import { openScorerCore, type ScorerCore, type ScorerCoreOptions } from './core.js';
+import { createScorerAuth, type ScorerAuth, type ScorerAuthOptions } from './auth.js';
 
 export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | 'logger'> {
-  /** Default 127.0.0.1: the scorer has no authentication of its own. */
+  /** Default 127.0.0.1 (with auth 'none', anyone who reaches the port may create jobs and report scores). */
   host?: string;
   /** Default 0 (a free port; see `port` on the result). */
   port?: number;
@@ -29,6 +31,8 @@ export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | '
   credentials?: grpc.ServerCredentials;
   /** Server keepalive ping interval. Default 60 s, below the 350 s idle cutoff of cloud L4 load balancers. */
   keepaliveTimeMs?: number;
+  /** Bearer-token roles (see auth.ts); default none. */
+  auth?: ScorerAuthOptions;
 }
 
 export interface ScorerServer {
@@ -90,10 +94,31 @@ async function streamPlan(
   call.end();
 }
 
+/** Replaces the state location (as a URL and as a local path) in a message with `<state>`. */
+export function stateLocationHider(stateUrl: string): (text: string) => string {
+  const forms = [stateUrl];
+  if (stateUrl.startsWith('file://')) {
+    try {
+      forms.push(fileURLToPath(stateUrl));
+    } catch {
+      // Not a valid file URL: only the URL form can appear.
+    }
+  }
+  // Longest first, so a path inside the URL form is not replaced half-way.
+  forms.sort((a, b) => b.length - a.length);
+  return (text) => forms.reduce((t, form) => (form.length > 1 ? t.replaceAll(form, '<state>') : t), text);
+}
+
 /** Plan streams in progress; close() waits for them after cutting connections. */
 type StreamSet = Set<Promise<void>>;
 
-function handlers(core: ScorerCore, logger: Logger, streams: StreamSet): grpc.UntypedServiceImplementation {
+function handlers(
+  core: ScorerCore,
+  auth: ScorerAuth,
+  logger: Logger,
+  streams: StreamSet,
+): grpc.UntypedServiceImplementation {
+  const hide = stateLocationHider(core.stateUrl);
   const fail = (method: string, err: unknown): grpc.ServiceError => {
     const e = toGrpcError(err);
     if (e.code === Status.INTERNAL || e.code === Status.DATA_LOSS || e.code === Status.UNAVAILABLE) {
@@ -101,17 +126,37 @@ function handlers(core: ScorerCore, logger: Logger, streams: StreamSet): grpc.Un
     } else {
       logger.debug({ method, code: e.code, details: e.details }, 'request rejected');
     }
-    return Object.assign(new Error(e.message), {
+    // Callers (trainers, through the loader) learn what failed, never where
+    // the scorer keeps its state: the full text is in the log above.
+    const details = hide(e.details);
+    return Object.assign(new Error(details), {
       code: e.code,
-      details: e.details,
+      details,
       metadata: new grpc.Metadata(),
     });
   };
+  // The job's token digest, undefined for an unknown or invalid id (auth
+  // decides before the call says NOT_FOUND, so ids cannot be probed).
+  const jobTokenSha = (jobId: string): string | undefined => {
+    try {
+      return core.describeJob(jobId).record.tokenSha256;
+    } catch {
+      return undefined;
+    }
+  };
+  const checkJob = (metadata: grpc.Metadata, jobId: string): void => {
+    auth.job(metadata, jobId, jobTokenSha(jobId));
+  };
   const unary =
-    <Req, Res>(method: string, fn: (req: Req, signal: AbortSignal) => Promise<Res> | Res) =>
+    <Req, Res>(
+      method: string,
+      authorize: (metadata: grpc.Metadata, req: Req) => void,
+      fn: (req: Req, signal: AbortSignal) => Promise<Res> | Res,
+    ) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
       const signal = callSignal(call);
       Promise.resolve()
+        .then(() => authorize(call.metadata, call.request))
         .then(() => fn(call.request, signal))
         .then(
           (res) => callback(null, res),
@@ -120,14 +165,19 @@ function handlers(core: ScorerCore, logger: Logger, streams: StreamSet): grpc.Un
     };
 
   return {
-    createJob: unary<sadp.v1.CreateJobRequest, sadp.v1.Job>('CreateJob', async (req, signal) =>
-      jobToWire(await core.createJob(specFromWire(req.spec), signal)),
+    createJob: unary<sadp.v1.CreateJobRequest, sadp.v1.Job>(
+      'CreateJob',
+      (md) => auth.admin(md, 'CreateJob'),
+      async (req, signal) => jobToWire(await core.createJob(specFromWire(req.spec), signal)),
     ),
-    describeJob: unary<sadp.v1.DescribeJobRequest, sadp.v1.Job>('DescribeJob', (req) =>
-      jobToWire(core.describeJob(req.jobId)),
+    describeJob: unary<sadp.v1.DescribeJobRequest, sadp.v1.Job>(
+      'DescribeJob',
+      (md, req) => checkJob(md, req.jobId),
+      (req) => jobToWire(core.describeJob(req.jobId)),
     ),
     reportScores: unary<sadp.v1.ReportScoresRequest, sadp.v1.ReportScoresResponse>(
       'ReportScores',
+      (md, req) => checkJob(md, req.jobId),
       async (req, signal) =>
         pb.ReportScoresResponse.create({
           accepted: await core.reportScores(
@@ -137,13 +187,16 @@ function handlers(core: ScorerCore, logger: Logger, streams: StreamSet): grpc.Un
           ),
         }),
     ),
-    getStats: unary<sadp.v1.GetStatsRequest, sadp.v1.JobStats>('GetStats', async (req) =>
-      statsToWire(await core.getStats(req.jobId, req.epoch)),
+    getStats: unary<sadp.v1.GetStatsRequest, sadp.v1.JobStats>(
+      'GetStats',
+      (md, req) => checkJob(md, req.jobId),
+      async (req) => statsToWire(await core.getStats(req.jobId, req.epoch)),
     ),
     getPlan: (call: grpc.ServerWritableStream<sadp.v1.GetPlanRequest, sadp.v1.PlanChunk>): void => {
       const signal = callSignal(call);
       const { jobId, epoch } = call.request;
       const run = async (): Promise<void> => {
+        checkJob(call.metadata, jobId);
         const requested = call.request.chunkSize;
         if (requested > MAX_PLAN_CHUNK) {
           throw invalidArgument(
@@ -164,12 +217,17 @@ function handlers(core: ScorerCore, logger: Logger, streams: StreamSet): grpc.Un
   };
 }
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export async function createScorerServer(options: ScorerServerOptions): Promise<ScorerServer> {
   const logger = options.logger ?? silentLogger;
+  const auth = createScorerAuth(options.auth);
   const host = options.host ?? '127.0.0.1';
   let store = options.store;
   if (!store) {
@@ -194,7 +252,7 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
     'grpc.keepalive_timeout_ms': 20_000,
   });
   const streams: StreamSet = new Set();
-  server.addService(ScorerService, handlers(core, logger, streams));
+  server.addService(ScorerService, handlers(core, auth, logger, streams));
   const health = addStandardServices(server, [SCORER_SERVICE_NAME]);
   let port: number;
   try {
@@ -217,7 +275,16 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
     );
   }
   const address = formatHostPort(host, port);
-  logger.info({ address, state: core.stateUrl, jobs: core.jobIds().length }, 'scorer listening');
+  logger.info(
+    { address, state: core.stateUrl, jobs: core.jobIds().length, auth: auth.mode },
+    'scorer listening',
+  );
+  if (auth.mode === 'none' && !isLoopback(host)) {
+    logger.warn(
+      { address },
+      "scorer auth is 'none' on a non-loopback address: anyone who reaches it can create jobs and report scores",
+    );
+  }
 
   let closing: Promise<void> | undefined;
   return {

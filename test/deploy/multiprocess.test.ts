@@ -217,11 +217,13 @@ test(
     const execTarget = createCmd[createCmd.indexOf('exec') + 1];
     assert.equal(execTarget, `deploy/${scorerPod.workload.metadata.name}`, 'the docs exec into the scorer');
     let create = createCmd.slice(createCmd.indexOf('--') + 1);
-    create = withFlag(create, '--size', String(dataset.samples));
     create = withFlag(create, '--epochs', String(EPOCHS));
     create = withFlag(create, '--dataset', dataset.manifest);
     const created = await cluster.exec(scorerPod, create);
     assert.equal(created.code, 0, `${create.join(' ')}\n${created.stdout}\n${created.stderr}`);
+    // create-job took N from the manifest it opened (the docs give no --size).
+    const createdJob = JSON.parse(created.stdout) as { spec: { datasetSize: number } };
+    assert.equal(createdJob.spec.datasetSize, dataset.samples);
     const jobId = flagValue(create, '--job')!;
     assert.equal(
       flagValue(trainerPods[0]!.args, '--job'),

@@ -7,6 +7,13 @@
 // pause; the SDK reconnects on its own. Each epoch must deliver exactly its
 // plan, every plan must be the one the acknowledged scores determine, and
 // every acknowledged score must be in the scorer's state store.
+//
+// "Seeded points" are event counts, never wall-clock sleeps: the n-th batch
+// yielded to a rank, or the n-th ack written (the loader is then receiving
+// scores), with n and the kind drawn from the seed. The loader and the scorer
+// can be killed together, and a kill can wait for a score report proven in
+// flight: the scorer's write-ahead-log PUT held at a fault proxy in front of
+// its state store (accepted by the scorer, not yet durable nor answered).
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +22,7 @@ import { buildShards, openDataset, syntheticSource, type Dataset } from '../../l
 import { createS3Client, openStore, type ObjectStore, type S3Client } from '../../storage/index.js';
 import { createLoaderClient, type Batch, type LoaderClient } from '../../trainer/client/index.js';
 import { startService, type ServiceProcess } from '../helpers/processes.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/s3-fault-proxy.js';
 import {
   ScoreLedger,
   buildOracle,
@@ -25,17 +33,25 @@ import {
   expectedPlanDigest,
   readDurableScores,
   runEpoch,
+  runRank,
   servedPlan,
   sleep,
   type EpochCheck,
   type JobParams,
   type Oracle,
+  type RankOutcome,
   type ScoreCheck,
 } from './stack.js';
 import { mulberry32 } from '../helpers/random.js';
 
-export type KillTarget = 'loader' | 'scorer' | 's3';
-export const KILL_TARGETS: readonly KillTarget[] = ['loader', 'scorer', 's3'];
+/** Resumes of one rank in one epoch before the run counts as failed. */
+const MAX_RESUMES = 3;
+
+export type KillTarget = 'loader' | 'scorer' | 's3' | 'loader+scorer';
+export const KILL_TARGETS: readonly KillTarget[] = ['loader', 'scorer', 's3', 'loader+scorer'];
+
+/** What the kill point counts: batches yielded to ranks, or acks written. */
+export type KillMoment = 'batch' | 'ack';
 
 const BUCKET = 'reliability';
 /** s3rver's fixed credentials (it checks the key id only). */
@@ -51,6 +67,8 @@ export interface KillEnvOptions {
   samples?: number;
   meanBytes?: number;
   shardBytes?: number;
+  /** Put a fault proxy between the scorer and its S3 state (needs scorerState 's3'). */
+  stateProxy?: boolean;
 }
 
 /** A service that can be killed and started again on the same port. */
@@ -75,6 +93,8 @@ export interface KillEnv {
   stateUrl: string;
   stateStore(): ObjectStore;
   scorerClient: ScorerClient;
+  /** The proxy in front of the scorer's state store, when asked for. */
+  stateProxy: FaultProxy | undefined;
   /** Stops the loader and the scorer (SIGTERM); S3 and the state stay for a final read. */
   stop(): Promise<void>;
   /** Stops S3 and removes the temp directory. */
@@ -114,6 +134,7 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
   let client: S3Client | undefined;
   let scorer: Restartable | undefined;
   let loader: Restartable | undefined;
+  let stateProxy: FaultProxy | undefined;
   try {
     client = createS3Client({
       endpoint: s3Endpoint,
@@ -130,13 +151,18 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
     const dataset = await openDataset(manifestUrl, { client });
     const oracle = await buildOracle(dataset);
     const s3Flags = ['--endpoint', s3Endpoint, '--access-key-id', S3_KEY, '--secret-access-key', S3_KEY];
+    if (options.stateProxy) {
+      if (options.scorerState !== 's3') throw new Error('stateProxy needs scorerState s3');
+      stateProxy = await startFaultProxy({ target: s3Endpoint });
+    }
+    const stateFlags = ['--endpoint', stateProxy?.endpoint ?? s3Endpoint, ...s3Flags.slice(2)];
     scorer = await restartable((port) => [
       'scorer',
       '--listen',
       `127.0.0.1:${port}`,
       '--state',
       stateUrl,
-      ...(options.scorerState === 's3' ? s3Flags : []),
+      ...(options.scorerState === 's3' ? stateFlags : []),
       '--log-level',
       'warn',
     ]);
@@ -155,6 +181,7 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
     const scorerClient = createScorerClient({ address: scorerAddress });
     const all = { s3, scorer, loader };
     const c = client;
+    const proxy = stateProxy;
     return {
       dir,
       samples,
@@ -177,6 +204,7 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
           },
         }),
       scorerClient,
+      stateProxy,
       async stop() {
         scorerClient.close();
         await all.loader.current.stop();
@@ -186,12 +214,14 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
         c.destroy();
         await all.loader.current.kill();
         await all.scorer.current.kill();
+        await proxy?.close();
         await all.s3.current.stop();
         await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     client?.destroy();
+    await stateProxy?.close();
     await loader?.current.kill();
     await scorer?.current.kill();
     await s3.current.kill();
@@ -211,11 +241,21 @@ export interface KillRunOptions {
   pruneRatio?: number;
   /** Longest seeded pause between the kill and the restart; default 1,000 ms. */
   maxDownMs?: number;
+  /** What the kill points count; default drawn from the seed for each point. */
+  moment?: KillMoment;
+  /**
+   * Instead of counted points: one kill of the scorer while a score report
+   * is in flight, i.e. the n-th (seeded, 1-2) write-ahead-log PUT of the job
+   * is held at the state proxy. Needs startKillEnv({ stateProxy: true }).
+   */
+  reportInFlight?: boolean;
 }
 
 export interface KillPoint {
   epoch: number;
-  /** Kill once this many batches of the epoch (over all ranks) were yielded. */
+  /** What `atBatch` counts: batches yielded or acks written (over all ranks), or a held report. */
+  moment: KillMoment | 'report-in-flight';
+  /** Kill once this many events of the epoch (over all ranks) happened. */
   atBatch: number;
   downMs: number;
   /** What actually happened. */
@@ -228,10 +268,13 @@ export interface KillRunResult {
   seed: number;
   jobId: string;
   kills: KillPoint[];
-  epochs: Array<EpochCheck & { reopens: number; planDigestOk: boolean }>;
+  /** ranksResumed: rank iterations restarted from their cursor after the SDK gave up. */
+  epochs: Array<EpochCheck & { reopens: number; ranksResumed: number; planDigestOk: boolean }>;
   scores: ScoreCheck;
   /** Every epoch clean, every plan as expected, no score lost. */
   ok: boolean;
+  /** reportInFlight: the state PUT that was held when the scorer died. */
+  heldReport?: string;
   durationMs: number;
 }
 
@@ -251,7 +294,7 @@ export async function runKillScenario(
   const world = o.world ?? 4;
   const batchSize = o.batchSize ?? 8;
   const params: JobParams = {
-    jobId: `kill-${o.target}-${o.seed}-${process.pid}`,
+    jobId: `kill-${o.target.replace('+', '-and-')}-${o.seed}-${process.pid}`,
     datasetSize: env.samples,
     policy: 'sadp',
     pruneRatio: o.pruneRatio ?? 0.4,
@@ -260,15 +303,39 @@ export async function runKillScenario(
     datasetUrl: env.manifestUrl,
   };
   const job = await createJob(env.scorerClient, params);
-  const kills: KillPoint[] = [...Array(o.kills ?? 1).keys()]
-    .map(() => ({
-      epoch: Math.floor(rand() * epochs),
-      fraction: 0.05 + 0.9 * rand(),
-      downMs: Math.floor(rand() * (o.maxDownMs ?? 1_000)),
-    }))
-    .sort((a, b) => a.epoch - b.epoch || a.fraction - b.fraction)
-    .map(({ epoch, fraction, downMs }) => ({ epoch, atBatch: fraction, downMs }));
-  const service = env[o.target];
+  const kills: KillPoint[] = o.reportInFlight
+    ? []
+    : [...Array(o.kills ?? 1).keys()]
+        .map(() => ({
+          epoch: Math.floor(rand() * epochs),
+          fraction: 0.05 + 0.9 * rand(),
+          downMs: Math.floor(rand() * (o.maxDownMs ?? 1_000)),
+          moment: o.moment ?? (rand() < 0.5 ? ('batch' as const) : ('ack' as const)),
+        }))
+        .sort((a, b) => a.epoch - b.epoch || a.fraction - b.fraction)
+        .map(({ epoch, fraction, downMs, moment }) => ({ epoch, moment, atBatch: fraction, downMs }));
+  // Killed together: both die, then the scorer comes back before the loader.
+  const services = o.target === 'loader+scorer' ? [env.scorer, env.loader] : [env[o.target]];
+  const proxy = env.stateProxy;
+  let heldReport: string | undefined;
+  // The proxy's log is shared by every run of the env: look at this run's part.
+  const logStart = proxy?.requestLog.length ?? 0;
+  if (o.reportInFlight) {
+    if (!proxy || o.target !== 'scorer')
+      throw new Error('reportInFlight needs the state proxy and target scorer');
+    // Held until its client goes away: the dead scorer's socket closes and
+    // the proxy drops the request instead of forwarding it late.
+    proxy.setRules([
+      {
+        fault: 'latency',
+        latencyMs: 3_600_000,
+        method: 'PUT',
+        path: new RegExp(`^/${BUCKET}/scorer-state/jobs/${params.jobId}/log/`),
+        nth: [1 + Math.floor(rand() * 2)],
+        times: 1,
+      },
+    ]);
+  }
   let killing: Promise<void> = Promise.resolve();
   // A restart that fails is kept here (not left as an unhandled rejection) and thrown at the next wait.
   let restartError: Error | undefined;
@@ -283,10 +350,11 @@ export async function runKillScenario(
     killing = killing
       .then(async () => {
         if (restartError !== undefined) return;
-        await service.current.kill();
+        await Promise.all(services.map((svc) => svc.current.kill()));
+        if (o.reportInFlight) proxy?.setRules([]);
         await sleep(point.downMs);
         const t1 = performance.now();
-        await service.start();
+        for (const svc of services) await svc.start();
         point.restartMs = performance.now() - t1;
       })
       .catch((err: unknown) => {
@@ -299,43 +367,106 @@ export async function runKillScenario(
   );
   const ledger = new ScoreLedger(env.samples);
   const results: KillRunResult['epochs'] = [];
+  let currentEpoch = 0;
+  let events = 0;
+  // reportInFlight: the held PUT is an event of the state proxy, so it is
+  // polled for; the kill fires on the event, whenever it comes.
+  const watcher = o.reportInFlight
+    ? setInterval(() => {
+        if (heldReport !== undefined) return;
+        const held = proxy?.requestLog
+          .slice(logStart)
+          .find((r) => r.method === 'PUT' && r.faults.includes('latency') && r.path.includes(params.jobId));
+        if (!held) return;
+        heldReport = held.path;
+        const point: KillPoint = {
+          epoch: currentEpoch,
+          moment: 'report-in-flight',
+          atBatch: events,
+          downMs: 0,
+        };
+        kills.push(point);
+        killNow(point);
+      }, 10)
+    : undefined;
   try {
     for (let epoch = 0; epoch < epochs; epoch++) {
+      currentEpoch = epoch;
       const expectedDigest = expectedPlanDigest(job, params, epoch, ledger);
-      let yielded = 0;
-      const onBatch = (batch: Batch): void => {
-        yielded++;
-        const point = kills[nextKill];
-        if (!point || point.epoch !== epoch) return;
-        // atBatch holds the fraction until the epoch's size is known.
-        const at = Math.max(1, Math.ceil(point.atBatch * batch.info.steps * world));
-        if (yielded >= at) {
-          point.atBatch = at;
-          nextKill++;
-          killNow(point);
-        }
-      };
+      const counted: Record<KillMoment, number> = { batch: 0, ack: 0 };
+      const onEvent =
+        (moment: KillMoment) =>
+        (batch: Batch): void => {
+          events++;
+          counted[moment]++;
+          const point = kills[nextKill];
+          if (o.reportInFlight || !point || point.epoch !== epoch || point.moment !== moment) return;
+          // atBatch holds the fraction until the epoch's size is known.
+          const at = Math.max(1, Math.ceil(point.atBatch * batch.info.steps * world));
+          if (counted[moment] >= at) {
+            point.atBatch = at;
+            nextKill++;
+            killNow(point);
+          }
+        };
       const ranks = await runEpoch(
-        { job: params.jobId, epoch, worldSize: world, batchSize, oracle: env.oracle, onBatch },
+        {
+          job: params.jobId,
+          epoch,
+          worldSize: world,
+          batchSize,
+          oracle: env.oracle,
+          onBatch: onEvent('batch'),
+          onAcked: onEvent('ack'),
+        },
         clients,
       );
       // A kill point not reached (the epoch was shorter than the fraction implies) fires at its end.
-      while (kills[nextKill]?.epoch === epoch) {
+      while (!o.reportInFlight && kills[nextKill]?.epoch === epoch) {
         const point = kills[nextKill++] as KillPoint;
-        point.atBatch = yielded;
+        point.atBatch = counted[point.moment as KillMoment];
         killNow(point);
       }
       await settled();
-      const segments = ranks.map((r) => [r]);
+      // A rank whose SDK gave up (the service stayed down longer than its
+      // reconnect budget, e.g. a slow restart on a loaded machine) failed
+      // loudly with UNAVAILABLE; it resumes the way a trainer does from its
+      // checkpoint, at its cursor and resending the scores not yet confirmed
+      // durable. Nothing may be lost or repeated across that either.
+      const segments: RankOutcome[][] = ranks.map((r) => [r]);
+      let resumed = 0;
+      for (const seg of segments) {
+        for (let attempt = 0; attempt < MAX_RESUMES; attempt++) {
+          const last = seg[seg.length - 1] as RankOutcome;
+          if (last.error === undefined) break;
+          resumed++;
+          seg.push(
+            await runRank({
+              client: clients[last.rank] as LoaderClient,
+              job: params.jobId,
+              epoch,
+              rank: last.rank,
+              worldSize: world,
+              batchSize,
+              oracle: env.oracle,
+              cursor: last.cursor,
+              resendAcks: last.pending,
+            }),
+          );
+        }
+      }
       ledger.recordEpoch(epoch, segments);
       const plan = await servedPlan(env.scorerClient, params.jobId, epoch);
       results.push({
         ...checkEpoch(segments, plan),
-        reopens: ranks.reduce((n, r) => n + r.reopens, 0),
+        reopens: segments.flat().reduce((n, r) => n + r.reopens, 0),
+        ranksResumed: resumed,
         planDigestOk: plan.digest === expectedDigest,
       });
     }
   } finally {
+    if (watcher) clearInterval(watcher);
+    if (o.reportInFlight) proxy?.setRules([]);
     for (const c of clients) c.close();
     await killing;
   }
@@ -353,6 +484,7 @@ export async function runKillScenario(
       scores,
       ok,
       durationMs: performance.now() - started,
+      ...(heldReport === undefined ? {} : { heldReport }),
     },
     record: { jobId: params.jobId, ledger },
   };

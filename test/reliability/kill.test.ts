@@ -1,5 +1,7 @@
 // kill -9 mid-epoch, CI subset: one seeded run per target (loader, scorer,
-// embedded S3), each a three-epoch SADP job with four ranks on the client
+// embedded S3, loader and scorer together), the kill counted in batches
+// yielded for some and in acks written for the others (never a wall-clock
+// sleep), each a three-epoch SADP job with four ranks on the client
 // SDK, services as real child processes restarted on the same port and
 // state. Each epoch delivers exactly its plan, each plan is the one the
 // acknowledged scores determine, and every acknowledged score is durable,
@@ -10,6 +12,7 @@ import assert from 'node:assert/strict';
 import {
   KILL_TARGETS,
   runKillScenario,
+  type KillMoment,
   startKillEnv,
   verifyAfterStop,
   type KillEnv,
@@ -28,12 +31,14 @@ after(async () => {
   await env?.remove();
 });
 
-for (const target of KILL_TARGETS) {
-  test(`kill -9 of the ${target} mid-epoch: exactly the plan, no score lost`, async () => {
-    const { result, record } = await runKillScenario(env, { target, seed: 1 });
+KILL_TARGETS.forEach((target, i) => {
+  const moment: KillMoment = i % 2 === 0 ? 'batch' : 'ack';
+  test(`kill -9 of the ${target} mid-epoch at the n-th ${moment}: exactly the plan, no score lost`, async () => {
+    const { result, record } = await runKillScenario(env, { target, seed: 1, moment });
     records.push(record);
     const fired = result.kills.filter((k) => k.restartMs !== undefined);
     assert.equal(fired.length, 1, 'the service was killed and restarted');
+    assert.equal(fired[0]?.moment, moment);
     result.epochs.forEach((e, epoch) => {
       assert.ok(epochClean(e), `epoch ${epoch}: ${JSON.stringify(e)}`);
       assert.ok(e.planDigestOk, `epoch ${epoch}: the plan reflects every acknowledged score`);
@@ -42,7 +47,7 @@ for (const target of KILL_TARGETS) {
     assert.equal(result.scores.lost, 0, result.scores.examples.join('; '));
     assert.equal(result.scores.unexpected, 0);
   });
-}
+});
 
 test('after a clean scorer shutdown the state store holds every acknowledged score of every run', async () => {
   assert.equal(records.length, KILL_TARGETS.length);

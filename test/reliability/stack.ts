@@ -89,6 +89,8 @@ export interface RankRequest {
   oracle?: Oracle;
   /** Called after each batch was checked, before its ack (kill triggers, pauses). */
   onBatch?: (batch: Batch) => void | Promise<void>;
+  /** Called once a batch's ack (with its scores) was written to the stream (kill triggers). */
+  onAcked?: (batch: Batch) => void | Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -141,6 +143,7 @@ export async function runRank(req: RankRequest): Promise<RankOutcome> {
       }
       if (req.onBatch) await req.onBatch(batch);
       await batch.ack({ scores });
+      if (req.onAcked) await req.onAcked(batch);
       asked = performance.now();
     }
   } catch (err) {

@@ -27,6 +27,7 @@ const info: EpochInfo = {
   datasetBytes: 0,
   selectedBytes: 0,
   epochs: 1,
+  storageBytesReceived: 0,
 };
 
 function batchOf(fields: Record<string, Uint8Array[]>): Batch {

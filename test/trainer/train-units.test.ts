@@ -154,8 +154,9 @@ const summary: EpochSummary = {
   spikeRate: 0.2,
   samplesPerSecond: 1234.4,
   trainSeconds: 2,
-  bytesFetched: 2_000_000,
-  bytesFetchedTotal: 6_000_000,
+  selectedBytes: 2_000_000,
+  selectedBytesTotal: 6_000_000,
+  loaderBytesReceived: 2_120_000,
   datasetBytesTotal: 8_000_000,
   lr: 0.0005,
   step: 40,
@@ -180,7 +181,8 @@ test('the reporter prints plain progress with rate and ETA off a terminal, and o
     'selected 2500/5000 (pruned 50.0%',
     'weight mean 1.02 max 3.25',
     '1234 samples/s',
-    'fetched 6.0 MB of 8.0 MB (25.0% saved)',
+    'selected 6.0 MB of 8.0 MB so far (25.0% pruned)',
+    'loader read 2.1 MB from storage this epoch',
   ]) {
     assert.ok(line.includes(part), `${JSON.stringify(part)} in ${line}`);
   }

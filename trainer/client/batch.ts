@@ -24,6 +24,11 @@ export interface EpochInfo {
   readonly selectedBytes: number;
   /** K, the job's number of epochs. */
   readonly epochs: number;
+  /**
+   * Bytes the answering loader received from storage so far for this epoch,
+   * all ranks it served (DescribeEpoch only; 0 on a stream's info).
+   */
+  readonly storageBytesReceived: number;
 }
 
 export function toEpochInfo(m: sadp.v1.EpochInfo.$Properties): EpochInfo {
@@ -42,6 +47,7 @@ export function toEpochInfo(m: sadp.v1.EpochInfo.$Properties): EpochInfo {
     datasetBytes: Number(m.datasetBytes ?? 0),
     selectedBytes: Number(m.selectedBytes ?? 0),
     epochs: m.epochs ?? 0,
+    storageBytesReceived: Number(m.storageBytesReceived ?? 0),
   };
 }
 

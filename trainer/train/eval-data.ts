@@ -66,6 +66,7 @@ export async function loadEvalSet(
     datasetBytes: dataset.manifest.bytes,
     selectedBytes: 0,
     epochs: 1,
+    storageBytesReceived: 0,
   };
   let done = 0;
   for (let s = 0; s < dataset.shardCount && done < count; s++) {

@@ -34,7 +34,7 @@ function formatSeconds(s: number): string {
 
 function formatSummary(s: EpochSummary): string {
   const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
-  const saved = s.datasetBytesTotal > 0 ? 1 - s.bytesFetchedTotal / s.datasetBytesTotal : 0;
+  const saved = s.datasetBytesTotal > 0 ? 1 - s.selectedBytesTotal / s.datasetBytesTotal : 0;
   return [
     `epoch ${s.epoch + 1}/${s.epochs}`,
     `loss ${s.loss.toFixed(4)}`,
@@ -42,7 +42,11 @@ function formatSummary(s: EpochSummary): string {
     `selected ${s.selected}/${s.datasetSize} (pruned ${pct(s.pruneRatio)}, r_k ${s.targetPruneRatio.toFixed(2)})`,
     `weight mean ${s.meanWeight.toFixed(2)} max ${s.maxWeight.toFixed(2)}`,
     `${Math.round(s.samplesPerSecond)} samples/s`,
-    `fetched ${formatBytes(s.bytesFetchedTotal)} of ${formatBytes(s.datasetBytesTotal)} (${pct(saved)} saved)`,
+    // The plan's figure and the loader's measured one, each named for what it is.
+    `selected ${formatBytes(s.selectedBytesTotal)} of ${formatBytes(s.datasetBytesTotal)} so far (${pct(saved)} pruned)`,
+    s.loaderBytesReceived === undefined
+      ? undefined
+      : `loader read ${formatBytes(s.loaderBytesReceived)} from storage this epoch`,
     `lr ${s.lr.toExponential(2)}`,
     s.reopens > 0 ? `${s.reopens} reconnect(s)` : undefined,
   ]

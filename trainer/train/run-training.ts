@@ -64,11 +64,18 @@ export interface EpochSummary {
   /** Training throughput of this process in the epoch (excludes evaluation). */
   samplesPerSecond: number;
   trainSeconds: number;
-  /** Bytes the loader read for this epoch (all ranks), and the running totals. */
-  bytesFetched: number;
-  bytesFetchedTotal: number;
+  /** Bytes of this epoch's selected samples (what the plan selects, all ranks), and the running total. */
+  selectedBytes: number;
+  selectedBytesTotal: number;
   /** What full-data epochs would have read so far. */
   datasetBytesTotal: number;
+  /**
+   * Bytes the loader this rank talks to actually received from storage for
+   * the epoch, for every rank it served (retries and merged gaps included),
+   * asked with DescribeEpoch when the rank finished; undefined when the
+   * loader did not answer. Other loader replicas' reads are not in it.
+   */
+  loaderBytesReceived: number | undefined;
   /** Learning rate of the epoch's last step; optimizer steps so far; the run's estimated total. */
   lr: number;
   step: number;
@@ -198,6 +205,22 @@ interface RunState {
 
 export async function runTraining(options: TrainOptions, hooks: TrainHooks = {}): Promise<EpochSummary[]> {
   const o = resolveTrainOptions(options);
+  // What the loader really read for an epoch; a figure to report, so a
+  // failure to get it leaves it unknown rather than failing the run.
+  const loaderBytesReceived = async (epoch: number): Promise<number | undefined> => {
+    try {
+      const info = await client.epochInfo({
+        job: o.job,
+        epoch,
+        worldSize: o.worldSize,
+        batchSize: o.batchSize,
+        signal: options.signal,
+      });
+      return info.storageBytesReceived;
+    } catch {
+      return undefined;
+    }
+  };
   const signal = options.signal;
   const selection = await selectBackend(o.backend);
   hooks.onBackend?.(selection);
@@ -410,8 +433,9 @@ export async function runTraining(options: TrainOptions, hooks: TrainHooks = {})
         spikeRate: acc.batches > 0 ? acc.spikeRateSum / acc.batches : 0,
         samplesPerSecond: trainMs > 0 ? (samplesNow * 1000) / trainMs : 0,
         trainSeconds: trainMs / 1000,
-        bytesFetched: info.selectedBytes,
-        bytesFetchedTotal: state.bytesFetched,
+        selectedBytes: info.selectedBytes,
+        selectedBytesTotal: state.bytesFetched,
+        loaderBytesReceived: await loaderBytesReceived(epoch),
         datasetBytesTotal: state.datasetBytes,
         lr,
         step: state.step,

@@ -43,7 +43,7 @@ class DescribeEpochRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., world_size: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class EpochInfo(_message.Message):
-    __slots__ = ["dataset_bytes", "dataset_size", "epoch", "epochs", "expected_size", "fields", "job_id", "padded", "plan_digest", "prune_ratio", "samples_per_rank", "selected_bytes", "selected_count", "steps"]
+    __slots__ = ["dataset_bytes", "dataset_size", "epoch", "epochs", "expected_size", "fields", "job_id", "padded", "plan_digest", "prune_ratio", "samples_per_rank", "selected_bytes", "selected_count", "steps", "storage_bytes_received"]
     DATASET_BYTES_FIELD_NUMBER: _ClassVar[int]
     DATASET_SIZE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class EpochInfo(_message.Message):
     SELECTED_BYTES_FIELD_NUMBER: _ClassVar[int]
     SELECTED_COUNT_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     dataset_bytes: int
     dataset_size: int
     epoch: int
@@ -72,7 +73,8 @@ class EpochInfo(_message.Message):
     selected_bytes: int
     selected_count: int
     steps: int
-    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., dataset_size: _Optional[int] = ..., selected_count: _Optional[int] = ..., samples_per_rank: _Optional[int] = ..., steps: _Optional[int] = ..., padded: _Optional[int] = ..., prune_ratio: _Optional[float] = ..., expected_size: _Optional[float] = ..., plan_digest: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., dataset_bytes: _Optional[int] = ..., selected_bytes: _Optional[int] = ..., epochs: _Optional[int] = ...) -> None: ...
+    storage_bytes_received: int
+    def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., dataset_size: _Optional[int] = ..., selected_count: _Optional[int] = ..., samples_per_rank: _Optional[int] = ..., steps: _Optional[int] = ..., padded: _Optional[int] = ..., prune_ratio: _Optional[float] = ..., expected_size: _Optional[float] = ..., plan_digest: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., dataset_bytes: _Optional[int] = ..., selected_bytes: _Optional[int] = ..., epochs: _Optional[int] = ..., storage_bytes_received: _Optional[int] = ...) -> None: ...
 
 class OpenEpoch(_message.Message):
     __slots__ = ["batch_size", "cursor", "epoch", "job_id", "max_unacked_batches", "rank", "world_size"]
