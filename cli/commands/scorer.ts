@@ -99,7 +99,7 @@ async function datasetSize(
     if (o.size === undefined)
       throw new SadpError(
         'SADP_CONFIG_INVALID',
-        'give --dataset <manifest URL> (N is read from it) or --size <n>',
+        '--size is required without --dataset (or with --no-dataset-check): give --dataset <manifest URL> (N is read from it) or --size <n>',
         { status: Status.INVALID_ARGUMENT },
       );
     return o.size;
