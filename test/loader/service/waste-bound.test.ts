@@ -1,5 +1,7 @@
-// The shipped read defaults at the service level: a loader with the default
-// gap merging (64 KiB) and waste bound (5 %) streams an SADP epoch, and the
+// The shipped read bound at the service level: a loader in the planner mode
+// that promises it (`min-bytes`, for links billed per byte; the default
+// `auto` trades bytes for requests by measured cost) with the default gap
+// merging (64 KiB) and waste bound (5 %) streams an SADP epoch, and the
 // storage request log shows every selected sample read, pruned bytes read
 // through merged gaps at most 5 % of the selected bytes, and merging really
 // happening (so the bound is exercised, not vacuous). DescribeEpoch's
@@ -18,13 +20,16 @@ before(async () => {
 });
 after(() => stack?.close());
 
-test('default gap and waste bound: pruned bytes fetched <= 5 % of selected, measured from the request log', async () => {
+test('min-bytes with the default gap and waste bound: pruned bytes fetched <= 5 % of selected, measured from the request log', async () => {
   assert.equal(DEFAULT_GAP_BYTES, 64 * 1024, 'the shipped gap');
   assert.equal(DEFAULT_MAX_WASTE_RATIO, 0.05, 'the shipped bound');
   const jobId = await stack.createJob({ epochs: 1, pruneRatio: 0.5 });
   const requests: RangeRequestEvent[] = [];
-  // No readerOptions: the loader's defaults, as `sadp loader` ships them.
-  const loader = await stack.startLoader({ readerOptions: {}, onStorageRequest: (r) => requests.push(r) });
+  // The loader's default gap and waste ratio, as `sadp loader --read-planner min-bytes` ships them.
+  const loader = await stack.startLoader({
+    readerOptions: { planner: 'min-bytes' },
+    onStorageRequest: (r) => requests.push(r),
+  });
   const client = connectLoader(loader.address);
   const world = 2;
   const results = await Promise.all(
