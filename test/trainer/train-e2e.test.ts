@@ -99,6 +99,8 @@ before(async () => {
   loader = await createLoaderServer({
     scorerAddress: scorer.address,
     s3: tmp.s3Options,
+    // The mode that bounds pruned bytes (5 %): this test checks what is read.
+    readerOptions: { planner: 'min-bytes' },
     onStorageRequest: (r) => requests.push(r),
   });
 });
