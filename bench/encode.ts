@@ -1,5 +1,5 @@
 // BatchPart encode cost, before (protobufjs' generated encoder, what the
-// loader used) and after (loader/service/batch-encoder.ts), in the same run.
+// loader used) and after (loader/service/session/batch-encoder.ts), in the same run.
 //
 //   npm run bench:encode [-- --quick]
 //
@@ -13,8 +13,8 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../common/paths.js';
 import { pb } from '../proto/index.js';
-import { planParts } from '../loader/service/batch-parts.js';
-import { encodeBatchPartResponse } from '../loader/service/batch-encoder.js';
+import { planParts } from '../loader/service/session/batch-parts.js';
+import { encodeBatchPartResponse } from '../loader/service/session/batch-encoder.js';
 import type { FetchedSample } from '../loader/fetch/index.js';
 
 const quick = process.argv.includes('--quick');

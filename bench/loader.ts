@@ -202,7 +202,7 @@ async function rolePeer(args: { scorerAddress: string; s3: S3Options }): Promise
   const { openDataset } = await import('../loader/index.js');
   const { cutSample } = await import('../loader/fetch/cut.js');
   const { createS3Client } = await import('../storage/index.js');
-  const { splitBatch } = await import('../loader/service/batch-parts.js');
+  const { splitBatch } = await import('../loader/service/session/batch-parts.js');
   const client = createS3Client({ ...args.s3 });
   const dataset = await openDataset(`s3://${BUCKET}/${PREFIX}/manifest.json`, { client });
   const scorer = createScorerClient({ address: args.scorerAddress });

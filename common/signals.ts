@@ -98,3 +98,22 @@ export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => 
   const listener = addAbortListener(signal, fn);
   return () => listener[Symbol.dispose]();
 }
+
+/**
+ * Waits for `promise` to settle, at most `ms`; resolves true when it settled
+ * (either way), false when the time ran out. The timer is always cleared and
+ * the work behind `promise` goes on: for bounded waits during shutdown.
+ */
+export async function settleWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const stop = new AbortController();
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const timedOut = delay(Math.max(0, ms), false, { signal: stop.signal }).catch(() => false);
+  try {
+    return await Promise.race([settled, timedOut]);
+  } finally {
+    stop.abort();
+  }
+}

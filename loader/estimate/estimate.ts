@@ -5,7 +5,7 @@
 import { SadpError, Status } from '../../common/errors.js';
 import { defaultHyperparameters, pruneRatioAt } from '../../scorer/index.js';
 import { DEFAULT_GAP_BYTES, DEFAULT_MAX_WASTE_RATIO, type SampleLayout } from '../fetch/index.js';
-import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../service/epoch-layout.js';
+import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../service/jobs/epoch-layout.js';
 import type { ShuffleMode } from '../service/options.js';
 import { batchFetchCost } from './fetch-cost.js';
 import type { LinkModel } from './link-model.js';

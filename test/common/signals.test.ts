@@ -4,7 +4,14 @@ import assert from 'node:assert/strict';
 import { EventEmitter, getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { SadpError, Status } from '../../common/errors.js';
-import { cancelledError, onAbort, raceSignal, sleep, waitForEvent } from '../../common/signals.js';
+import {
+  cancelledError,
+  onAbort,
+  raceSignal,
+  settleWithin,
+  sleep,
+  waitForEvent,
+} from '../../common/signals.js';
 
 test('cancelledError keeps a SADP_CANCELLED reason and chains any other as its cause', () => {
   const reason = new SadpError('SADP_CANCELLED', 'training stopped by SIGTERM', { status: Status.CANCELLED });
@@ -79,4 +86,11 @@ test('onAbort calls its function once on abort and not after it was disposed', (
   assert.equal(calls, 1);
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   onAbort(undefined, () => calls++)();
+});
+
+test('settleWithin: true once the promise settles either way, false for one that never does', async () => {
+  // A settled promise wins over a long timer, which is cleared (the test would hang otherwise).
+  assert.equal(await settleWithin(Promise.resolve(1), 600_000), true);
+  assert.equal(await settleWithin(Promise.reject(new Error('x')), 600_000), true);
+  assert.equal(await settleWithin(new Promise(() => undefined), 0), false);
 });

@@ -1,10 +1,10 @@
 // The loader's side of StreamEpoch messages that carry no stream state:
 // EpochInfo (also DescribeEpoch's answer), the stream's error shapes and the
 // default credit window.
-import { SadpError, Status, type StatusCode } from '../../common/errors.js';
-import { pb, type sadp } from '../../proto/index.js';
-import type { EpochLayout } from './epoch-layout.js';
-import type { EpochState, JobContext } from './job-registry.js';
+import { SadpError, Status, type StatusCode } from '../../../common/errors.js';
+import { pb, type sadp } from '../../../proto/index.js';
+import type { EpochLayout } from '../jobs/epoch-layout.js';
+import type { EpochState, JobContext } from '../jobs/job-registry.js';
 
 /** Credit window when OpenEpoch.max_unacked_batches is 0. */
 export const DEFAULT_MAX_UNACKED = 4;

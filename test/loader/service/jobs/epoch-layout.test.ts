@@ -1,13 +1,12 @@
-// The pure parts of the loader: the deterministic shuffle, the split of an
-// epoch into equal per-rank streams, and the in-flight byte budget.
+// The pure arithmetic of an epoch: the deterministic shuffle and the split
+// of an epoch into equal per-rank streams.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../loader/index.js';
-import { deliveredTo, shufflePlanAsync } from '../../../loader/service/epoch-layout.js';
+import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../../loader/index.js';
+import { deliveredTo, shufflePlanAsync } from '../../../../loader/service/jobs/epoch-layout.js';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { createByteBudget } from '../../../loader/service/byte-budget.js';
 
 function ascending(n: number, stride = 1): Uint32Array {
   return Uint32Array.from({ length: n }, (_, i) => i * stride);
@@ -131,7 +130,7 @@ test('every process computes the same order (digest from a separate node process
     });
     return createHash('sha256').update(perm).digest('hex');
   });
-  const moduleUrl = new URL('../../../loader/service/epoch-layout.js', import.meta.url).href;
+  const moduleUrl = new URL('../../../../loader/service/jobs/epoch-layout.js', import.meta.url).href;
   const script = `
     import { createHash } from 'node:crypto';
     import { shufflePlan } from ${JSON.stringify(moduleUrl)};
@@ -190,34 +189,4 @@ test('ranks get equal-length streams that cover the order once plus padding from
     ),
     { numRuns: 200 },
   );
-});
-
-test('the byte budget admits in FIFO order, lets an oversized request through alone, and forgets aborted waiters', async () => {
-  let contended = 0;
-  const budget = createByteBudget(100, undefined, () => contended++);
-  await budget.acquire(60);
-  const order: string[] = [];
-  const big = budget.acquire(50).then(() => order.push('big'));
-  const small = budget.acquire(10).then(() => order.push('small'));
-  assert.equal(budget.tryAcquire(10), false, 'no jumping the queue');
-  assert.equal(contended, 2);
-  budget.release(60);
-  await Promise.all([big, small]);
-  assert.deepEqual(order, ['big', 'small']);
-  assert.equal(budget.used, 60);
-
-  const controller = new AbortController();
-  const aborted = budget.acquire(90, controller.signal);
-  const after = budget.acquire(30);
-  controller.abort();
-  await assert.rejects(aborted, { code: 'SADP_CANCELLED' });
-  await after;
-  assert.equal(budget.used, 90);
-  budget.release(90);
-
-  await budget.acquire(500);
-  assert.equal(budget.used, 500, 'a request larger than the budget goes when nothing else is held');
-  assert.equal(budget.highWater, 500);
-  budget.release(500);
-  assert.equal(budget.tryAcquire(100), true);
 });

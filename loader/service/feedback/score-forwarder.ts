@@ -6,11 +6,11 @@
 // epoch boundary, shutdown). Transient scorer failures are retried with
 // backoff for as long as the loader runs; nothing is dropped silently: a
 // report the scorer rejects outright fails the streams whose acks it carried.
-import type { Logger } from '../../common/logger.js';
-import { SadpError, Status, errorMessage } from '../../common/errors.js';
-import { retry, type RetryPolicy } from '../../common/retry.js';
-import { isRetryableScorerError, scorerError, type ScorerClient } from '../../scorer/index.js';
-import type { LoaderMetrics } from './metrics.js';
+import type { Logger } from '../../../common/logger.js';
+import { SadpError, Status, errorMessage } from '../../../common/errors.js';
+import { retry, type RetryPolicy } from '../../../common/retry.js';
+import { isRetryableScorerError, scorerError, type ScorerClient } from '../../../scorer/index.js';
+import type { LoaderMetrics } from '../metrics.js';
 
 /** Transient failures are retried for as long as the loader runs (until its signal aborts). */
 const FORWARD_RETRY: RetryPolicy = { attempts: Infinity, baseMs: 100, maxMs: 5_000, jitter: 'full' };

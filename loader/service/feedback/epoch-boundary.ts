@@ -1,52 +1,28 @@
 // What the loader knows about epoch boundaries of each job: which ranks of an
 // epoch have streams open here and which have acknowledged their last batch,
 // the barrier that holds the plan request of epoch k+1 until epoch k's open
-// streams finished (so their scores count), the batches of epoch k+1
-// prefetched once every rank finished epoch k ("warm" batches), and the
-// boundary-stall metric.
+// streams finished (so their scores count), the moment an epoch shape is
+// complete (every rank acked its last batch here: the next epoch may be
+// prefetched), and the boundary-stall metric.
 //
 // Strict per loader: every score this loader received for epoch k is at the
 // scorer before this loader asks for plan k+1. Across loader replicas, scores
 // still in flight at another replica when the first replica asks for plan
 // k+1 apply one epoch later (the plan is fixed at its first request).
-import { onAbort } from '../../common/signals.js';
-import type { BatchFetch } from './batch-fetch.js';
-import type { LoaderMetrics } from './metrics.js';
-
-/** One epoch of a job as a set of trainers sees it: the world size and batch size fix its layout. */
-export interface EpochShape {
-  jobId: string;
-  epoch: number;
-  world: number;
-  batchSize: number;
-}
-
-/** One rank's stream of an epoch shape. */
-export interface RankKey extends EpochShape {
-  rank: number;
-}
-
-/** The key of a rank within its (job, epoch) entry. */
-const rankInEpoch = (k: RankKey): string => `${k.world}/${k.batchSize}/${k.rank}`;
-/** The key of a rank across jobs and epochs (warm batches). */
-const rankKey = (k: RankKey): string =>
-  `${k.jobId}\u0000${k.epoch}\u0000${k.world}\u0000${k.batchSize}\u0000${k.rank}`;
+import { onAbort } from '../../../common/signals.js';
+import type { LoaderMetrics } from '../metrics.js';
+import { shapeId, type EpochShape, type RankKey, type ShapeId } from '../jobs/rank-key.js';
 
 interface EpochProgress {
   /** Streams of this epoch open here that have not acked their last batch. */
   incomplete: number;
   barrierWaiters: Array<() => void>;
-  /** `world/batchSize/rank` of every stream opened here for this epoch. */
-  opened: Set<string>;
-  /** Per (world, batch size): ranks that acked their last batch. */
-  done: Map<string, Set<number>>;
+  /** Per shape: ranks with a stream opened here for this epoch. */
+  opened: Map<ShapeId, Set<number>>;
+  /** Per shape: ranks that acked their last batch. */
+  done: Map<ShapeId, Set<number>>;
   lastAckAt: number;
   stallRecorded: boolean;
-}
-
-interface WarmEntry {
-  batches: Map<number, BatchFetch>;
-  timer: NodeJS.Timeout;
 }
 
 export interface StreamProgress {
@@ -59,16 +35,24 @@ export interface StreamProgress {
 /** Epochs of progress kept per job. */
 const KEEP_EPOCHS = 4;
 
+function addTo(map: Map<ShapeId, Set<number>>, key: ShapeId, rank: number): Set<number> {
+  let ranks = map.get(key);
+  if (!ranks) map.set(key, (ranks = new Set()));
+  ranks.add(rank);
+  return ranks;
+}
+
 export class EpochBoundary {
   private readonly progress = new Map<string, Map<number, EpochProgress>>();
-  private readonly warm = new Map<string, WarmEntry>();
+  private readonly completeListeners = new Set<(shape: EpochShape) => void>();
 
-  constructor(
-    private readonly metrics: LoaderMetrics,
-    private readonly warmTtlMs: number,
-    /** Every rank 0..world-1 of (job, epoch) acked its last batch. */
-    private readonly onEpochComplete: (shape: EpochShape) => void,
-  ) {}
+  constructor(private readonly metrics: LoaderMetrics) {}
+
+  /** Calls `listener` each time every rank 0..world-1 of an epoch shape acked its last batch here. */
+  onEpochComplete(listener: (shape: EpochShape) => void): () => void {
+    this.completeListeners.add(listener);
+    return () => this.completeListeners.delete(listener);
+  }
 
   private entry(jobId: string, epoch: number): EpochProgress {
     let perJob = this.progress.get(jobId);
@@ -81,7 +65,7 @@ export class EpochBoundary {
       p = {
         incomplete: 0,
         barrierWaiters: [],
-        opened: new Set(),
+        opened: new Map(),
         done: new Map(),
         lastAckAt: 0,
         stallRecorded: false,
@@ -97,9 +81,9 @@ export class EpochBoundary {
   }
 
   streamOpened(key: RankKey): StreamProgress {
-    const { jobId, epoch, world, batchSize, rank } = key;
-    const p = this.entry(jobId, epoch);
-    p.opened.add(rankInEpoch(key));
+    const p = this.entry(key.jobId, key.epoch);
+    const shape = shapeId(key);
+    addTo(p.opened, shape, key.rank);
     p.incomplete++;
     let open = true;
     const leave = (): void => {
@@ -112,16 +96,12 @@ export class EpochBoundary {
       finished: () => {
         p.lastAckAt = performance.now();
         leave();
-        const shapeKey = `${world}/${batchSize}`;
-        let ranks = p.done.get(shapeKey);
-        if (!ranks) {
-          ranks = new Set();
-          p.done.set(shapeKey, ranks);
+        const before = p.done.get(shape)?.size ?? 0;
+        const ranks = addTo(p.done, shape, key.rank);
+        if (ranks.size > before && ranks.size === key.world) {
+          const { jobId, epoch, world, batchSize } = key;
+          for (const listener of this.completeListeners) listener({ jobId, epoch, world, batchSize });
         }
-        const before = ranks.size;
-        ranks.add(rank);
-        if (ranks.size > before && ranks.size === world)
-          this.onEpochComplete({ jobId, epoch, world, batchSize });
       },
       closed: leave,
     };
@@ -129,7 +109,7 @@ export class EpochBoundary {
 
   /** Whether a stream of this rank (and shape) was opened here for the epoch. */
   rankOpened(key: RankKey): boolean {
-    return this.progress.get(key.jobId)?.get(key.epoch)?.opened.has(rankInEpoch(key)) ?? false;
+    return this.progress.get(key.jobId)?.get(key.epoch)?.opened.get(shapeId(key))?.has(key.rank) ?? false;
   }
 
   /**
@@ -164,42 +144,8 @@ export class EpochBoundary {
     this.metrics.boundaryStall.observe(Math.max(0, performance.now() - previous.lastAckAt) / 1000);
   }
 
-  /** Holds prefetched first batches of a rank's next epoch until it opens it (or the TTL passes). */
-  putWarm(rank: RankKey, batches: Map<number, BatchFetch>): void {
-    const key = rankKey(rank);
-    this.dropWarm(key);
-    const timer = setTimeout(() => this.dropWarm(key), this.warmTtlMs);
-    timer.unref();
-    this.warm.set(key, { batches, timer });
-  }
-
-  /** Hands the warm batches of this rank to its stream (the caller owns them from now on). */
-  takeWarm(rank: RankKey): Map<number, BatchFetch> | undefined {
-    const key = rankKey(rank);
-    const entry = this.warm.get(key);
-    if (!entry) return undefined;
-    clearTimeout(entry.timer);
-    this.warm.delete(key);
-    this.metrics.warmBatches.inc({ fate: 'used' }, entry.batches.size);
-    return entry.batches;
-  }
-
-  private dropWarm(key: string): void {
-    const entry = this.warm.get(key);
-    if (!entry) return;
-    clearTimeout(entry.timer);
-    this.warm.delete(key);
-    this.metrics.warmBatches.inc({ fate: 'expired' }, entry.batches.size);
-    for (const b of entry.batches.values()) b.dispose();
-  }
-
-  /** Gives every warm batch's bytes back (the budget is contended: they were opportunistic). */
-  dropAllWarm(): void {
-    for (const key of [...this.warm.keys()]) this.dropWarm(key);
-  }
-
   close(): void {
-    this.dropAllWarm();
+    this.completeListeners.clear();
     for (const perJob of this.progress.values()) {
       for (const p of perJob.values()) for (const w of p.barrierWaiters.splice(0)) w();
     }

@@ -3,7 +3,7 @@
 // 'drain' (or the stream's abort: a cancelled call never drains), then waits
 // for the last message to flush. The call's own buffer is the bound.
 import type { Writable } from 'node:stream';
-import { cancelledError, raceSignal, waitForEvent } from '../../common/signals.js';
+import { cancelledError, raceSignal, waitForEvent } from '../../../common/signals.js';
 
 export async function writeInOrder<T>(
   call: Writable,

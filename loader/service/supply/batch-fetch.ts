@@ -1,10 +1,10 @@
 // One batch of one rank: which ids (with weights and padding flags) it
 // holds, and the fetch of their bytes under the global in-flight budget.
-import type { FetchedSample, RangeReader } from '../fetch/index.js';
-import type { Dataset } from '../shards/index.js';
+import type { FetchedSample, RangeReader } from '../../fetch/index.js';
+import type { Dataset } from '../../shards/index.js';
 import type { ByteBudget } from './byte-budget.js';
-import { batchSpan, orderIndexAt, type EpochLayout } from './epoch-layout.js';
-import type { EpochState } from './job-registry.js';
+import { batchSpan, orderIndexAt, type EpochLayout } from '../jobs/epoch-layout.js';
+import type { EpochState } from '../jobs/job-registry.js';
 
 export interface BatchSpec {
   index: number;

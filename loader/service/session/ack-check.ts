@@ -2,11 +2,11 @@
 // exists and was sent, scores and losses line up with ids, every id was
 // delivered to this rank up to that batch, and every value is a finite
 // number >= 0. Nothing invalid reaches the score forwarder.
-import type { SadpError } from '../../common/errors.js';
-import { Status } from '../../common/errors.js';
-import type { sadp } from '../../proto/index.js';
-import { deliveredTo, type EpochLayout } from './epoch-layout.js';
-import type { EpochState } from './job-registry.js';
+import type { SadpError } from '../../../common/errors.js';
+import { Status } from '../../../common/errors.js';
+import type { sadp } from '../../../proto/index.js';
+import { deliveredTo, type EpochLayout } from '../jobs/epoch-layout.js';
+import type { EpochState } from '../jobs/job-registry.js';
 import { rpcError } from './stream-messages.js';
 
 export interface AckContext {

@@ -2,14 +2,13 @@
 // FIFO wait queue. Sample sizes are known from the shard index before any GET,
 // so bytes are reserved before a fetch starts and released once the batch is
 // written to the trainer's socket.
-import { cancelledError } from '../../common/signals.js';
+import { cancelledError, onAbort } from '../../../common/signals.js';
 
 interface Waiter {
   bytes: number;
   resolve: () => void;
-  reject: (err: unknown) => void;
-  signal: AbortSignal | undefined;
-  onAbort: () => void;
+  /** Stops listening to the waiter's signal. */
+  stopListening: () => void;
 }
 
 export interface ByteBudget {
@@ -76,20 +75,14 @@ class ByteBudgetImpl implements ByteBudget {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = {
-        bytes,
-        resolve,
-        reject,
-        signal,
-        onAbort: () => {
-          const i = this.queue.indexOf(waiter);
-          if (i >= 0) this.queue.splice(i, 1);
-          reject(cancelledError(signal, 'wait for in-flight byte budget'));
-          // The head may have been the one blocking smaller requests behind it.
-          this.pump();
-        },
-      };
-      signal?.addEventListener('abort', waiter.onAbort, { once: true });
+      const waiter: Waiter = { bytes, resolve, stopListening: () => undefined };
+      waiter.stopListening = onAbort(signal, () => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        reject(cancelledError(signal, 'wait for in-flight byte budget'));
+        // The head may have been the one blocking smaller requests behind it.
+        this.pump();
+      });
       this.queue.push(waiter);
       this.onContention?.();
     });
@@ -108,7 +101,7 @@ class ByteBudgetImpl implements ByteBudget {
       const head = this.queue[0] as Waiter;
       if (!this.fits(head.bytes)) return;
       this.queue.shift();
-      head.signal?.removeEventListener('abort', head.onAbort);
+      head.stopListening();
       this.take(head.bytes);
       head.resolve();
     }

@@ -4,8 +4,8 @@
 // trainer cannot hold the whole budget), and given back latest-first when
 // the budget is contended.
 import { BatchFetch, batchSpec, type FetchDeps } from './batch-fetch.js';
-import type { EpochLayout } from './epoch-layout.js';
-import type { EpochState, JobContext } from './job-registry.js';
+import type { EpochLayout } from '../jobs/epoch-layout.js';
+import type { EpochState, JobContext } from '../jobs/job-registry.js';
 
 export interface PrefetchWindowOptions {
   ctx: JobContext;

@@ -2,9 +2,9 @@
 // hands the loader the job's digest; the loader hashes the presented token
 // and compares digests in constant time (common/bearer.ts).
 import type { Metadata } from '@grpc/grpc-js';
-import { presentedToken, tokenMatches } from '../../common/bearer.js';
-import { SadpError, Status } from '../../common/errors.js';
-import type { AuthMode } from './options.js';
+import { presentedToken, tokenMatches } from '../../../common/bearer.js';
+import { SadpError, Status } from '../../../common/errors.js';
+import type { AuthMode } from '../options.js';
 
 /**
  * Checks the call's `authorization` metadata against the job's token digest.

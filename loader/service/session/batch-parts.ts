@@ -2,9 +2,9 @@
 // the byte cap, so no message exceeds a client's receive limit: samples are
 // grouped greedily in batch order, and a sample larger than the cap on its
 // own is split across consecutive parts (Sample.continued in loader.proto).
-import type { FetchedSample } from '../fetch/index.js';
-import { SadpError } from '../../common/errors.js';
-import type { BatchSpec } from './batch-fetch.js';
+import type { FetchedSample } from '../../fetch/index.js';
+import { SadpError } from '../../../common/errors.js';
+import type { BatchSpec } from '../supply/batch-fetch.js';
 import { encodeBatchPartResponse, type PartPlan, type SamplePiece } from './batch-encoder.js';
 
 /** Protobuf framing of a BatchPart besides its samples (response tag, index, part, parts). */

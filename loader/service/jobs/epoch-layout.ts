@@ -11,9 +11,9 @@
 // `shard-block` each rank reads its own run of shard blocks. A rank's P
 // samples are cut into steps = ceil(P / B) batches of B (the last one may be
 // shorter); every rank has the same number of steps.
-import { uniform } from '../../scorer/index.js';
-import { throwIfCancelled } from '../../common/signals.js';
-import type { ShuffleMode } from './options.js';
+import { uniform } from '../../../scorer/index.js';
+import { throwIfCancelled } from '../../../common/signals.js';
+import type { ShuffleMode } from '../options.js';
 
 /** Independent PRNG streams for the shuffle: never the plan's own key (seed). */
 const SHUFFLE_KEY_XOR = 0x5348_5546_464c_4531n; // "SHUFFLE1"

@@ -5,7 +5,7 @@
 // written once (field bytes copied once, from the fetched range).
 // The output is byte-identical to the generated encoder (`pb.StreamEpochResponse
 // .encode`): same field order, defaults omitted, map entries in Object.keys order.
-import { SadpError } from '../../common/errors.js';
+import { SadpError } from '../../../common/errors.js';
 
 /** A Sample message, or one piece of a sample split across parts (see loader.proto). */
 export interface SamplePiece {

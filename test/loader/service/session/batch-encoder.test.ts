@@ -5,12 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { pb } from '../../../proto/index.js';
-import { encodeBatchPartResponse } from '../../../loader/service/batch-encoder.js';
-import { planParts, splitBatch } from '../../../loader/service/batch-parts.js';
-import type { BatchSpec } from '../../../loader/service/batch-fetch.js';
-import type { FetchedSample } from '../../../loader/fetch/index.js';
-import { assembleBatch, type EpochInfo } from '../../../trainer/client/batch.js';
+import { pb } from '../../../../proto/index.js';
+import { encodeBatchPartResponse } from '../../../../loader/service/session/batch-encoder.js';
+import { planParts, splitBatch } from '../../../../loader/service/session/batch-parts.js';
+import type { BatchSpec } from '../../../../loader/service/supply/batch-fetch.js';
+import type { FetchedSample } from '../../../../loader/fetch/index.js';
+import { assembleBatch, type EpochInfo } from '../../../../trainer/client/batch.js';
 
 // Field names include integer-like ones: Object.keys puts those first, and
 // both encoders must agree on that order.

@@ -2,16 +2,16 @@
 // job (DescribeJob, once), its dataset (manifest and shard indexes opened
 // once), and each epoch's plan with its shuffled order, fetched from the
 // scorer once no matter how many ranks ask at the same time.
-import { raceSignal } from '../../common/signals.js';
-import { SadpError, Status } from '../../common/errors.js';
-import type { Logger } from '../../common/logger.js';
-import type { sadp } from '../../proto/index.js';
-import { openDataset, type Dataset, type DatasetAccess } from '../shards/index.js';
-import { u64ToBigInt, type Plan, type ScorerClient } from '../../scorer/index.js';
-import type { S3Client } from '../../storage/index.js';
+import { raceSignal } from '../../../common/signals.js';
+import { SadpError, Status } from '../../../common/errors.js';
+import type { Logger } from '../../../common/logger.js';
+import type { sadp } from '../../../proto/index.js';
+import { openDataset, type Dataset, type DatasetAccess } from '../../shards/index.js';
+import { u64ToBigInt, type Plan, type ScorerClient } from '../../../scorer/index.js';
+import type { S3Client } from '../../../storage/index.js';
 import { shufflePlanAsync, yieldLoop } from './epoch-layout.js';
-import type { LoaderMetrics } from './metrics.js';
-import type { ShuffleMode } from './options.js';
+import type { LoaderMetrics } from '../metrics.js';
+import type { ShuffleMode } from '../options.js';
 
 export interface JobContext {
   jobId: string;
