@@ -12,7 +12,7 @@
 //   iteration ends, fails, is aborted or is abandoned (`break`).
 import { Metadata, status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
 import type { LoaderClient as GrpcLoaderClient, sadp } from '../../proto/index.js';
-import { cancelledError, sleep } from '../../common/signals.js';
+import { cancelledError, onAbort, sleep } from '../../common/signals.js';
 import { invalidArgument } from '../../common/errors.js';
 import {
   assembleBatch,
@@ -175,13 +175,13 @@ class Connection {
         let timer: NodeJS.Timeout | undefined;
         const done = (): void => {
           if (timer) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
+          stopListening();
           this.wake = undefined;
         };
-        const onAbort = (): void => {
+        const stopListening = onAbort(signal, () => {
           done();
           reject(cancelledError(signal, what));
-        };
+        });
         this.wake = () => {
           done();
           resolve();
@@ -193,7 +193,6 @@ class Connection {
             reject(new LoaderCallError('SADP_LOADER_TIMEOUT', msg, GrpcStatus.DEADLINE_EXCEEDED, msg));
           }, timeoutMs);
         }
-        signal?.addEventListener('abort', onAbort, { once: true });
       });
     }
   }
