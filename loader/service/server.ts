@@ -42,8 +42,10 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   const drainController = new AbortController();
   // Every stream and storage read listens on these two: not a leak.
   setMaxListeners(0, lifetime.signal, drainController.signal);
-  const stages = createLoaderStages(resolved, logger, {
-    drain: drainController.signal,
+  const stages = createLoaderStages({
+    resolved,
+    logger,
+    drainSignal: drainController.signal,
     lifetime: lifetime.signal,
   });
 

@@ -57,18 +57,17 @@ export interface LoaderStages {
   close(): void;
 }
 
-export interface StageSignals {
+export interface LoaderStagesOptions {
+  resolved: ResolvedLoaderOptions;
+  logger: Logger;
   /** Aborted when draining starts. */
-  drain: AbortSignal;
+  drainSignal: AbortSignal;
   /** Aborted when the loader closes for good. */
   lifetime: AbortSignal;
 }
 
-export function createLoaderStages(
-  resolved: ResolvedLoaderOptions,
-  logger: Logger,
-  signals: StageSignals,
-): LoaderStages {
+export function createLoaderStages(options: LoaderStagesOptions): LoaderStages {
+  const { resolved, logger, drainSignal, lifetime } = options;
   const metrics = loaderMetrics();
   const scorer = createScorerClient({
     address: resolved.scorerAddress,
@@ -86,7 +85,7 @@ export function createLoaderStages(
     maxBufferedEntries: resolved.scoreBufferEntries,
     logger,
     metrics,
-    signal: signals.lifetime,
+    signal: lifetime,
   });
   const boundary = new EpochBoundary(metrics);
 
@@ -101,8 +100,8 @@ export function createLoaderStages(
     shuffleBlockShards: resolved.shuffleBlockShards,
     logger,
     metrics,
-    signal: signals.lifetime,
-    beforePlan: createPlanGate(boundary, forwarder, resolved.epochBarrierMs),
+    signal: lifetime,
+    beforePlan: createPlanGate({ boundary, forwarder, barrierMs: resolved.epochBarrierMs }),
   });
   const jobs = createJobAccess(registry, resolved.auth);
 
@@ -121,8 +120,8 @@ export function createLoaderStages(
       jobs: registry,
       supply,
       opened: (key) => boundary.rankOpened(key),
-      drainSignal: signals.drain,
-      lifetime: signals.lifetime,
+      drainSignal,
+      lifetime,
       logger,
     }),
   );
@@ -133,7 +132,7 @@ export function createLoaderStages(
     maxMessageBytes: resolved.maxMessageBytes,
     logger,
     metrics,
-    drainSignal: signals.drain,
+    drainSignal,
     jobs,
     supply,
     scores: forwarder,

@@ -9,11 +9,14 @@ import type { ScoreForwarder } from './score-forwarder.js';
 
 export type PlanGate = (jobId: string, epoch: number, signal: AbortSignal) => Promise<void>;
 
-export function createPlanGate(
-  boundary: Pick<EpochBoundary, 'barrier'>,
-  forwarder: Pick<ScoreForwarder, 'flush'>,
-  barrierMs: number,
-): PlanGate {
+export interface PlanGateOptions {
+  boundary: Pick<EpochBoundary, 'barrier'>;
+  forwarder: Pick<ScoreForwarder, 'flush'>;
+  /** Longest wait for epoch k-1's streams (epochBarrierMs). */
+  barrierMs: number;
+}
+
+export function createPlanGate({ boundary, forwarder, barrierMs }: PlanGateOptions): PlanGate {
   return async (jobId, epoch, signal) => {
     if (epoch > 0) await boundary.barrier(jobId, epoch - 1, barrierMs, signal);
     await raceSignal(forwarder.flush(jobId), signal, `score flush of job ${jobId}`);
