@@ -26,7 +26,7 @@ import {
   type GrpcFuzzStats,
 } from '../../test/reliability/grpc-fuzz.js';
 import { sleep } from '../../test/reliability/stack.js';
-import { call } from '../../test/scorer/service-helpers.js';
+import { call } from '../../test/scorer/service/helpers.js';
 import { intFlag, parseFlags, progress, table, writeResult } from './report.js';
 
 const flags = parseFlags();

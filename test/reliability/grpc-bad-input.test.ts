@@ -15,7 +15,7 @@ import { StateStore } from '../../scorer/state/index.js';
 import { openStore } from '../../storage/index.js';
 import { runSadp } from '../helpers/processes.js';
 import { SAMPLES, connectLoader, runRank, startStack, type Stack } from '../loader/service/helpers.js';
-import { call, rejectsWith } from '../scorer/service-helpers.js';
+import { call, rejectsWith } from '../scorer/service/helpers.js';
 import {
   ReportModel,
   fuzzBadAcks,

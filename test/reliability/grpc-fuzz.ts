@@ -12,7 +12,7 @@ import { type LoaderClient, type ScorerClient, type sadp } from '../../proto/ind
 import type { Dataset } from '../../loader/shards/index.js';
 import { FLAG_LOSS, FLAG_SCORE } from '../../scorer/state/index.js';
 import type { ObjectStore } from '../../storage/index.js';
-import { call } from '../scorer/service-helpers.js';
+import { call } from '../scorer/service/helpers.js';
 import { readDurableScores } from './stack.js';
 
 export interface GrpcFuzzStats {

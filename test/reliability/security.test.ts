@@ -30,7 +30,7 @@ import {
   unary,
   type Stack,
 } from '../loader/service/helpers.js';
-import { call } from '../scorer/service-helpers.js';
+import { call } from '../scorer/service/helpers.js';
 import { makeCerts, read, type CertFiles } from './certs.js';
 import { runRank, servedPlan, checkEpoch, epochClean, sleep } from './stack.js';
 

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { pb, ScorerService, type sadp } from '../../proto/index.js';
-import { createScorerClient, createScorerServer, planDigest } from '../../scorer/index.js';
-import { connect, fetchPlan, tempDir } from './service-helpers.js';
+import { pb, ScorerService, type sadp } from '../../../proto/index.js';
+import { createScorerClient, createScorerServer, planDigest } from '../../../scorer/index.js';
+import { connect, fetchPlan, tempDir } from '../service/helpers.js';
 
 test('createJob, describeJob, getPlan, reportScores and getStats round-trip through a real scorer', async (t) => {
   const dir = await tempDir(t);

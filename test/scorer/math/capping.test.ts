@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { isSadpError } from '../../common/errors.js';
+import { isSadpError } from '../../../common/errors.js';
 import {
   MAX_ITERATIVE_PASSES,
   cappedProbabilities,
   cappedProbabilitiesSorted,
   smoothedProbabilities,
   smoothedProbabilitiesSorted,
-} from '../../scorer/math/index.js';
+} from '../../../scorer/math/index.js';
 
 const RUNS = 300;
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Status, isSadpError } from '../../common/errors.js';
+import { Status, isSadpError } from '../../../common/errors.js';
 import {
   decodePlan,
   defaultHyperparameters,
@@ -19,8 +19,8 @@ import {
   pruneRatioAt,
   smoothedProbabilities,
   uniform,
-} from '../../scorer/math/index.js';
-import type { EpochPlan, PlanInput } from '../../scorer/math/index.js';
+} from '../../../scorer/math/index.js';
+import type { EpochPlan, PlanInput } from '../../../scorer/math/index.js';
 
 const run = promisify(execFile);
 
@@ -350,7 +350,8 @@ describe('determinism', () => {
       await writeFile(file, new Uint8Array(inp.scores.buffer));
       // From source (tsx) the child needs the same loader; from dist/ it runs plain node.
       const fromSource = import.meta.url.endsWith('.ts');
-      const moduleUrl = new URL(`../../scorer/math/index.${fromSource ? 'ts' : 'js'}`, import.meta.url).href;
+      const moduleUrl = new URL(`../../../scorer/math/index.${fromSource ? 'ts' : 'js'}`, import.meta.url)
+        .href;
       const script = `
         const { readFileSync } = await import('node:fs');
         const { planEpoch } = await import(${JSON.stringify(moduleUrl)});

@@ -3,8 +3,8 @@
 // distribution of the uniforms.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isSadpError } from '../../common/errors.js';
-import { threefry4x32, uniform } from '../../scorer/math/index.js';
+import { isSadpError } from '../../../common/errors.js';
+import { threefry4x32, uniform } from '../../../scorer/math/index.js';
 
 const hex = (words: number[]): string[] => words.map((w) => w.toString(16).padStart(8, '0'));
 

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { isSadpError } from '../../common/errors.js';
-import { defaultHyperparameters, pruneRatioAt } from '../../scorer/math/index.js';
+import { isSadpError } from '../../../common/errors.js';
+import { defaultHyperparameters, pruneRatioAt } from '../../../scorer/math/index.js';
 
 describe('defaultHyperparameters (Table II)', () => {
   test('returns the paper values for the table rows and the ImageNet setting', () => {

@@ -8,10 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { bearerInterceptor } from '../../common/bearer.js';
-import { isSadpError } from '../../common/errors.js';
-import { ScorerClient, pb, type sadp } from '../../proto/index.js';
-import { createScorerServer, type ScorerServer } from '../../scorer/index.js';
+import { bearerInterceptor } from '../../../common/bearer.js';
+import { isSadpError } from '../../../common/errors.js';
+import { ScorerClient, pb, type sadp } from '../../../proto/index.js';
+import { createScorerServer, type ScorerServer } from '../../../scorer/index.js';
 import {
   SAMPLES,
   connectLoader,
@@ -20,8 +20,8 @@ import {
   startStack,
   unary,
   type Stack,
-} from '../loader/service/helpers.js';
-import { rejectsWith } from './service-helpers.js';
+} from '../../loader/service/helpers.js';
+import { rejectsWith } from './helpers.js';
 
 const S = grpc.status;
 const ADMIN = newToken();

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { packageRoot } from '../../common/paths.js';
-import { pb, ScorerClient, type sadp } from '../../proto/index.js';
+import { packageRoot } from '../../../common/paths.js';
+import { pb, ScorerClient, type sadp } from '../../../proto/index.js';
 
 export async function tempDir(t: TestContext, prefix = 'sadp-scorer-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));

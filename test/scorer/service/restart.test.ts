@@ -5,9 +5,9 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { pb } from '../../proto/index.js';
-import { planEpoch } from '../../scorer/index.js';
-import { startEmbeddedS3 } from '../../storage/index.js';
+import { pb } from '../../../proto/index.js';
+import { planEpoch } from '../../../scorer/index.js';
+import { startEmbeddedS3 } from '../../../storage/index.js';
 import {
   ExpectedScores,
   call,
@@ -17,8 +17,8 @@ import {
   spawnScorer,
   tempDir,
   type SpawnedScorer,
-} from './service-helpers.js';
-import { mulberry32 } from '../helpers/random.js';
+} from './helpers.js';
+import { mulberry32 } from '../../helpers/random.js';
 
 const N = 50_000;
 const JOB = 'restart';

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { runCli, spawnScorer, tempDir } from './service-helpers.js';
+import { runCli, spawnScorer, tempDir } from './helpers.js';
 
 test('create-job, plan, stats and describe print JSON; failures exit 1 with the status', async (t) => {
   const dir = await tempDir(t);

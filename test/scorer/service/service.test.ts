@@ -9,11 +9,11 @@ import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { createLogger } from '../../common/logger.js';
-import { packageRoot } from '../../common/paths.js';
-import { pb, SCORER_SERVICE_NAME, type ScorerClient, type sadp } from '../../proto/index.js';
-import { createScorerServer, planEpoch, type ScorerServerOptions } from '../../scorer/index.js';
-import { healthStatus } from '../helpers/grpc.js';
+import { createLogger } from '../../../common/logger.js';
+import { packageRoot } from '../../../common/paths.js';
+import { pb, SCORER_SERVICE_NAME, type ScorerClient, type sadp } from '../../../proto/index.js';
+import { createScorerServer, planEpoch, type ScorerServerOptions } from '../../../scorer/index.js';
+import { healthStatus } from '../../helpers/grpc.js';
 import {
   ExpectedScores,
   call,
@@ -23,8 +23,8 @@ import {
   makeReport,
   rejectsWith,
   tempDir,
-} from './service-helpers.js';
-import { mulberry32 } from '../helpers/random.js';
+} from './helpers.js';
+import { mulberry32 } from '../../helpers/random.js';
 
 type Spec = sadp.v1.JobSpec.$Properties;
 

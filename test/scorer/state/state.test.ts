@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { createLogger } from '../../common/logger.js';
-import { isSadpError, Status } from '../../common/errors.js';
-import { openStore, type ObjectStore } from '../../storage/index.js';
-import { decodePlan, encodePlan, openScorerCore, planEpoch, type ScorerCore } from '../../scorer/index.js';
+import { createLogger } from '../../../common/logger.js';
+import { isSadpError, Status } from '../../../common/errors.js';
+import { openStore, type ObjectStore } from '../../../storage/index.js';
+import { decodePlan, encodePlan, openScorerCore, planEpoch, type ScorerCore } from '../../../scorer/index.js';
 import {
   decodeLog,
   decodePlanEnvelope,
@@ -18,9 +18,9 @@ import {
   encodePlanEnvelope,
   encodeSnapshot,
   StateErrorCode,
-} from '../../scorer/state/index.js';
-import { mulberry32 } from '../helpers/random.js';
-import { ExpectedScores, makeReport, tempDir } from './service-helpers.js';
+} from '../../../scorer/state/index.js';
+import { mulberry32 } from '../../helpers/random.js';
+import { ExpectedScores, makeReport, tempDir } from '../service/helpers.js';
 
 const N = 20_000;
 

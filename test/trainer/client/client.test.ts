@@ -10,8 +10,8 @@ import {
   LoaderCallError,
   type Batch,
   type EpochStream,
-} from '../../trainer/client/index.js';
-import { isSadpError } from '../../common/errors.js';
+} from '../../../trainer/client/index.js';
+import { isSadpError } from '../../../common/errors.js';
 import {
   batchSizeOf,
   newRecord,
@@ -19,7 +19,7 @@ import {
   startTestLoader,
   type TestLoaderPlan,
   type TestLoaderRecord,
-} from './client-test-server.js';
+} from './test-server.js';
 
 const score = (id: number): number => id * 0.01 + 0.5;
 const loss = (id: number): number => id * 0.001;

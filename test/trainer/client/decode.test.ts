@@ -8,9 +8,9 @@ import {
   decodeImageBatch,
   type Batch,
   type EpochInfo,
-} from '../../trainer/client/index.js';
-import { encodeNpyUint8 } from '../../loader/shards/index.js';
-import { isSadpError } from '../../common/errors.js';
+} from '../../../trainer/client/index.js';
+import { encodeNpyUint8 } from '../../../loader/shards/index.js';
+import { isSadpError } from '../../../common/errors.js';
 
 const info: EpochInfo = {
   jobId: 'j',

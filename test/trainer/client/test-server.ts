@@ -5,8 +5,8 @@
 // Scores become "durable" only when a ScoresCommitted covers them, so a
 // crash loses exactly what a crashing loader would.
 import * as grpc from '@grpc/grpc-js';
-import { LoaderService, pb, type sadp } from '../../proto/index.js';
-import { bindLoopback } from '../helpers/grpc.js';
+import { LoaderService, pb, type sadp } from '../../../proto/index.js';
+import { bindLoopback } from '../../helpers/grpc.js';
 
 type Req = sadp.v1.StreamEpochRequest;
 type Res = sadp.v1.StreamEpochResponse;

@@ -2,7 +2,7 @@
 // with the TypeScript SDK and prints, as one JSON line, the ids and padding
 // flags it received. Usage: node python-sdk-ts-rank.js '<json request>'
 // with {address, token, job, epoch, rank, worldSize, batchSize}.
-import { createLoaderClient } from '../../trainer/index.js';
+import { createLoaderClient } from '../../../trainer/index.js';
 
 interface Request {
   address: string;

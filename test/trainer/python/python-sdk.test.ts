@@ -14,11 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32, deflateSync } from 'node:zlib';
-import { packageRoot } from '../../common/paths.js';
-import { buildShards, encodeNpyUint8, type SampleSource } from '../../loader/index.js';
-import { createS3Client } from '../../storage/index.js';
-import { cleanEnv, startService, type ServiceProcess } from '../helpers/processes.js';
-import { makeCerts } from '../reliability/certs.js';
+import { packageRoot } from '../../../common/paths.js';
+import { buildShards, encodeNpyUint8, type SampleSource } from '../../../loader/index.js';
+import { createS3Client } from '../../../storage/index.js';
+import { cleanEnv, startService, type ServiceProcess } from '../../helpers/processes.js';
+import { makeCerts } from '../../reliability/certs.js';
 
 const PYTHON = process.env.SADP_TEST_PYTHON ?? '/usr/bin/python3';
 const BUCKET = 'data';

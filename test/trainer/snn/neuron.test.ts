@@ -3,10 +3,10 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../../trainer/backend.js';
-import { conv2dSame } from '../../trainer/snn/layers.js';
-import { createSpikeFn, lifMultiStep, readout, surrogateGrad } from '../../trainer/snn/neuron.js';
-import type { ResolvedNeuron } from '../../trainer/snn/options.js';
+import { selectBackend } from '../../../trainer/backend.js';
+import { conv2dSame } from '../../../trainer/snn/layers.js';
+import { createSpikeFn, lifMultiStep, readout, surrogateGrad } from '../../../trainer/snn/neuron.js';
+import type { ResolvedNeuron } from '../../../trainer/snn/options.js';
 
 before(async () => {
   await selectBackend('wasm');

@@ -5,13 +5,13 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { readFashionMnist, type IdxImages } from '../../common/datasets/fashion-mnist.js';
-import { isSadpError } from '../../common/errors.js';
-import { selectBackend } from '../../trainer/backend.js';
-import { createSpikingCnn, createSpikingMlp, type SpikingModel } from '../../trainer/snn/index.js';
-import { createSpikeFn, lifMultiStep, readout } from '../../trainer/snn/neuron.js';
-import { resolveNetworkOptions } from '../../trainer/snn/options.js';
-import { gradientTap } from '../../trainer/snn/tap.js';
+import { readFashionMnist, type IdxImages } from '../../../common/datasets/fashion-mnist.js';
+import { isSadpError } from '../../../common/errors.js';
+import { selectBackend } from '../../../trainer/backend.js';
+import { createSpikingCnn, createSpikingMlp, type SpikingModel } from '../../../trainer/snn/index.js';
+import { createSpikeFn, lifMultiStep, readout } from '../../../trainer/snn/neuron.js';
+import { resolveNetworkOptions } from '../../../trainer/snn/options.js';
+import { gradientTap } from '../../../trainer/snn/tap.js';
 
 let data: IdxImages;
 const PIXELS = 784;

@@ -3,9 +3,9 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { readFashionMnist, type IdxImages } from '../../common/datasets/fashion-mnist.js';
-import { selectBackend } from '../../trainer/backend.js';
-import { createSpikingMlp } from '../../trainer/snn/index.js';
+import { readFashionMnist, type IdxImages } from '../../../common/datasets/fashion-mnist.js';
+import { selectBackend } from '../../../trainer/backend.js';
+import { createSpikingMlp } from '../../../trainer/snn/index.js';
 
 let train: IdxImages;
 let testSet: IdxImages;

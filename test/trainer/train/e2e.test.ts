@@ -14,25 +14,25 @@ import {
   encodeNpyUint8,
   type LoaderServer,
   type SampleSource,
-} from '../../loader/index.js';
-import type { RangeRequestEvent } from '../../loader/fetch/index.js';
-import type { sadp } from '../../proto/index.js';
+} from '../../../loader/index.js';
+import type { RangeRequestEvent } from '../../../loader/fetch/index.js';
+import type { sadp } from '../../../proto/index.js';
 import {
   createScorerClient,
   createScorerServer,
   type ScorerClient,
   type ScorerServer,
-} from '../../scorer/index.js';
+} from '../../../scorer/index.js';
 import {
   createLoaderClient,
   readCheckpoint,
   runTraining,
   type EpochSummary,
   type TrainOptions,
-} from '../../trainer/index.js';
-import { isSadpError } from '../../common/errors.js';
-import { mulberry32 } from '../helpers/random.js';
-import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
+} from '../../../trainer/index.js';
+import { isSadpError } from '../../../common/errors.js';
+import { mulberry32 } from '../../helpers/random.js';
+import { startTempS3, type TempS3 } from '../../helpers/temp-s3.js';
 
 const TRAIN = 1200;
 const TEST = 300;

@@ -14,9 +14,9 @@ import {
   estimateTotalSteps,
   readCheckpoint,
   type EpochSummary,
-} from '../../trainer/index.js';
-import { checkCompatible, writeCheckpoint, type CheckpointMeta } from '../../trainer/train/checkpoint.js';
-import { isSadpError } from '../../common/errors.js';
+} from '../../../trainer/index.js';
+import { checkCompatible, writeCheckpoint, type CheckpointMeta } from '../../../trainer/train/checkpoint.js';
+import { isSadpError } from '../../../common/errors.js';
 
 test('cosine annealing starts at the peak, ends at the floor and never rises', () => {
   assert.equal(cosineLr(1e-3, 1e-5, 0, 100), 1e-3);

@@ -1,5 +1,5 @@
 """Fixtures for the SDK tests. The services are started by
-test/trainer/python-sdk.test.ts (`npm test`), which passes their addresses in
+test/trainer/python/python-sdk.test.ts (`npm test`), which passes their addresses in
 SADP_TEST_* variables. Run alone, the tests that need services fail (they are
 never skipped: CI must not pass without running them)."""
 
@@ -23,7 +23,7 @@ _counter = itertools.count()
 def env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise RuntimeError(f"${name} is not set: run these tests through `npm test` (test/trainer/python-sdk.test.ts)")
+        raise RuntimeError(f"${name} is not set: run these tests through `npm test` (test/trainer/python/python-sdk.test.ts)")
     return value
 
 
