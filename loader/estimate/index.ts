@@ -5,6 +5,7 @@ export {
   uniformSubset,
   ESTIMATE_POLICIES,
   type DatasetLayout,
+  type EstimateOptions,
   type EstimatePolicy,
   type RunEstimate,
 } from './estimate.js';
