@@ -4,7 +4,7 @@
 // GETs and bytes in the loader's storage request log within 2 %, for each
 // read planner mode whose choice the estimate can know (auto and min-bytes
 // with a fixed cost model: the online one depends on measured timings).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +23,7 @@ import {
 } from '../../../loader/index.js';
 import { createLoaderClient } from '../../../trainer/client/index.js';
 import { runSadp } from '../../helpers/processes.js';
-import { getPlan, scoreOf, startStack, type Stack } from '../service/helpers.js';
+import { getPlan, streamEpoch, useStack } from '../service/helpers.js';
 
 const WORLD = 2;
 const BATCH = 32;
@@ -32,15 +32,7 @@ const EPOCHS = 2;
 // auto merges across pruned samples, min-bytes only within its 5 % budget.
 const COST = { perRequestUs: 200, perByteUs: 0.01 };
 
-let stack: Stack;
-
-before(async () => {
-  stack = await startStack();
-});
-
-after(async () => {
-  await stack?.close();
-});
+const stack = useStack();
 
 const within = (got: number, want: number, what: string): void =>
   assert.ok(Math.abs(got - want) <= 0.02 * want, `${what}: estimate ${got}, real ${want}`);
@@ -54,20 +46,8 @@ async function realRun(
   const jobId = await stack.createJob({ epochs: EPOCHS });
   const clients = Array.from({ length: WORLD }, () => createLoaderClient({ address: loader.address }));
   try {
-    for (let epoch = 0; epoch < EPOCHS; epoch++) {
-      await Promise.all(
-        clients.map(async (client, rank) => {
-          for await (const batch of client.epoch({
-            job: jobId,
-            epoch,
-            rank,
-            worldSize: WORLD,
-            batchSize: BATCH,
-          }))
-            await batch.ack({ scores: Array.from(batch.ids, scoreOf) });
-        }),
-      );
-    }
+    for (let epoch = 0; epoch < EPOCHS; epoch++)
+      await streamEpoch(clients, { job: jobId, epoch, batchSize: BATCH });
   } finally {
     for (const c of clients) c.close();
   }
