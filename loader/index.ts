@@ -46,7 +46,6 @@ export {
   estimatePlotSpec,
   type DatasetLayout,
   type EstimateOptions,
-  type EstimatePolicy,
   type RunEstimate,
   type LinkModel,
   type LinkPreset,

@@ -6,7 +6,6 @@ export {
   ESTIMATE_POLICIES,
   type DatasetLayout,
   type EstimateOptions,
-  type EstimatePolicy,
   type RunEstimate,
 } from './estimate.js';
 export { LINK_PRESETS, type LinkModel, type LinkPreset } from './link-model.js';

@@ -26,5 +26,5 @@ export {
   CPU_PER_REQUEST_US,
   CPU_PER_BYTE_US,
 } from './cost-estimator.js';
-export { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from './range-plan.js';
+export { planRanges, sortUniqueIds, type SampleLayout } from './range-plan.js';
 export type { FetchedSample } from './cut.js';
