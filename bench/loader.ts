@@ -38,6 +38,7 @@ import type { LoaderStats } from '../loader/index.js';
 import type { S3Options } from '../storage/index.js';
 import type { sadp } from '../proto/index.js';
 import type * as grpcTypes from '@grpc/grpc-js';
+import { nginxConf } from '../test/helpers/nginx.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const BUCKET = 'bench';
@@ -507,32 +508,9 @@ function requireTools(): void {
   }
 }
 
-function nginxConf(dir: string, www: string, listen: string): string {
-  return `worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush off;
-  keepalive_timeout 300s;
-  keepalive_requests 10000000;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  default_type application/octet-stream;
-  server { listen ${listen}; root ${www}; etag on; location / { } }
-}
-`;
-}
-
 async function startNginx(dir: string, www: string, listen: string, ns?: string): Promise<ChildProcess> {
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'nginx.conf'), nginxConf(dir, www, listen));
+  await writeFile(join(dir, 'nginx.conf'), nginxConf({ dir, www, listen, workerConnections: 4096 }));
   const args = ['-c', join(dir, 'nginx.conf')];
   const proc = ns
     ? spawn('ip', ['netns', 'exec', ns, 'nginx', ...args], { stdio: 'inherit' })

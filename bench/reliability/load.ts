@@ -17,7 +17,7 @@ import { createScorerClient } from '../../scorer/index.js';
 import { buildShards, syntheticSource } from '../../loader/index.js';
 import { createS3Client } from '../../storage/index.js';
 import { createLoaderClient } from '../../trainer/index.js';
-import { startService, type ServiceProcess } from '../../test/helpers/processes.js';
+import { startLoaderService, startService, type ServiceProcess } from '../../test/helpers/processes.js';
 import {
   checkEpoch,
   createJob,
@@ -128,22 +128,15 @@ try {
 
   for (const budgetMiB of config.inflightBudgetsMiB) {
     const budget = budgetMiB * MiB;
-    const loader = await startService({
-      args: [
-        'loader',
-        '--listen',
-        '127.0.0.1:0',
-        '--scorer',
-        `127.0.0.1:${scorer.port}`,
-        '--inflight-bytes',
-        String(budget),
-        '--prefetch-batches',
-        String(config.prefetchBatches),
-        '--log-level',
-        'warn',
-        ...creds,
-      ],
-    });
+    const loader = await startLoaderService(scorer.port, [
+      '--inflight-bytes',
+      String(budget),
+      '--prefetch-batches',
+      String(config.prefetchBatches),
+      '--log-level',
+      'warn',
+      ...creds,
+    ]);
     const jobId = `load-${budgetMiB}`;
     await createJob(scorerClient, {
       jobId,

@@ -9,44 +9,55 @@ import { SadpError, Status } from '../../common/errors.js';
 import {
   ESTIMATE_POLICIES,
   LINK_PRESETS,
+  READ_PLANNER_MODES,
   estimatePlotSpec,
   estimateRun,
   layoutOfDataset,
   openDataset,
+  resolveRangeReaderOptions,
   syntheticLayout,
   type DatasetLayout,
-  type EstimatePolicy,
+  type EstimateOptions,
   type LinkModel,
   type LinkPreset,
+  type ReadPlannerMode,
   type RunEstimate,
+  type ShuffleMode,
 } from '../../loader/index.js';
 import { intArg, numArg } from '../args.js';
 import { parseBytes } from './shards.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
 
-interface EstimateFlags extends S3Flags {
+type RunFlags = Pick<
+  EstimateOptions,
+  'policy' | 'pruneRatio' | 'maxPruneRatio' | 'epochs' | 'worldSize' | 'batchSize' | 'loaders' | 'prefixes'
+>;
+
+interface EstimateFlags extends S3Flags, RunFlags {
   manifest?: string;
   samples?: number;
   meanBytes: number;
   shardBytes: number;
-  policy: EstimatePolicy;
-  pruneRatio: number;
-  maxPruneRatio?: number;
-  epochs: number;
-  worldSize: number;
-  batchSize: number;
-  shuffle: 'global' | 'shard-block';
+  shuffle: ShuffleMode;
+  shuffleBlockShards: number;
   preset: LinkPreset;
   latencyMs?: number;
   bandwidth?: number;
   getPrice?: number;
   egressPrice?: number;
-  loaders: number;
+  planner: ReadPlannerMode;
+  window: number;
+  gapBytes?: number;
+  maxWasteRatio?: number;
+  costPerRequestUs?: number;
+  costPerByteUs?: number;
   concurrency: number;
-  prefixes: number;
   json?: boolean;
   plot?: string;
 }
+
+/** The loader's defaults, from the range reader that owns them. */
+const READER_DEFAULTS = resolveRangeReaderOptions();
 
 const fmtBytes = (b: number): string => {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
@@ -110,7 +121,11 @@ function table(est: RunEstimate, link: LinkModel): string {
   );
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  const p = est.planner;
   const notes = [
+    `planner: ${p.mode}, ${p.cost.perRequestUs.toFixed(0)} us per GET + ${p.cost.perByteUs.toPrecision(2)} us per byte ` +
+      `(break-even gap ${fmtBytes(p.breakEvenGapBytes)}), ` +
+      (p.windowBatches === 1 ? 'one read per batch' : `one read per ${p.windowBatches} batches of a rank`),
     `link: ${link.latencyMs} ms per GET, ${fmtBytes(link.bandwidthBytesPerSecond)}/s, $${link.getPricePer1000} per 1,000 GETs, ` +
       `$${link.egressPricePerGB + link.retrievalPricePerGB}/GB; GET rate limit ${fmtCount(est.getRateLimit)}/s`,
     `pruned run vs whole shards: ${(100 * (1 - t.bytesFetched / w.bytes)).toFixed(1)}% fewer bytes, ` +
@@ -140,6 +155,26 @@ async function layoutFrom(flags: EstimateFlags): Promise<DatasetLayout> {
   });
 }
 
+function readerFrom(flags: EstimateFlags): NonNullable<EstimateOptions['reader']> {
+  const fixed = [flags.costPerRequestUs, flags.costPerByteUs].filter((v) => v !== undefined).length;
+  if (fixed === 1) {
+    throw new SadpError(
+      'SADP_CONFIG_INVALID',
+      'a fixed cost model needs both --cost-per-request-us and --cost-per-byte-us',
+      { status: Status.INVALID_ARGUMENT },
+    );
+  }
+  return {
+    planner: flags.planner,
+    concurrency: flags.concurrency,
+    ...(flags.gapBytes === undefined ? {} : { gapBytes: flags.gapBytes }),
+    ...(flags.maxWasteRatio === undefined ? {} : { maxWasteRatio: flags.maxWasteRatio }),
+    ...(fixed === 2
+      ? { cost: { perRequestUs: flags.costPerRequestUs!, perByteUs: flags.costPerByteUs! } }
+      : {}),
+  };
+}
+
 async function estimate(flags: EstimateFlags): Promise<void> {
   const preset = LINK_PRESETS[flags.preset];
   const link: LinkModel = {
@@ -149,19 +184,24 @@ async function estimate(flags: EstimateFlags): Promise<void> {
     ...(flags.getPrice === undefined ? {} : { getPricePer1000: flags.getPrice }),
     ...(flags.egressPrice === undefined ? {} : { egressPricePerGB: flags.egressPrice }),
   };
-  const est = estimateRun({
-    dataset: await layoutFrom(flags),
+  const run: RunFlags = {
     policy: flags.policy,
     pruneRatio: flags.pruneRatio,
     ...(flags.maxPruneRatio === undefined ? {} : { maxPruneRatio: flags.maxPruneRatio }),
     epochs: flags.epochs,
     worldSize: flags.worldSize,
     batchSize: flags.batchSize,
-    link,
     loaders: flags.loaders,
-    concurrency: flags.concurrency,
     prefixes: flags.prefixes,
+  };
+  const est = estimateRun({
+    ...run,
+    dataset: await layoutFrom(flags),
+    link,
+    reader: readerFrom(flags),
+    windowBatches: flags.window,
     shuffle: flags.shuffle,
+    shuffleBlockShards: flags.shuffleBlockShards,
   });
   if (flags.plot) await writeFile(flags.plot, `${JSON.stringify(estimatePlotSpec(est), null, 1)}\n`);
   process.stdout.write(flags.json ? `${JSON.stringify({ link, ...est })}\n` : `${table(est, link)}\n`);
@@ -173,7 +213,8 @@ export function registerEstimateCommand(program: Command): void {
       .command('estimate')
       .description(
         'Estimate a run before paying for it: per epoch and in total the GETs, bytes, GET rate, dollars and read time, ' +
-          'planned with the loader’s own shuffle, rank split and read planner, against reading every shard whole.',
+          'planned with the loader’s own shuffle, rank split and read planner (its mode, and a cost model from the link), ' +
+          'against reading every shard whole.',
       )
       .option('--manifest <url>', 'dataset manifest: the real sample sizes and shards')
       .option('--samples <n>', 'without a manifest: number of samples N', intArg('--samples', 1))
@@ -197,7 +238,46 @@ export function registerEstimateCommand(program: Command): void {
       .option('--world-size <w>', 'trainer ranks', intArg('--world-size', 1), 8)
       .option('--batch-size <b>', 'samples per batch per rank', intArg('--batch-size', 1), 256)
       .addOption(
-        new Option('--shuffle <mode>', 'loader shuffle').choices(['global', 'shard-block']).default('global'),
+        new Option('--shuffle <mode>', 'loader shuffle')
+          .choices(['global', 'shard-block', 'shard-buffer'])
+          .default('global'),
+      )
+      .option(
+        '--shuffle-block-shards <n>',
+        'shards per block (shard-block) or buffered (shard-buffer)',
+        intArg('--shuffle-block-shards', 1),
+        4,
+      )
+      .addOption(
+        new Option('--planner <mode>', 'the loader’s read planner (its --read-planner)')
+          .choices([...READ_PLANNER_MODES])
+          .default(READER_DEFAULTS.planner),
+      )
+      .option(
+        '--window <batches>',
+        'consecutive batches of a rank the loader plans as one read (1: each batch alone, as today)',
+        intArg('--window', 1),
+        1,
+      )
+      .option(
+        '--gap-bytes <n>',
+        `ranges planner: merge gaps below this (default ${READER_DEFAULTS.gapBytes})`,
+        intArg('--gap-bytes', 0),
+      )
+      .option(
+        '--max-waste-ratio <x>',
+        `pruned bytes read within this fraction of the selected bytes (default ${READER_DEFAULTS.maxWasteRatio})`,
+        numArg('--max-waste-ratio', 0),
+      )
+      .option(
+        '--cost-per-request-us <us>',
+        'fixed planner cost of one GET (with --cost-per-byte-us); default from the link model',
+        numArg('--cost-per-request-us', 0),
+      )
+      .option(
+        '--cost-per-byte-us <us>',
+        'fixed planner cost of one byte (with --cost-per-request-us)',
+        numArg('--cost-per-byte-us', 0),
       )
       .addOption(
         new Option('--preset <link>', 'link model').choices(Object.keys(LINK_PRESETS)).default('s3-standard'),
@@ -207,7 +287,12 @@ export function registerEstimateCommand(program: Command): void {
       .option('--get-price <usd>', 'override: dollars per 1,000 GETs', numArg('--get-price', 0))
       .option('--egress-price <usd>', 'override: dollars per GB transferred out', numArg('--egress-price', 0))
       .option('--loaders <n>', 'loader replicas', intArg('--loaders', 1), 1)
-      .option('--concurrency <n>', 'GETs in flight per loader', intArg('--concurrency', 1), 64)
+      .option(
+        '--concurrency <n>',
+        'GETs in flight per loader',
+        intArg('--concurrency', 1),
+        READER_DEFAULTS.concurrency,
+      )
       .option('--prefixes <n>', 'S3 prefixes the shards are spread over', intArg('--prefixes', 1), 1)
       .option('--json', 'print JSON instead of the table')
       .option(

@@ -1,14 +1,23 @@
 // The I/O and cost of a training run before it is paid for: per epoch, the
 // batches the loader would fetch (the same shuffle, rank split and read
 // planner it uses), their GETs and bytes, what that costs in dollars and
-// time on a link model, against reading every shard whole.
+// time on a link model, against reading every shard whole. Reads are
+// planned by the loader's read planner (loader/fetch/read-planner.ts) in the
+// loader's mode, with the link's cost model unless a fixed one is given.
 import { SadpError, Status } from '../../common/errors.js';
 import { defaultHyperparameters, pruneRatioAt } from '../../scorer/index.js';
-import { DEFAULT_GAP_BYTES, DEFAULT_MAX_WASTE_RATIO, type SampleLayout } from '../fetch/index.js';
+import {
+  breakEvenGapBytes,
+  resolveRangeReaderOptions,
+  type RangeReaderOptions,
+  type ReadCostModel,
+  type ReadPlannerMode,
+  type SampleLayout,
+} from '../fetch/index.js';
 import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../service/jobs/epoch-layout.js';
 import type { ShuffleMode } from '../service/options.js';
-import { batchFetchCost } from './fetch-cost.js';
-import type { LinkModel } from './link-model.js';
+import { readFetchCost } from './fetch-cost.js';
+import { linkReadCost, type LinkModel } from './link-model.js';
 
 /** Policies whose subset size is known before training (infobatch depends on the losses). */
 export const ESTIMATE_POLICIES = ['full', 'random', 'sadp', 'sadp-loss'] as const;
@@ -32,16 +41,26 @@ export interface EstimateOptions {
   worldSize: number;
   batchSize: number;
   link: LinkModel;
-  /** Loader replicas and GETs in flight per loader (range reader concurrency, default 64). */
+  /** Loader replicas; default 1. */
   loaders?: number;
-  concurrency?: number;
+  /**
+   * The loaders' range reader settings (`planner` mode, fixed `cost`,
+   * `gapBytes`, `maxWasteRatio`, `maxRequestBytes`, `concurrency`), resolved
+   * with the reader's own defaults: `sadp estimate` plans as the loader does.
+   * Without `cost`, the planner's cost model is the link's (linkReadCost),
+   * what the reader's online estimate converges to on that link.
+   */
+  reader?: RangeReaderOptions;
+  /**
+   * Consecutive batches of one rank planned as one read; default 1 (the
+   * loader reads each batch on its own). A loader that plans over its
+   * prefetch window reads prefetchBatches at once.
+   */
+  windowBatches?: number;
   /** S3 prefixes the shards are spread over (the GET rate limit is per prefix); default 1. */
   prefixes?: number;
   shuffle?: ShuffleMode;
   shuffleBlockShards?: number;
-  gapBytes?: number;
-  maxWasteRatio?: number;
-  maxRequestBytes?: number;
   seed?: bigint;
   /**
    * The plan's ids (ascending) for an epoch; default a uniform subset of the
@@ -67,7 +86,17 @@ export interface EpochEstimate {
   whole: { gets: number; bytes: number; seconds: number; bound: EpochEstimate['bound']; dollars: number };
 }
 
+/** How the estimate planned its reads: the loader's planner, mode and cost model. */
+export interface PlannerEstimate {
+  mode: ReadPlannerMode;
+  cost: ReadCostModel;
+  /** Gaps of pruned bytes below this are read rather than skipped (auto, min-bytes). */
+  breakEvenGapBytes: number;
+  windowBatches: number;
+}
+
 export interface RunEstimate {
+  planner: PlannerEstimate;
   epochs: EpochEstimate[];
   total: {
     gets: number;
@@ -136,12 +165,24 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
   const r = full ? 0 : options.pruneRatio;
   if (!(r >= 0 && r < 1)) bad(`prune ratio must be in [0, 1), got ${r}`);
   const rMax = options.maxPruneRatio ?? defaultHyperparameters(r).maxPruneRatio;
+  const loaders = options.loaders ?? 1;
+  if (!Number.isInteger(loaders) || loaders < 1) bad(`loaders must be >= 1, got ${loaders}`);
+  const windowBatches = options.windowBatches ?? 1;
+  if (!Number.isInteger(windowBatches) || windowBatches < 1)
+    bad(`window must be >= 1 batches, got ${windowBatches}`);
+  const reader = resolveRangeReaderOptions(options.reader);
   const planOptions = {
-    gapBytes: options.gapBytes ?? DEFAULT_GAP_BYTES,
-    maxWasteRatio: options.maxWasteRatio ?? DEFAULT_MAX_WASTE_RATIO,
-    maxRequestBytes: options.maxRequestBytes ?? 8 * 1024 * 1024,
+    ...reader,
+    mode: reader.planner,
+    cost: reader.cost ?? linkReadCost(link, loaders, reader.concurrency),
   };
-  const inFlight = (options.loaders ?? 1) * (options.concurrency ?? 64);
+  const planner: PlannerEstimate = {
+    mode: planOptions.mode,
+    cost: planOptions.cost,
+    breakEvenGapBytes: breakEvenGapBytes(planOptions.cost),
+    windowBatches,
+  };
+  const inFlight = loaders * reader.concurrency;
   const getRateLimit = link.getRatePerPrefix * (options.prefixes ?? 1);
   const seed = options.seed ?? 0n;
   let shardTotal = 0;
@@ -177,12 +218,14 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
     let bytesFetched = 0;
     let bytesSelected = 0;
     for (let rank = 0; rank < W; rank++) {
-      for (let b = 0; b < layout.steps; b++) {
-        const { start, end } = batchSpan(layout, rank, b);
+      for (let b = 0; b < layout.steps; b += windowBatches) {
+        // One read() per window of the rank's batches, as the loader issues them.
+        const start = batchSpan(layout, rank, b).start;
+        const end = batchSpan(layout, rank, Math.min(b + windowBatches, layout.steps) - 1).end;
         batchIds.length = 0;
         for (let p = start; p < end; p++)
           batchIds.push(ids[perm[orderIndexAt(layout, p)] as number] as number);
-        const cost = batchFetchCost(dataset, n, batchIds, planOptions);
+        const cost = readFetchCost(dataset, n, batchIds, planOptions);
         gets += cost.gets;
         bytesFetched += cost.bytesRequested;
         bytesSelected += cost.bytesSelected;
@@ -205,6 +248,7 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
   }
   const sum = (f: (e: EpochEstimate) => number): number => epochs.reduce((s, e) => s + f(e), 0);
   return {
+    planner,
     epochs,
     total: {
       gets: sum((e) => e.gets),

@@ -1,7 +1,8 @@
-// What the loader's range reader requests for one batch: the one place the
-// estimator calls the read planner, so it plans with exactly the code the
-// reader fetches with (and follows it when the planner changes).
-import { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from '../fetch/index.js';
+// What the loader's range reader requests for one read(): the one place the
+// estimator calls the read planner, so it plans with exactly the code (and
+// mode and cost model) the reader fetches with, and follows it when the
+// planner changes.
+import { planReads, sortUniqueIds, type ReadPlanOptions, type SampleLayout } from '../fetch/index.js';
 
 export interface FetchCost {
   gets: number;
@@ -10,12 +11,12 @@ export interface FetchCost {
 }
 
 /** GETs and bytes the range reader issues for one read() of `ids` (no retries). */
-export function batchFetchCost(
+export function readFetchCost(
   layout: SampleLayout,
   size: number,
   ids: ArrayLike<number>,
-  options: PlanOptions,
+  options: ReadPlanOptions,
 ): FetchCost {
-  const plan = planRanges(layout, sortUniqueIds(ids, size), options);
+  const plan = planReads(layout, sortUniqueIds(ids, size), options);
   return { gets: plan.count, bytesRequested: plan.bytesRequested, bytesSelected: plan.bytesSelected };
 }

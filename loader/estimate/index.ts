@@ -5,7 +5,7 @@ export {
   uniformSubset,
   ESTIMATE_POLICIES,
   type DatasetLayout,
-  type EstimatePolicy,
+  type EstimateOptions,
   type RunEstimate,
 } from './estimate.js';
 export { LINK_PRESETS, type LinkModel, type LinkPreset } from './link-model.js';

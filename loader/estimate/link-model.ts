@@ -1,6 +1,7 @@
 // What storage costs in time and money, per request and per byte. Presets
 // are approximate public list figures (us-east-1, late 2026): check your
 // region and contract, and override any field.
+import { CPU_PER_BYTE_US, CPU_PER_REQUEST_US, type ReadCostModel } from '../fetch/index.js';
 
 export interface LinkModel {
   /** Time to first byte of one GET. */
@@ -37,3 +38,16 @@ export const LINK_PRESETS = {
 } as const satisfies Record<string, LinkModel>;
 
 export type LinkPreset = keyof typeof LINK_PRESETS;
+
+/**
+ * The read planner's cost model on this link, as the loader's cost estimator
+ * converges to it: with `concurrency` GETs in flight per loader a GET costs
+ * its first-byte latency / concurrency, a byte the loader's share of the
+ * bandwidth, each plus the loader's own CPU per GET and per byte.
+ */
+export function linkReadCost(link: LinkModel, loaders: number, concurrency: number): ReadCostModel {
+  return {
+    perRequestUs: (link.latencyMs * 1000) / concurrency + CPU_PER_REQUEST_US,
+    perByteUs: (1e6 * loaders) / link.bandwidthBytesPerSecond + CPU_PER_BYTE_US,
+  };
+}

@@ -5,7 +5,12 @@ import type { RunEstimate } from './estimate.js';
 /** A Vega-Lite spec: bytes fetched per epoch, pruned vs whole shards. */
 export function estimatePlotSpec(est: RunEstimate): Record<string, unknown> {
   const values = est.epochs.flatMap((e) => [
-    { epoch: e.epoch, reading: 'SADP plan (range GETs)', GB: e.bytesFetched / 1e9, GETs: e.gets },
+    {
+      epoch: e.epoch,
+      reading: `pruned plan (${est.planner.mode} planner)`,
+      GB: e.bytesFetched / 1e9,
+      GETs: e.gets,
+    },
     { epoch: e.epoch, reading: 'whole shards', GB: e.whole.bytes / 1e9, GETs: e.whole.gets },
   ]);
   return {

@@ -18,7 +18,13 @@ export {
   planReads,
   type ReadCostModel,
   type ReadPlannerMode,
+  type ReadPlanOptions,
 } from './read-planner.js';
-export { createCostEstimator, DEFAULT_READ_COST } from './cost-estimator.js';
-export { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from './range-plan.js';
+export {
+  createCostEstimator,
+  DEFAULT_READ_COST,
+  CPU_PER_REQUEST_US,
+  CPU_PER_BYTE_US,
+} from './cost-estimator.js';
+export { planRanges, sortUniqueIds, type SampleLayout } from './range-plan.js';
 export type { FetchedSample } from './cut.js';

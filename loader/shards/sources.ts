@@ -259,6 +259,10 @@ export interface SyntheticImagesOptions {
   cols?: number;
   /** Amplitude of the per-pixel noise added to the class prototype, 0..255; default 96. */
   noise?: number;
+  /** Peak brightness of a prototype's blobs over the background, 0..255; default 220. */
+  contrast?: number;
+  /** Brightness of the background the blobs sit on, 0..255; default 0. */
+  background?: number;
   /**
    * Class overlap, 0..1; default 0 (separable). Each image blends its class's
    * prototype with a random other class's at a weight drawn uniformly from
@@ -283,6 +287,8 @@ export function syntheticImagesSource(options: SyntheticImagesOptions): SampleSo
   const cols = options.cols ?? 28;
   const noise = options.noise ?? 96;
   const overlap = options.overlap ?? 0;
+  const contrast = options.contrast ?? 220;
+  const background = options.background ?? 0;
   const pixels = rows * cols;
   const prototypes = new Float32Array(classes * pixels);
   for (let c = 0; c < classes; c++) {
@@ -294,7 +300,7 @@ export function syntheticImagesSource(options: SyntheticImagesOptions): SampleSo
         for (let x = 0; x < cols; x++) {
           const d2 = (y - cy) ** 2 + (x - cx) ** 2;
           const i = c * pixels + y * cols + x;
-          prototypes[i] = Math.min(255, prototypes[i]! + 220 * Math.exp(-d2 / (2 * radius * radius)));
+          prototypes[i] = Math.min(255, prototypes[i]! + contrast * Math.exp(-d2 / (2 * radius * radius)));
         }
       }
     }
@@ -311,7 +317,7 @@ export function syntheticImagesSource(options: SyntheticImagesOptions): SampleSo
         const a = overlap * uniform(seed, id, 4);
         for (let p = 0; p < pixels; p++) {
           const base = (1 - a) * prototypes[label * pixels + p]! + a * prototypes[other * pixels + p]!;
-          const v = base + noise * (uniform(seed, id, 100 + p) - 0.5);
+          const v = background + base + noise * (uniform(seed, id, 100 + p) - 0.5);
           image[p] = Math.max(0, Math.min(255, Math.round(v)));
         }
         yield {

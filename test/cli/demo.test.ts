@@ -2,15 +2,23 @@
 // fallback set itself: its classes overlap so that accuracy is informative.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEMO_SYNTHETIC_OVERLAP, syntheticBanner } from '../../cli/commands/demo.js';
+import { DEMO_SYNTHETIC, syntheticBanner } from '../../cli/commands/demo.js';
 import { decodeNpyUint8, syntheticImagesSource, type Sample } from '../../loader/shards/index.js';
 import { runSadp } from '../helpers/processes.js';
 
-function load(count: number, seed: number, overlap: number): { xs: Uint8Array[]; ys: number[] } {
+type Task = Omit<Parameters<typeof syntheticImagesSource>[0], 'count' | 'seed'>;
+const DEMO_TASK: Task = {
+  overlap: DEMO_SYNTHETIC.overlap,
+  noise: DEMO_SYNTHETIC.noise,
+  contrast: DEMO_SYNTHETIC.contrast,
+  background: DEMO_SYNTHETIC.background,
+};
+
+function load(count: number, seed: number, task: Task): { xs: Uint8Array[]; ys: number[] } {
   const xs: Uint8Array[] = [];
   const ys: number[] = [];
   // The synthetic source is synchronous.
-  const samples = syntheticImagesSource({ count, seed, overlap }).samples() as Iterable<Sample>;
+  const samples = syntheticImagesSource({ ...task, count, seed }).samples() as Iterable<Sample>;
   for (const s of samples) {
     ys.push(Number(Buffer.from(s.members.find((m) => m.ext === 'cls')!.data).toString()));
     xs.push(decodeNpyUint8(s.members.find((m) => m.ext === 'npy')!.data).data);
@@ -18,10 +26,10 @@ function load(count: number, seed: number, overlap: number): { xs: Uint8Array[];
   return { xs, ys };
 }
 
-/** Test accuracy of a nearest-class-mean classifier fitted on a train split. */
-function nearestMeanAccuracy(overlap: number): number {
-  const train = load(3000, 1, overlap);
-  const evalSet = load(1000, 2, overlap);
+/** Test accuracy of a nearest-class-mean classifier fitted on a train split of `trainCount`. */
+function nearestMeanAccuracy(task: Task, trainCount = 3000): number {
+  const train = load(trainCount, 1, task);
+  const evalSet = load(1000, 2, task);
   const pixels = train.xs[0]!.length;
   const means = Array.from({ length: 10 }, () => new Float64Array(pixels));
   const counts = new Array<number>(10).fill(0);
@@ -46,9 +54,12 @@ function nearestMeanAccuracy(overlap: number): number {
 }
 
 test('the fallback set is not trivially separable: a nearest-mean classifier lands in 80-92 %', () => {
-  assert.equal(nearestMeanAccuracy(0), 1, 'without overlap every image is classified right');
-  const acc = nearestMeanAccuracy(DEMO_SYNTHETIC_OVERLAP);
+  assert.equal(nearestMeanAccuracy({ overlap: 0 }), 1, 'without overlap every image is classified right');
+  const acc = nearestMeanAccuracy(DEMO_TASK);
   assert.ok(acc > 0.8 && acc < 0.92, `accuracy ${acc}`);
+  // Data-hungry: a tenth of the examples costs accuracy, so pruning shows its cost.
+  const few = nearestMeanAccuracy(DEMO_TASK, 300);
+  assert.ok(few < acc - 0.1, `300 examples: ${few}, 3,000: ${acc}`);
 });
 
 test('sadp demo runs end to end on the synthetic set and says how to get the real data', async () => {
@@ -76,6 +87,11 @@ test('sadp demo runs end to end on the synthetic set and says how to get the rea
   assert.match(r.stdout, /N = 512, r = 0\.5/);
   const rows = r.stdout.split('\n').filter((l) => /^\s+\d+\s+\d+\.\d\d%/.test(l));
   assert.equal(rows.length, 2, r.stdout);
+  // The demo reads in min-bytes: pruned samples stay unread, so every epoch saves bytes.
+  for (const row of rows) {
+    const saved = Number(/\s(-?\d+)%\s+\d+$/.exec(row)?.[1]);
+    assert.ok(saved > 0, `bytes saved against a full epoch: ${row}`);
+  }
   assert.match(r.stdout, /2 epochs in \d+ s: fetched .* final test accuracy \d+\.\d\d%/);
 });
 

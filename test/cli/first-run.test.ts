@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runSadp, startService, type ServiceProcess } from '../helpers/processes.js';
+import { runSadp, startEmbeddedServe, type ServiceProcess } from '../helpers/processes.js';
 
 let dir: string;
 let serve: ServiceProcess;
@@ -24,30 +24,10 @@ const noAwsChain = {
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sadp-first-run-'));
-  serve = await startService({
-    args: [
-      'serve',
-      '--embedded-s3',
-      '--s3-port',
-      '0',
-      '--s3-data-dir',
-      join(dir, 's3'),
-      '--bucket',
-      'data',
-      '--scorer-listen',
-      '127.0.0.1:0',
-      '--loader-listen',
-      '127.0.0.1:0',
-      '--state',
-      join(dir, 'state'),
-    ],
-    service: 'loader',
-    env: noAwsChain,
-  });
-  const line = (service: string): Record<string, unknown> =>
-    JSON.parse(serve.stdout.find((l) => l.includes(`"service":"${service}"`))!) as Record<string, unknown>;
-  scorer = String(line('scorer').address);
-  endpoint = String(line('s3').endpoint);
+  const started = await startEmbeddedServe({ dir, bucket: 'data', env: noAwsChain });
+  serve = started.proc;
+  scorer = started.scorerAddress;
+  endpoint = started.s3Endpoint;
   const built = await runSadp(
     [
       'shards',
@@ -161,19 +141,18 @@ test('shards index takes the shard list an unquoted brace pattern expands to', a
   assert.ok(manifest.samples > 0);
 });
 
-test('missing credentials name the endpoint and how to pass them', async () => {
-  const r = await runSadp(
-    [
-      'shards',
-      'index',
-      's3://data/syn/train-000000.tar',
-      '--out',
-      join(dir, 'x.json'),
-      '--endpoint',
-      endpoint,
-    ],
-    { env: noAwsChain },
+/** `sadp shards index` of the first shard the rig built, without the AWS default chain; `args` pick the storage. */
+function indexFirstShard(args: string[]): ReturnType<typeof runSadp> {
+  return runSadp(
+    ['shards', 'index', 's3://data/syn/train-000000.tar', '--out', join(dir, 'x.json'), ...args],
+    {
+      env: noAwsChain,
+    },
   );
+}
+
+test('missing credentials name the endpoint and how to pass them', async () => {
+  const r = await indexFirstShard(['--endpoint', endpoint]);
   assert.equal(r.code, 1);
   assert.match(
     r.stderr,
@@ -184,19 +163,7 @@ test('missing credentials name the endpoint and how to pass them', async () => {
 });
 
 test('an endpoint that does not resolve names the host, the endpoint and the flag', async () => {
-  const r = await runSadp(
-    [
-      'shards',
-      'index',
-      's3://data/syn/train-000000.tar',
-      '--out',
-      join(dir, 'x.json'),
-      '--endpoint',
-      'http://no-such-host.invalid:9000',
-      ...creds,
-    ],
-    { env: noAwsChain },
-  );
+  const r = await indexFirstShard(['--endpoint', 'http://no-such-host.invalid:9000', ...creds]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /error SADP_STORAGE_UNAVAILABLE: .*cannot resolve host no-such-host\.invalid/);
   assert.match(r.stderr, /S3 endpoint http:\/\/no-such-host\.invalid:9000/);

@@ -51,6 +51,13 @@ const create = (...extra: string[]): Promise<{ code: number | string; stdout: st
     ...extra,
   ]);
 
+/** `sadp <args> --auth token` with no admin token configured refuses to start. */
+async function refusedWithoutAdminToken(args: string[]): Promise<void> {
+  const r = await runSadp([...args, '--auth', 'token']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /SADP_AUTH_CONFIG/);
+}
+
 test('sadp scorer refuses admin or loader tokens under --auth none (they would not be checked)', async () => {
   const envs: Record<string, string>[] = [
     { SADP_SCORER_ADMIN_TOKEN: ADMIN },
@@ -62,17 +69,7 @@ test('sadp scorer refuses admin or loader tokens under --auth none (they would n
     assert.match(r.stderr, /SADP_AUTH_DISABLED/);
     assert.equal(r.stderr.includes(ADMIN), false, 'the token is not printed');
   }
-  const noAdmin = await runSadp([
-    'scorer',
-    '--listen',
-    '127.0.0.1:0',
-    '--state',
-    join(dir, 'r2'),
-    '--auth',
-    'token',
-  ]);
-  assert.notEqual(noAdmin.code, 0);
-  assert.match(noAdmin.stderr, /SADP_AUTH_CONFIG/);
+  await refusedWithoutAdminToken(['scorer', '--listen', '127.0.0.1:0', '--state', join(dir, 'r2')]);
 });
 
 test('create-job needs the admin token', async () => {
@@ -153,7 +150,7 @@ test('create-job takes N from the manifest, checks --size, and fails on a missin
 });
 
 test('sadp serve --auth token: the scorer needs the admin token, the in-process loader the job token', async () => {
-  const missing = await runSadp([
+  await refusedWithoutAdminToken([
     'serve',
     '--scorer-listen',
     '127.0.0.1:0',
@@ -161,11 +158,7 @@ test('sadp serve --auth token: the scorer needs the admin token, the in-process 
     '127.0.0.1:0',
     '--state',
     join(dir, 'serve-missing'),
-    '--auth',
-    'token',
   ]);
-  assert.notEqual(missing.code, 0);
-  assert.match(missing.stderr, /SADP_AUTH_CONFIG/);
 
   const serve = await startService({
     args: [

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { packageRoot } from '../../common/paths.js';
 import { createLoaderClient } from '../../trainer/client/index.js';
-import { runSadp, startService, type ServiceProcess } from '../helpers/processes.js';
+import { runSadp, startLoaderService, startService, type ServiceProcess } from '../helpers/processes.js';
 
 const run = promisify(execFile);
 const JOB = 'prom-job';
@@ -112,18 +112,7 @@ before(async () => {
       ...creds,
     ],
   });
-  loader = await startService({
-    args: [
-      'loader',
-      '--listen',
-      '127.0.0.1:0',
-      '--scorer',
-      `127.0.0.1:${scorer.port}`,
-      '--metrics-port',
-      String(await freePort()),
-      ...creds,
-    ],
-  });
+  loader = await startLoaderService(scorer.port, ['--metrics-port', String(await freePort()), ...creds]);
   const job = await runSadp([
     'scorer',
     'create-job',

@@ -2,7 +2,8 @@
 // files under `root` with Range, HEAD, ETags and strict If-Match (an
 // unquoted entity-tag gets 412), and ignores SigV4 headers. Started on a
 // free port in its own temp prefix; `stop()` ends the process it started.
-// Used by bench:get and by the If-Match test; .ci/run installs nginx-light.
+// Used by bench:get and by the If-Match test (bench:loader uses its config);
+// .ci/run installs nginx-light.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -25,21 +26,25 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Starts nginx serving `<dir>/www`; undefined when nginx is not installed. */
-export async function startNginx(dir: string): Promise<Nginx | undefined> {
-  // nginx's workers drop root: they must be able to read the served tree.
-  await chmod(dir, 0o755);
-  const www = join(dir, 'www');
-  await mkdir(www, { recursive: true });
-  const port = await freePort();
-  const conf = join(dir, 'nginx.conf');
-  await writeFile(
-    conf,
-    `worker_processes 1;
+export interface NginxConfOptions {
+  /** nginx's prefix: pid, logs and temp paths go here. */
+  dir: string;
+  /** The served tree. */
+  www: string;
+  /** `host:port` */
+  listen: string;
+  /** Default 1024; the loader benchmark holds thousands of connections. */
+  workerConnections?: number;
+}
+
+/** One worker, no access log, keep-alive for hours, ETags: a static S3-like data plane. */
+export function nginxConf(o: NginxConfOptions): string {
+  const { dir } = o;
+  return `worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections ${o.workerConnections ?? 1024}; }
 http {
   access_log off;
   sendfile on;
@@ -52,10 +57,20 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   default_type application/octet-stream;
-  server { listen 127.0.0.1:${port}; root ${www}; etag on; location / { } }
+  server { listen ${o.listen}; root ${o.www}; etag on; location / { } }
 }
-`,
-  );
+`;
+}
+
+/** Starts nginx serving `<dir>/www`; undefined when nginx is not installed. */
+export async function startNginx(dir: string): Promise<Nginx | undefined> {
+  // nginx's workers drop root: they must be able to read the served tree.
+  await chmod(dir, 0o755);
+  const www = join(dir, 'www');
+  await mkdir(www, { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  await writeFile(conf, nginxConf({ dir, www, listen: `127.0.0.1:${port}` }));
   let child: ChildProcess;
   try {
     child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });

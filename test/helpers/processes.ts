@@ -134,6 +134,75 @@ export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
   };
 }
 
+/** `sadp loader` on a free loopback port, dialling the scorer on `scorerPort`; `args` add flags. */
+export function startLoaderService(
+  scorerPort: number,
+  args: string[] = [],
+  env?: Record<string, string>,
+): Promise<ServiceProcess> {
+  return startService({
+    args: ['loader', '--listen', '127.0.0.1:0', '--scorer', `127.0.0.1:${scorerPort}`, ...args],
+    ...(env ? { env } : {}),
+  });
+}
+
+/** The JSON "listening" line a multi-service command (`sadp serve`) printed for `service`. */
+export function listeningLine(svc: ServiceProcess, service: string): Record<string, unknown> {
+  for (const line of svc.stdout) {
+    if (!line.startsWith('{')) continue;
+    const msg = JSON.parse(line) as Record<string, unknown>;
+    if (msg.event === 'listening' && msg.service === service) return msg;
+  }
+  throw new Error(`no listening line for ${service}: ${svc.stdout.join('\n')}`);
+}
+
+export interface EmbeddedServe {
+  proc: ServiceProcess;
+  s3Endpoint: string;
+  scorerAddress: string;
+  loaderAddress: string;
+}
+
+/**
+ * `sadp serve --embedded-s3` with S3 data and scorer state under `dir`, every
+ * service on a free loopback port; resolves once the loader listens.
+ */
+export async function startEmbeddedServe(options: {
+  dir: string;
+  bucket: string;
+  args?: string[];
+  env?: Record<string, string>;
+}): Promise<EmbeddedServe> {
+  const { dir } = options;
+  const proc = await startService({
+    args: [
+      'serve',
+      '--embedded-s3',
+      '--s3-port',
+      '0',
+      '--s3-data-dir',
+      join(dir, 's3'),
+      '--bucket',
+      options.bucket,
+      '--scorer-listen',
+      '127.0.0.1:0',
+      '--loader-listen',
+      '127.0.0.1:0',
+      '--state',
+      join(dir, 'state'),
+      ...(options.args ?? []),
+    ],
+    service: 'loader',
+    ...(options.env ? { env: options.env } : {}),
+  });
+  return {
+    proc,
+    s3Endpoint: String(listeningLine(proc, 's3').endpoint),
+    scorerAddress: String(listeningLine(proc, 'scorer').address),
+    loaderAddress: String(listeningLine(proc, 'loader').address),
+  };
+}
+
 /** Runs `sadp <args>` to completion (for commands that must fail fast); never throws on a non-zero exit. */
 export async function runSadp(
   args: string[],

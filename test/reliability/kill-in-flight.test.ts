@@ -14,7 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { createLoaderClient } from '../../trainer/client/index.js';
 import { cleanEnv } from '../helpers/processes.js';
 import { mulberry32 } from '../helpers/random.js';
-import { readDurableScoresRetrying, runKillScenario, startKillEnv, type KillEnv } from './kill-scenario.js';
+import {
+  assertExactlyThePlan,
+  readDurableScoresRetrying,
+  runKillScenario,
+  startKillEnv,
+  type KillEnv,
+} from './kill-scenario.js';
 import {
   ScoreLedger,
   checkEpoch,
@@ -48,13 +54,7 @@ test('kill -9 of the scorer with a score report in flight: exactly the plan, no 
   assert.match(result.heldReport, new RegExp(`/scorer-state/jobs/${result.jobId}/log/`));
   assert.equal(result.kills.length, 1);
   assert.ok(result.kills[0]?.restartMs !== undefined, 'the scorer was restarted');
-  result.epochs.forEach((e, epoch) => {
-    assert.ok(epochClean(e), `epoch ${epoch}: ${JSON.stringify(e)}`);
-    assert.ok(e.planDigestOk, `epoch ${epoch}: the plan reflects every acknowledged score`);
-  });
-  assert.ok(result.scores.acknowledged > 0);
-  assert.equal(result.scores.lost, 0, result.scores.examples.join('; '));
-  assert.equal(result.scores.unexpected, 0);
+  assertExactlyThePlan(result);
 });
 
 interface ChildEvent {

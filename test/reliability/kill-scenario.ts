@@ -14,6 +14,7 @@
 // can be killed together, and a kill can wait for a score report proven in
 // flight: the scorer's write-ahead-log PUT held at a fault proxy in front of
 // its state store (accepted by the scorer, not yet durable nor answered).
+import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -276,6 +277,17 @@ export interface KillRunResult {
   /** reportInFlight: the state PUT that was held when the scorer died. */
   heldReport?: string;
   durationMs: number;
+}
+
+/** Every epoch delivered exactly the plan, each plan reflects every acknowledged score, no score lost. */
+export function assertExactlyThePlan(result: KillRunResult): void {
+  result.epochs.forEach((e, epoch) => {
+    assert.ok(epochClean(e), `epoch ${epoch}: ${JSON.stringify(e)}`);
+    assert.ok(e.planDigestOk, `epoch ${epoch}: the plan reflects every acknowledged score`);
+  });
+  assert.ok(result.scores.acknowledged > 0);
+  assert.equal(result.scores.lost, 0, result.scores.examples.join('; '));
+  assert.equal(result.scores.unexpected, 0);
 }
 
 /** Ledgers of completed runs, to re-check once the scorer is stopped. */

@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   KILL_TARGETS,
+  assertExactlyThePlan,
   runKillScenario,
   type KillMoment,
   startKillEnv,
@@ -18,7 +19,6 @@ import {
   type KillEnv,
   type RunRecord,
 } from './kill-scenario.js';
-import { epochClean } from './stack.js';
 
 let env: KillEnv;
 const records: RunRecord[] = [];
@@ -39,13 +39,7 @@ KILL_TARGETS.forEach((target, i) => {
     const fired = result.kills.filter((k) => k.restartMs !== undefined);
     assert.equal(fired.length, 1, 'the service was killed and restarted');
     assert.equal(fired[0]?.moment, moment);
-    result.epochs.forEach((e, epoch) => {
-      assert.ok(epochClean(e), `epoch ${epoch}: ${JSON.stringify(e)}`);
-      assert.ok(e.planDigestOk, `epoch ${epoch}: the plan reflects every acknowledged score`);
-    });
-    assert.ok(result.scores.acknowledged > 0);
-    assert.equal(result.scores.lost, 0, result.scores.examples.join('; '));
-    assert.equal(result.scores.unexpected, 0);
+    assertExactlyThePlan(result);
   });
 });
 

@@ -21,7 +21,7 @@ import { ScorerClient, pb, type sadp } from '../../proto/index.js';
 import { createScorerServer } from '../../scorer/index.js';
 import { createS3Client, startEmbeddedS3 } from '../../storage/index.js';
 import { LoaderCallError, createLoaderClient, type LoaderClientOptions } from '../../trainer/client/index.js';
-import { runSadp, startService, type ServiceProcess } from '../helpers/processes.js';
+import { runSadp, startLoaderService, startService, type ServiceProcess } from '../helpers/processes.js';
 import {
   SAMPLES,
   connectLoader,
@@ -357,18 +357,7 @@ describe('S3 credentials', () => {
         ],
         env,
       });
-      loader = await startService({
-        args: [
-          'loader',
-          '--listen',
-          '127.0.0.1:0',
-          '--scorer',
-          `127.0.0.1:${scorer.port}`,
-          '--metrics-port',
-          String(loaderMetrics),
-        ],
-        env,
-      });
+      loader = await startLoaderService(scorer.port, ['--metrics-port', String(loaderMetrics)], env);
       const scorerClient = new ScorerClient(`127.0.0.1:${scorer.port}`, grpc.credentials.createInsecure());
       const create = (jobId: string, datasetUrl: string): Promise<sadp.v1.Job> =>
         unary<sadp.v1.Job>((cb) =>

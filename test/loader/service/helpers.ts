@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createLoaderServer, type LoaderServer, type LoaderServerOptions } from '../../../loader/index.js';
 import {
@@ -26,6 +27,7 @@ import {
   type ScorerServer,
 } from '../../../scorer/index.js';
 import type { EmbeddedS3, S3Client, S3Options } from '../../../storage/index.js';
+import type { Batch, LoaderClient as SdkLoaderClient } from '../../../trainer/client/index.js';
 import { startTempS3 } from '../../helpers/temp-s3.js';
 
 export const SAMPLES = 600;
@@ -122,6 +124,18 @@ export async function startStack(): Promise<Stack> {
   };
 }
 
+/** The rig for this test file: filled in before its tests run, closed after them. */
+export function useStack(): Stack {
+  const stack = {} as Stack;
+  before(async () => {
+    Object.assign(stack, await startStack());
+  });
+  after(async () => {
+    await (stack as Partial<Stack>).close?.();
+  });
+  return stack;
+}
+
 export function unary<T>(start: (cb: grpc.requestCallback<T>) => unknown): Promise<T> {
   return new Promise((resolve, reject) => {
     start((err, res) => (err || res === undefined ? reject(err ?? new Error('empty')) : resolve(res)));
@@ -144,6 +158,25 @@ export async function getPlan(
 
 export function getStats(client: ScorerClient, jobId: string, epoch: number): Promise<sadp.v1.JobStats> {
   return client.getStats(jobId, epoch);
+}
+
+/**
+ * One epoch over SDK clients, client i as rank i of clients.length: every
+ * batch goes to `onBatch`, then is acked with scoreOf per id.
+ */
+export async function streamEpoch(
+  clients: readonly SdkLoaderClient[],
+  spec: { job: string; epoch: number; batchSize: number },
+  onBatch: (batch: Batch, rank: number) => void = () => undefined,
+): Promise<void> {
+  await Promise.all(
+    clients.map(async (client, rank) => {
+      for await (const batch of client.epoch({ ...spec, rank, worldSize: clients.length })) {
+        onBatch(batch, rank);
+        await batch.ack({ scores: Array.from(batch.ids, scoreOf) });
+      }
+    }),
+  );
 }
 
 /** A deterministic positive score per id, varied enough to move the SADP probabilities. */

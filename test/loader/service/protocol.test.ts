@@ -2,7 +2,7 @@
 // out-of-range request gets its own status and a message naming the field,
 // per-job bearer tokens, DescribeEpoch, and a storage outage that ends the
 // stream with UNAVAILABLE naming the object (and a resume once it is back).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { pb, type LoaderClient, type sadp } from '../../../proto/index.js';
@@ -14,19 +14,12 @@ import {
   getPlan,
   newToken,
   runRank,
-  startStack,
   unary,
   type RankOptions,
-  type Stack,
+  useStack,
 } from './helpers.js';
 
-let stack: Stack;
-before(async () => {
-  stack = await startStack();
-});
-after(async () => {
-  await stack?.close();
-});
+const stack = useStack();
 
 const S = grpc.status;
 

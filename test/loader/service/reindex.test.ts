@@ -5,20 +5,14 @@
 // on from the new index without a restart: the trainer SDK receives exactly
 // the plan, byte-identical, with no error.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { createRangeReader, type FetchedSample } from '../../../loader/fetch/index.js';
 import { buildShards, syntheticSource } from '../../../loader/shards/index.js';
 import { openStore } from '../../../storage/index.js';
 import { createLoaderClient } from '../../../trainer/client/index.js';
-import { MEAN_BYTES, SAMPLES, SOURCE_SEED, getPlan, scoreOf, startStack, type Stack } from './helpers.js';
+import { MEAN_BYTES, SAMPLES, SOURCE_SEED, getPlan, scoreOf, useStack } from './helpers.js';
 
-let stack: Stack;
-before(async () => {
-  stack = await startStack();
-});
-after(async () => {
-  await stack?.close();
-});
+const stack = useStack();
 
 /** Re-indexes the rig's dataset in place: a new layout under ds2/, then the manifest swapped, then every old shard overwritten. */
 async function reindex(): Promise<void> {

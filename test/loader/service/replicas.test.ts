@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LoaderServer } from '../../../loader/index.js';
 import { createLoaderClient, type LoaderClient } from '../../../trainer/client/index.js';
-import { getPlan, scoreOf, startStack, type Stack } from './helpers.js';
+import { getPlan, startStack, streamEpoch, type Stack } from './helpers.js';
 
 const WORLD = 4;
 const EPOCHS = 3;
@@ -48,26 +48,15 @@ test('with 2 loader replicas and round_robin, each epoch delivers exactly the pl
   try {
     for (let epoch = 0; epoch < EPOCHS; epoch++) {
       const delivered = new Map<number, number[]>(); // id -> weights received (non-padded)
-      await Promise.all(
-        clients.map(async (client, rank) => {
-          for await (const batch of client.epoch({
-            job: jobId,
-            epoch,
-            rank,
-            worldSize: WORLD,
-            batchSize: BATCH,
-          })) {
-            totalSent += batch.ids.length;
-            batch.ids.forEach((id, i) => {
-              if (batch.padded[i]) return;
-              const got = delivered.get(id) ?? [];
-              got.push(batch.weights[i]!);
-              delivered.set(id, got);
-            });
-            await batch.ack({ scores: Array.from(batch.ids, scoreOf) });
-          }
-        }),
-      );
+      await streamEpoch(clients, { job: jobId, epoch, batchSize: BATCH }, (batch) => {
+        totalSent += batch.ids.length;
+        batch.ids.forEach((id, i) => {
+          if (batch.padded[i]) return;
+          const got = delivered.get(id) ?? [];
+          got.push(batch.weights[i]!);
+          delivered.set(id, got);
+        });
+      });
       const plan = await getPlan(stack.scorerClient, jobId, epoch);
       assert.equal(delivered.size, plan.ids.length, `epoch ${epoch}: distinct ids delivered vs plan size`);
       plan.ids.forEach((id, i) => {

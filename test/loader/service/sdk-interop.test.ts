@@ -3,19 +3,13 @@
 // replaced on the same port mid-epoch; the SDK reconnects with its cursor and
 // resends uncommitted scores. Each epoch still delivers exactly its plan and
 // every score reaches the scorer.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLoaderServer, type LoaderServer } from '../../../loader/index.js';
 import { createLoaderClient } from '../../../trainer/client/index.js';
-import { SAMPLES, getPlan, getStats, newToken, scoreOf, startStack, type Stack } from './helpers.js';
+import { SAMPLES, getPlan, getStats, newToken, scoreOf, useStack } from './helpers.js';
 
-let stack: Stack;
-before(async () => {
-  stack = await startStack();
-});
-after(async () => {
-  await stack?.close();
-});
+const stack = useStack();
 
 test('the trainer SDK rides through a loader restart without losing or repeating a sample or a score', async () => {
   const token = newToken();

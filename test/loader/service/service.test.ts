@@ -1,7 +1,7 @@
 // The loader service end to end over real sockets: embedded S3 with real tar
 // shards, the real scorer service, loader servers on loopback, and four
 // trainer ranks speaking StreamEpoch through LoaderClient.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { registry } from '../../../common/metrics.js';
@@ -16,19 +16,12 @@ import {
   idsTouched,
   runRank,
   startRank,
-  startStack,
   waitFor,
   type RankResult,
-  type Stack,
+  useStack,
 } from './helpers.js';
 
-let stack: Stack;
-before(async () => {
-  stack = await startStack();
-});
-after(async () => {
-  await stack?.close();
-});
+const stack = useStack();
 
 const WORLD = 4;
 const BATCH = 16;

@@ -17,7 +17,13 @@ import { crc32, deflateSync } from 'node:zlib';
 import { packageRoot } from '../../../common/paths.js';
 import { buildShards, encodeNpyUint8, type SampleSource } from '../../../loader/index.js';
 import { createS3Client } from '../../../storage/index.js';
-import { cleanEnv, startService, type ServiceProcess } from '../../helpers/processes.js';
+import {
+  cleanEnv,
+  listeningLine,
+  startEmbeddedServe,
+  startService,
+  type ServiceProcess,
+} from '../../helpers/processes.js';
 import { makeCerts } from '../../reliability/certs.js';
 
 const PYTHON = process.env.SADP_TEST_PYTHON ?? '/usr/bin/python3';
@@ -102,15 +108,6 @@ function bigSource(): SampleSource {
   };
 }
 
-function listening(svc: ServiceProcess, service: string): Record<string, unknown> {
-  for (const line of svc.stdout) {
-    if (!line.startsWith('{')) continue;
-    const msg = JSON.parse(line) as Record<string, unknown>;
-    if (msg.event === 'listening' && msg.service === service) return msg;
-  }
-  throw new Error(`no listening line for ${service}: ${svc.stdout.join('\n')}`);
-}
-
 /** Node + arguments that run the TypeScript rank helper, from dist/ or from source (tsx). */
 function tsRankCommand(): string[] {
   const here = fileURLToPath(import.meta.url);
@@ -144,27 +141,18 @@ test(
       '--log-level',
       'warn',
     ];
-    const serve = await startService({
-      args: [
-        'serve',
-        '--embedded-s3',
-        '--s3-port',
-        '0',
-        '--s3-data-dir',
-        join(dir, 's3'),
-        '--bucket',
-        BUCKET,
-        '--state',
-        join(dir, 'scorer'),
-        ...common,
-      ],
+    const {
+      proc: serve,
+      s3Endpoint,
+      scorerAddress,
+      loaderAddress,
+    } = await startEmbeddedServe({
+      dir,
+      bucket: BUCKET,
+      args: ['--log-level', 'warn'],
       env: { SADP_LOADER_AUTH: 'token' },
-      service: 'loader',
     });
     services.push(serve);
-    const s3Endpoint = String(listening(serve, 's3').endpoint);
-    const scorerAddress = String(listening(serve, 'scorer').address);
-    const loaderAddress = String(listening(serve, 'loader').address);
 
     const client = createS3Client({
       endpoint: s3Endpoint,
@@ -210,8 +198,8 @@ test(
       PYTHONDONTWRITEBYTECODE: '1',
       SADP_TEST_LOADER: loaderAddress,
       SADP_TEST_SCORER: scorerAddress,
-      SADP_TEST_TLS_LOADER: String(listening(tls, 'loader').address),
-      SADP_TEST_TLS_SCORER: String(listening(tls, 'scorer').address),
+      SADP_TEST_TLS_LOADER: String(listeningLine(tls, 'loader').address),
+      SADP_TEST_TLS_SCORER: String(listeningLine(tls, 'scorer').address),
       SADP_TEST_TLS_CA: certs.caCert,
       SADP_TEST_TLS_CERT: certs.clientCert,
       SADP_TEST_TLS_KEY: certs.clientKey,

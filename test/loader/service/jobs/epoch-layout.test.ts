@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../../loader/index.js';
-import { deliveredTo, shufflePlanAsync } from '../../../../loader/service/jobs/epoch-layout.js';
+import { deliveredTo, shufflePlanAsync, type ShuffleInput } from '../../../../loader/service/jobs/epoch-layout.js';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 
@@ -33,60 +33,67 @@ test('the global shuffle is a permutation fixed by (seed, epoch)', () => {
   assert.ok(Math.min(...head) < 250 && Math.max(...head) > 4_750);
 });
 
-test('shard-block keeps every shard inside one block of K shards, blocks in shuffled order', () => {
+interface ShardCase {
+  ids: Uint32Array;
+  shardOf: (id: number) => number;
+  k: number;
+  input: ShuffleInput;
+  perm: Uint32Array;
+}
+
+/**
+ * Property over n ids (every other id of shards of `perShard`), blocks of K
+ * shards and any seed: the mode's order is a permutation, then `check`.
+ */
+function shardShuffleProperty(
+  mode: 'shard-block' | 'shard-buffer',
+  minN: number,
+  maxN: number,
+  check: (c: ShardCase) => void,
+): void {
   fc.assert(
     fc.property(
-      fc.integer({ min: 1, max: 400 }),
+      fc.integer({ min: minN, max: maxN }),
       fc.integer({ min: 1, max: 40 }),
       fc.integer({ min: 1, max: 6 }),
       fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
       (n, perShard, k, seed) => {
         const ids = ascending(n, 2);
         const shardOf = (id: number): number => Math.floor(id / 2 / perShard);
-        const perm = shufflePlan({ ids, seed, epoch: 3, mode: 'shard-block', blockShards: k, shardOf });
-        assert.deepEqual(
-          [...perm].sort((x, y) => x - y),
-          [...ascending(n)],
-        );
-        // Block of a shard = (rank of its first appearance) / K: non-decreasing along the order.
-        const firstSeen = new Map<number, number>();
-        let lastBlock = 0;
-        for (const pos of perm) {
-          const shard = shardOf(ids[pos] as number);
-          if (!firstSeen.has(shard)) firstSeen.set(shard, firstSeen.size);
-          const block = Math.floor((firstSeen.get(shard) as number) / k);
-          assert.ok(block >= lastBlock, `shard ${shard} appears after its block ended`);
-          lastBlock = block;
-        }
-      },
-    ),
-    { numRuns: 60 },
-  );
-});
-
-const MODES = ['global', 'shard-block', 'shard-buffer'] as const;
-
-test('shard-buffer is a permutation fixed by (seed, epoch) that keeps windows on few shards', () => {
-  fc.assert(
-    fc.property(
-      fc.integer({ min: 0, max: 600 }),
-      fc.integer({ min: 1, max: 40 }),
-      fc.integer({ min: 1, max: 6 }),
-      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
-      (n, perShard, k, seed) => {
-        const ids = ascending(n, 2);
-        const shardOf = (id: number): number => Math.floor(id / 2 / perShard);
-        const input = { ids, seed, epoch: 3, mode: 'shard-buffer' as const, blockShards: k, shardOf };
+        const input: ShuffleInput = { ids, seed, epoch: 3, mode, blockShards: k, shardOf };
         const perm = shufflePlan(input);
         assert.deepEqual(
           [...perm].sort((x, y) => x - y),
           [...ascending(n)],
         );
-        assert.deepEqual(shufflePlan(input), perm);
+        check({ ids, shardOf, k, input, perm });
       },
     ),
     { numRuns: 60 },
   );
+}
+
+test('shard-block keeps every shard inside one block of K shards, blocks in shuffled order', () => {
+  shardShuffleProperty('shard-block', 1, 400, ({ ids, shardOf, k, perm }) => {
+    // Block of a shard = (rank of its first appearance) / K: non-decreasing along the order.
+    const firstSeen = new Map<number, number>();
+    let lastBlock = 0;
+    for (const pos of perm) {
+      const shard = shardOf(ids[pos] as number);
+      if (!firstSeen.has(shard)) firstSeen.set(shard, firstSeen.size);
+      const block = Math.floor((firstSeen.get(shard) as number) / k);
+      assert.ok(block >= lastBlock, `shard ${shard} appears after its block ended`);
+      lastBlock = block;
+    }
+  });
+});
+
+const MODES = ['global', 'shard-block', 'shard-buffer'] as const;
+
+test('shard-buffer is a permutation fixed by (seed, epoch) that keeps windows on few shards', () => {
+  shardShuffleProperty('shard-buffer', 0, 600, ({ input, perm }) => {
+    assert.deepEqual(shufflePlan(input), perm);
+  });
   // 200 shards of 50: 32-sample windows touch few shards, unlike the global order.
   const ids = ascending(10_000);
   const shardOf = (id: number): number => Math.floor(id / 50);

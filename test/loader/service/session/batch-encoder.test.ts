@@ -45,15 +45,17 @@ function specOf(index: number, samples: { id: number; weight: number; padded: bo
   };
 }
 
+/** The samples as the range reader hands them to the encoder. */
+function fetchedOf(
+  samples: { id: number; key: string; fields: Record<string, Uint8Array> }[],
+): FetchedSample[] {
+  return samples.map((s) => ({ id: s.id, key: s.key, fields: s.fields, bytes: 0 }));
+}
+
 test('encoded parts are byte-identical to the generated encoder and within the cap', () => {
   fc.assert(
     fc.property(batchArb, ({ index, samples, cap }) => {
-      const fetched: FetchedSample[] = samples.map((s) => ({
-        id: s.id,
-        key: s.key,
-        fields: s.fields,
-        bytes: 0,
-      }));
+      const fetched = fetchedOf(samples);
       const plans = planParts(specOf(index, samples), fetched, cap);
       for (const plan of plans) {
         const ours = encodeBatchPartResponse(plan);
@@ -82,12 +84,7 @@ test('encoded parts are byte-identical to the generated encoder and within the c
 test('samples larger than the cap are split across parts and reassembled whole', () => {
   fc.assert(
     fc.property(batchArb, ({ index, samples, cap }) => {
-      const fetched: FetchedSample[] = samples.map((s) => ({
-        id: s.id,
-        key: s.key,
-        fields: s.fields,
-        bytes: 0,
-      }));
+      const fetched = fetchedOf(samples);
       const { parts } = splitBatch(specOf(index, samples), fetched, cap);
       const pieces = parts.flatMap((bytes, i) => {
         const batch = pb.StreamEpochResponse.decode(bytes).batch;
