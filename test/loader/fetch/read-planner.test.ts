@@ -15,34 +15,12 @@ import {
   planReads,
   sortUniqueIds,
   type ReadCostModel,
-  type SampleLayout,
 } from '../../../loader/fetch/index.js';
+import { layoutOf } from './sample-layouts.js';
 import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
 import { diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
 import type { Dataset } from '../../../loader/shards/index.js';
 import type { S3Client } from '../../../storage/index.js';
-
-/** Contiguous samples (as in a tar) of the given sizes, one array per shard. */
-function layoutOf(shards: number[][]): SampleLayout & { size: number } {
-  const offsets: number[] = [];
-  const ends: number[] = [];
-  const shardIds: number[] = [];
-  shards.forEach((sizes, s) => {
-    let pos = 0;
-    for (const size of sizes) {
-      offsets.push(pos);
-      ends.push(pos + size);
-      shardIds.push(s);
-      pos += size;
-    }
-  });
-  return {
-    offsets: Float64Array.from(offsets),
-    ends: Float64Array.from(ends),
-    shardIds: Uint32Array.from(shardIds),
-    size: offsets.length,
-  };
-}
 
 const KB = 1000;
 /** Break-even gap 100 KB: 100 us per GET, 0.001 us per byte. */
