@@ -6,7 +6,7 @@ import { SadpError, Status } from '../../common/errors.js';
 import { defaultHyperparameters, pruneRatioAt } from '../../scorer/index.js';
 import { DEFAULT_GAP_BYTES, DEFAULT_MAX_WASTE_RATIO, type SampleLayout } from '../fetch/index.js';
 import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../service/epoch-layout.js';
-import type { ShuffleMode } from '../service/options.js';
+import { LOADER_DEFAULTS, type ShuffleMode } from '../service/options.js';
 import { batchFetchCost } from './fetch-cost.js';
 import type { LinkModel } from './link-model.js';
 
@@ -39,6 +39,8 @@ export interface EstimateOptions {
   prefixes?: number;
   shuffle?: ShuffleMode;
   shuffleBlockShards?: number;
+  /** The loader's prefetchBatches: it plans the reads of that many batches at once; default the loader's. */
+  prefetchBatches?: number;
   gapBytes?: number;
   maxWasteRatio?: number;
   maxRequestBytes?: number;
@@ -144,6 +146,8 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
   const inFlight = (options.loaders ?? 1) * (options.concurrency ?? 64);
   const getRateLimit = link.getRatePerPrefix * (options.prefixes ?? 1);
   const seed = options.seed ?? 0n;
+  const window = options.prefetchBatches ?? LOADER_DEFAULTS.prefetchBatches;
+  if (!Number.isInteger(window) || window < 1) bad(`prefetch batches must be >= 1, got ${window}`);
   let shardTotal = 0;
   for (let s = 0; s < dataset.shardBytes.length; s++) shardTotal += dataset.shardBytes[s] as number;
   let datasetBytes = 0;
@@ -177,9 +181,11 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
     let bytesFetched = 0;
     let bytesSelected = 0;
     for (let rank = 0; rank < W; rank++) {
-      for (let b = 0; b < layout.steps; b++) {
-        const { start, end } = batchSpan(layout, rank, b);
+      // A stream starts its batches a window of prefetchBatches at a time, each window one plan.
+      for (let b = 0; b < layout.steps; b += window) {
         batchIds.length = 0;
+        const { start } = batchSpan(layout, rank, b);
+        const { end } = batchSpan(layout, rank, Math.min(layout.steps, b + window) - 1);
         for (let p = start; p < end; p++)
           batchIds.push(ids[perm[orderIndexAt(layout, p)] as number] as number);
         const cost = batchFetchCost(dataset, n, batchIds, planOptions);

@@ -1,4 +1,4 @@
-// What the loader's range reader requests for one batch: the one place the
+// What the loader's range reader requests for one prefetch window: the one place the
 // estimator calls the read planner, so it plans with exactly the code the
 // reader fetches with (and follows it when the planner changes).
 import { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from '../fetch/index.js';
@@ -9,7 +9,7 @@ export interface FetchCost {
   bytesSelected: number;
 }
 
-/** GETs and bytes the range reader issues for one read() of `ids` (no retries). */
+/** GETs and bytes the range reader issues for one plan of `ids` (a prefetch window's batches; no retries). */
 export function batchFetchCost(
   layout: SampleLayout,
   size: number,

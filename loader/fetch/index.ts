@@ -17,6 +17,7 @@ export {
   estimateReads,
   planReads,
   type ReadCostModel,
+  type ReadPlan,
   type ReadPlannerMode,
 } from './read-planner.js';
 export { createCostEstimator, DEFAULT_READ_COST } from './cost-estimator.js';

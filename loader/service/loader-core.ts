@@ -114,20 +114,17 @@ export async function prepareNextEpoch(core: LoaderCore, finished: EpochShape): 
   const layout = epochLayout(state.plan.ids.length, world, batchSize);
   const first = Math.min(core.options.prefetchBatches, layout.steps);
   const deps = core.fetchDeps(ctx, next);
-  // Batch-major, and every rank's first batch at the reader's top priority,
-  // so the first step of the epoch is ready first.
+  // Each rank's first batches as one window read (as its stream would start
+  // them), its first batch's ranges at the reader's top priority.
   const perRank = new Map<number, Map<number, BatchFetch>>();
   let started = 0;
-  fill: for (let i = 0; i < first; i++) {
-    for (let rank = 0; rank < world; rank++) {
-      if (core.boundary.rankOpened({ jobId, epoch: next, world, batchSize, rank })) continue;
-      const f = BatchFetch.tryStart(batchSpec(state, layout, ctx.dataset, rank, i), deps, i === 0 ? 0 : 1);
-      if (!f) break fill;
-      let batches = perRank.get(rank);
-      if (!batches) perRank.set(rank, (batches = new Map<number, BatchFetch>()));
-      batches.set(i, f);
-      started++;
-    }
+  for (let rank = 0; rank < world && first > 0; rank++) {
+    if (core.boundary.rankOpened({ jobId, epoch: next, world, batchSize, rank })) continue;
+    const specs = Array.from({ length: first }, (_, i) => batchSpec(state, layout, ctx.dataset, rank, i));
+    const fetches = BatchFetch.tryStartWindow(specs, deps, 0);
+    if (!fetches) break;
+    perRank.set(rank, new Map(fetches.map((f) => [f.spec.index, f])));
+    started += fetches.length;
   }
   for (const [rank, batches] of perRank) {
     core.boundary.putWarm({ jobId, epoch: next, world, batchSize, rank }, batches);
