@@ -6,6 +6,7 @@ export {
   epochLayout,
   shufflePlan,
   shufflePlanAsync,
+  shufflePlanOffLoop,
   batchSpan,
   orderIndexAt,
   type LoaderServer,

@@ -1,7 +1,8 @@
 // Online estimate of the read planner's cost model from the reader's own
-// GETs. Each completed GET gives (bytes, wall time, GETs in flight); a
-// least-squares line through the recent ones, duration = L + bytes x t,
-// gives the first-byte latency L and the per-byte time t of one connection.
+// GETs. Each completed GET gives (bytes, wall time, GETs in flight on
+// average over its life); a least-squares line through the recent ones,
+// duration = L + bytes x t, gives the first-byte latency L and the per-byte
+// time t of one connection.
 // With C GETs in flight a window takes about (requests x L + bytes x t) / C,
 // so the planner's costs are L / C and t / C, plus the reader's own CPU per
 // GET and per byte (measured by bench:get), which a saturated core turns
@@ -20,9 +21,21 @@ export interface CostEstimatorOptions {
   cpuPerByteUs?: number;
 }
 
+/** A GET in flight, from begin() to end() or cancel(). */
+export interface CostProbe {
+  readonly startedAt: number;
+  readonly inFlightAreaAtStart: number;
+}
+
 export interface CostEstimator {
-  /** One completed GET: its length, its wall time, and the GETs in flight when it ended (itself included). */
+  /** One completed GET: its length, its wall time, and the GETs in flight on average over its life (itself included). */
   observe(bytes: number, durationUs: number, inFlight: number): void;
+  /** A GET starts now. */
+  begin(): CostProbe;
+  /** That GET completed with `bytes`: observed with its duration and the average GETs in flight over its life. */
+  end(probe: CostProbe, bytes: number): void;
+  /** That GET failed: it leaves the in-flight count unobserved. */
+  cancel(probe: CostProbe): void;
   /** The current model. */
   current(): ReadCostModel;
   /** GETs observed. */
@@ -55,6 +68,16 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
   let sc = 0;
   let samples = 0;
   let model: ReadCostModel = { ...prior };
+  // GETs in flight now, and its integral over time (GET x ms): the average
+  // over one GET's life is what it shared the link and the CPU with. The
+  // count at its end alone misses the burst it started in.
+  let inFlight = 0;
+  let area = 0;
+  let areaAt = performance.now();
+  const advance = (now: number): void => {
+    area += inFlight * (now - areaAt);
+    areaAt = now;
+  };
 
   const refit = (): void => {
     if (w < MIN_WEIGHT) return;
@@ -68,7 +91,25 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     model = { perRequestUs: latency / inFlight + cpuReq, perByteUs: t / inFlight + cpuByte };
   };
 
-  return {
+  const estimator: CostEstimator = {
+    begin() {
+      const now = performance.now();
+      advance(now);
+      inFlight++;
+      return { startedAt: now, inFlightAreaAtStart: area };
+    },
+    end(probe, bytes) {
+      const now = performance.now();
+      advance(now);
+      inFlight = Math.max(0, inFlight - 1);
+      const ms = now - probe.startedAt;
+      const average = ms > 0 ? (area - probe.inFlightAreaAtStart) / ms : 1;
+      estimator.observe(bytes, ms * 1000, Math.max(1, average));
+    },
+    cancel() {
+      advance(performance.now());
+      inFlight = Math.max(0, inFlight - 1);
+    },
     observe(bytes, durationUs, inFlight) {
       if (!(bytes > 0) || !(durationUs >= 0)) return;
       w = w * decay + 1;
@@ -85,4 +126,5 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       return samples;
     },
   };
+  return estimator;
 }

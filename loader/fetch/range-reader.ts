@@ -459,14 +459,19 @@ class RangeReaderImpl implements RangeReader {
     const last = plan.first[r + 1] as number;
     let buf: Buffer;
     try {
-      const began = performance.now();
-      buf = await fetchRange(
-        { store: dataset.store, key, label, start, end, etag: entry.etag },
-        this.retry,
-        observer,
-        signal,
-      );
-      this.costs.observe(end - start, (performance.now() - began) * 1000, this.limiter.active);
+      const probe = this.costs.begin();
+      try {
+        buf = await fetchRange(
+          { store: dataset.store, key, label, start, end, etag: entry.etag },
+          this.retry,
+          observer,
+          signal,
+        );
+      } catch (err) {
+        this.costs.cancel(probe);
+        throw err;
+      }
+      this.costs.end(probe, end - start);
     } catch (err) {
       if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) throw err;
       // Name the samples too: the trainer-facing error says what could not be read.
