@@ -61,6 +61,7 @@ export {
   type ReadPlannerMode,
   resolveRangeReaderOptions,
   planRanges,
+  sortUniqueIds,
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
   type FetchedSample,

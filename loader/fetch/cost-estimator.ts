@@ -19,6 +19,15 @@ export interface CostEstimatorOptions {
   /** Loader CPU per GET and per byte, added to the measured wall-time costs. */
   cpuPerRequestUs?: number;
   cpuPerByteUs?: number;
+  /**
+   * The reader's bound on GETs in flight. Given, a GET's latency counts as
+   * hidden behind that many others (a window issues at least that many), and
+   * the latency is the lower of the fitted intercept and the 10th percentile
+   * of recent GET durations: on a saturated event loop every GET waits for
+   * callbacks, which inflates the intercept without any GET costing more.
+   * Without it, latency / GETs in flight on average (the plain fit).
+   */
+  concurrency?: number;
 }
 
 /** A GET in flight, from begin() to end() or cancel(). */
@@ -53,6 +62,8 @@ export const CPU_PER_REQUEST_US = 150;
 export const CPU_PER_BYTE_US = 0.0012;
 /** Observations (weighted) needed before the fit replaces the prior. */
 const MIN_WEIGHT = 16;
+/** GET durations kept for the latency floor. */
+const RECENT = 256;
 
 export function createCostEstimator(options: CostEstimatorOptions = {}): CostEstimator {
   const prior = options.prior ?? DEFAULT_READ_COST;
@@ -79,6 +90,14 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     areaAt = now;
   };
 
+  // Recent GET durations (us), for the latency floor.
+  const recent = new Float64Array(RECENT);
+  const latencyFloor = (): number => {
+    const n = Math.min(samples, RECENT);
+    const sorted = recent.slice(0, n).sort();
+    return sorted[Math.floor(n / 10)] as number;
+  };
+
   const refit = (): void => {
     if (w < MIN_WEIGHT) return;
     const det = w * sxx - sx * sx;
@@ -88,7 +107,11 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     const latency = (sy - t * sx) / w;
     if (!(t > 0) || !(latency >= 0)) return;
     const inFlight = Math.max(1, sc / w);
-    model = { perRequestUs: latency / inFlight + cpuReq, perByteUs: t / inFlight + cpuByte };
+    const perRequestUs =
+      options.concurrency === undefined
+        ? latency / inFlight
+        : Math.min(latency, latencyFloor()) / Math.max(inFlight, options.concurrency);
+    model = { perRequestUs: perRequestUs + cpuReq, perByteUs: t / inFlight + cpuByte };
   };
 
   const estimator: CostEstimator = {
@@ -118,6 +141,7 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       sxx = sxx * decay + bytes * bytes;
       sxy = sxy * decay + bytes * durationUs;
       sc = sc * decay + inFlight;
+      recent[samples % RECENT] = durationUs;
       samples++;
       refit();
     },

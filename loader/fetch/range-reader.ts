@@ -259,7 +259,7 @@ class RangeReaderImpl implements RangeReader {
       random: Math.random,
     };
     this.metrics = options.metrics ? fetchMetrics() : undefined;
-    this.costs = createCostEstimator();
+    this.costs = createCostEstimator({ concurrency: options.concurrency });
     this.plannerStats = {
       mode: options.planner,
       plans: 0,

@@ -191,6 +191,29 @@ test('the cost estimator recovers latency and per-byte time from GET durations',
   assert.deepEqual(flat.current(), { perRequestUs: 460, perByteUs: 0.0022 });
 });
 
+test('with the reader concurrency given, latency is the floor of recent GETs hidden behind that many others', () => {
+  // 20 ms first byte, 50 MB/s per connection, every other GET delayed 200 ms more
+  // (callbacks queued behind a saturated event loop): the intercept grows, the floor does not.
+  const est = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0, concurrency: 64 });
+  let longest = 0;
+  for (let i = 0; i < 200; i++) {
+    const bytes = 10_000 + ((i * 7919) % 500_000);
+    const duration = 20_000 + bytes * 0.02 + (i % 2 === 1 ? 200_000 : 0);
+    if (i % 2 === 0) longest = Math.max(longest, duration);
+    est.observe(bytes, duration, 4);
+  }
+  const cost = est.current();
+  assert.ok(cost.perRequestUs >= 20_000 / 64 && cost.perRequestUs <= longest / 64, String(cost.perRequestUs));
+  // The plain fit would charge the queueing to every request: (20 ms + ~100 ms) / 4 in flight.
+  const plain = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0 });
+  for (let i = 0; i < 200; i++) {
+    const bytes = 10_000 + ((i * 7919) % 500_000);
+    plain.observe(bytes, 20_000 + bytes * 0.02 + (i % 2 === 1 ? 200_000 : 0), 4);
+  }
+  assert.ok(plain.current().perRequestUs > 20 * cost.perRequestUs);
+  assert.equal(cost.perByteUs, plain.current().perByteUs);
+});
+
 // From the storage side: what the proxy saw.
 let fx: Fixture;
 let proxy: FaultProxy;
