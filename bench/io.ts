@@ -20,7 +20,10 @@
 // 4. A plan-only dry run at ImageNet scale (N = 1,281,167 in 1,282 shards,
 //    synthetic sizes, metadata only) over the paper's 110-epoch schedule at
 //    r = 0.35, r_max = 0.55 (Eq. 42): bytes and GETs per epoch and in total,
-//    range reader vs whole-shard reading.
+//    range reader vs whole-shard reading; GETs and TB per epoch for each
+//    planner mode and cost model, planned over the whole epoch (the bound)
+//    and as the loader plans (per rank and prefetch window, global and
+//    shard-buffer shuffle). `-- --dry-run` runs only this part.
 //
 // Writes bench/results/io.json and prints tables.
 import { fork } from 'node:child_process';
@@ -38,6 +41,8 @@ import {
   createRangeReader,
   planRanges,
   planReads,
+  shufflePlan,
+  sortUniqueIds,
   READ_PLANNER_MODES,
   DEFAULT_READ_COST,
   type ReadCostModel,
@@ -393,6 +398,58 @@ const DRY_RUN_COSTS: Record<string, ReadCostModel> = {
   loopback: { perRequestUs: 160, perByteUs: 0.0012 },
 };
 
+/**
+ * The loader plans per prefetch window of one rank, not per epoch: WORLD
+ * ranks split the shuffled order, each starts WINDOW_BATCHES batches of
+ * BATCH samples at a time as one plan (window-read.ts). With the global
+ * shuffle a window holds less than one sample per ImageNet shard, so spans
+ * seldom pay; a shard-buffer shuffle puts a window on few shards.
+ */
+const WORLD = 8;
+const BATCH = 256;
+const WINDOW_BATCHES = 4;
+const WINDOW_EVERY = 10;
+
+interface WindowTotals {
+  gets: number;
+  bytes: number;
+  selectedBytes: number;
+  us: number;
+}
+
+function planWindows(
+  layout: ReturnType<typeof imagenetLayout>,
+  ids: Uint32Array,
+  perm: Uint32Array,
+  mode: ReadPlannerMode,
+  cost: ReadCostModel,
+): WindowTotals {
+  const out: WindowTotals = { gets: 0, bytes: 0, selectedBytes: 0, us: 0 };
+  const n = layout.shardIds.length;
+  const perRank = Math.ceil(ids.length / WORLD);
+  const windowSamples = BATCH * WINDOW_BATCHES;
+  const windowIds = new Uint32Array(windowSamples);
+  for (let rank = 0; rank < WORLD; rank++) {
+    const end = Math.min(ids.length, (rank + 1) * perRank);
+    for (let at = rank * perRank; at < end; at += windowSamples) {
+      const k = Math.min(windowSamples, end - at);
+      for (let i = 0; i < k; i++) windowIds[i] = ids[perm[at + i] as number] as number;
+      const p = planReads(layout, sortUniqueIds(windowIds.subarray(0, k), n), {
+        mode,
+        cost,
+        gapBytes: DEFAULT_GAP_BYTES,
+        maxRequestBytes: MAX_REQUEST_BYTES,
+        maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
+      });
+      out.gets += p.count;
+      out.bytes += p.bytesRequested;
+      out.selectedBytes += p.bytesSelected;
+      out.us += p.estimatedUs;
+    }
+  }
+  return out;
+}
+
 function dryRun(config: Config): Record<string, unknown> {
   const N = 1_281_167;
   const SHARDS = 1_282;
@@ -410,6 +467,7 @@ function dryRun(config: Config): Record<string, unknown> {
     string,
     { bytes: number; gets: number; selectedBytes: number; us: number; epochs: number }
   >();
+  const windowed = new Map<string, WindowTotals & { epochs: number }>();
   for (let k = 1; k <= EPOCHS; k++) {
     const rk = pruneRatioAt(k - 1, r, rMax, EPOCHS, N);
     const ids = select(N, rk, 2024, k, scratch);
@@ -463,6 +521,32 @@ function dryRun(config: Config): Record<string, unknown> {
         acc.gets += p.count;
         acc.selectedBytes += p.bytesSelected;
         acc.maxRatio = Math.max(acc.maxRatio, p.bytesRequested / p.bytesSelected);
+      }
+    }
+    if ((k - 1) % WINDOW_EVERY === 0) {
+      // As the loader plans: per rank and prefetch window of the shuffled order.
+      for (const shuffle of ['global', 'shard-buffer'] as const) {
+        const perm = shufflePlan({
+          ids,
+          seed: 2024n,
+          epoch: k,
+          mode: shuffle,
+          blockShards: 4,
+          shardOf: (id) => layout.shardIds[id] as number,
+        });
+        for (const [link, cost] of Object.entries(DRY_RUN_COSTS)) {
+          for (const mode of READ_PLANNER_MODES) {
+            const w = planWindows(layout, ids, perm, mode, cost);
+            const key = `${link}/${mode}/${shuffle}`;
+            const acc = windowed.get(key) ?? { gets: 0, bytes: 0, selectedBytes: 0, us: 0, epochs: 0 };
+            acc.gets += w.gets;
+            acc.bytes += w.bytes;
+            acc.selectedBytes += w.selectedBytes;
+            acc.us += w.us;
+            acc.epochs++;
+            windowed.set(key, acc);
+          }
+        }
       }
     }
     if (k % 10 === 0) progress('dry run', k, EPOCHS, started, 'epochs');
@@ -520,6 +604,24 @@ function dryRun(config: Config): Record<string, unknown> {
         modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
       };
     }),
+    plannersPerWindow: {
+      world: WORLD,
+      batchSize: BATCH,
+      windowBatches: WINDOW_BATCHES,
+      rows: [...windowed.entries()].map(([key, acc]) => {
+        const [link, mode, shuffle] = key.split('/') as [string, ReadPlannerMode, string];
+        return {
+          link,
+          mode,
+          shuffle,
+          epochsPlanned: acc.epochs,
+          getsPerEpoch: round(acc.gets / acc.epochs, 0),
+          tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
+          fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
+          modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+        };
+      }),
+    },
     perEpoch: epochs,
     seconds: round((performance.now() - started) / 1000, 1),
   };
@@ -789,6 +891,7 @@ async function main(): Promise<void> {
     // Plan-only: the ImageNet-scale dry run (with the planner's modes), no S3.
     const dry = dryRun(quick ? QUICK : FULL);
     console.table(dry.planners);
+    console.table((dry.plannersPerWindow as { rows: unknown[] }).rows);
     const out = join(packageRoot, 'bench', 'results', 'io-dry-run.json');
     const { perEpoch: _perEpoch, ...summary } = dry;
     await writeFile(out, `${JSON.stringify(summary, null, 2)}\n`);

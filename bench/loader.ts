@@ -588,6 +588,8 @@ interface CaseResult {
   fetchedOverSelected: number;
   cpuUsPerSample: number | null;
   rssPeakMiB: number | null;
+  /** The loader's read-planner cost model after the case (us per GET, us per KB) and the GETs it was fitted on. */
+  plannerCost?: { perRequestUs: number; perKbUs: number; costSamples: number };
 }
 
 interface LinkEnv {
@@ -788,10 +790,21 @@ async function main(): Promise<void> {
         cpuUsPerSample: round(((cpu1 - cpu0) * 1000) / Math.max(1, samples), 0),
         rssPeakMiB: round(after.peakRss / MiB, 0),
       };
+      if ('planner' in after.stats) {
+        const p = after.stats.planner;
+        result.plannerCost = {
+          perRequestUs: round(p.perRequestUs, 0),
+          perKbUs: round(p.perByteUs * 1000, 3),
+          costSamples: p.costSamples,
+        };
+      }
       log(
         `${env.name} r=${r} ${kind}: epoch ${result.epochSeconds} s, ${result.samplesPerSecond} samples/s, ` +
           `${result.getsPerSample} GETs/sample, fetched/selected ${result.fetchedOverSelected}, ` +
-          `${result.cpuUsPerSample} CPU us/sample, RSS peak ${result.rssPeakMiB} MiB`,
+          `${result.cpuUsPerSample} CPU us/sample, RSS peak ${result.rssPeakMiB} MiB` +
+          (result.plannerCost
+            ? `, cost model ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB`
+            : ''),
       );
       return result;
     };

@@ -46,7 +46,7 @@ interface EstimateFlags extends S3Flags, RunFlags {
   getPrice?: number;
   egressPrice?: number;
   planner: ReadPlannerMode;
-  window: number;
+  window?: number;
   gapBytes?: number;
   maxWasteRatio?: number;
   costPerRequestUs?: number;
@@ -255,9 +255,8 @@ export function registerEstimateCommand(program: Command): void {
       )
       .option(
         '--window <batches>',
-        'consecutive batches of a rank the loader plans as one read (1: each batch alone, as today)',
+        'consecutive batches of a rank the loader plans as one read: its --prefetch-batches (default: the loader’s)',
         intArg('--window', 1),
-        1,
       )
       .option(
         '--gap-bytes <n>',

@@ -15,7 +15,7 @@ import {
   type SampleLayout,
 } from '../fetch/index.js';
 import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../service/jobs/epoch-layout.js';
-import type { ShuffleMode } from '../service/options.js';
+import { LOADER_DEFAULTS, type ShuffleMode } from '../service/options.js';
 import { readFetchCost } from './fetch-cost.js';
 import { linkReadCost, type LinkModel } from './link-model.js';
 
@@ -52,9 +52,9 @@ export interface EstimateOptions {
    */
   reader?: RangeReaderOptions;
   /**
-   * Consecutive batches of one rank planned as one read; default 1 (the
-   * loader reads each batch on its own). A loader that plans over its
-   * prefetch window reads prefetchBatches at once.
+   * Consecutive batches of one rank planned as one read: the loader's
+   * prefetchBatches (it plans a prefetch window at a time); default the
+   * loader's default.
    */
   windowBatches?: number;
   /** S3 prefixes the shards are spread over (the GET rate limit is per prefix); default 1. */
@@ -167,7 +167,7 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
   const rMax = options.maxPruneRatio ?? defaultHyperparameters(r).maxPruneRatio;
   const loaders = options.loaders ?? 1;
   if (!Number.isInteger(loaders) || loaders < 1) bad(`loaders must be >= 1, got ${loaders}`);
-  const windowBatches = options.windowBatches ?? 1;
+  const windowBatches = options.windowBatches ?? LOADER_DEFAULTS.prefetchBatches;
   if (!Number.isInteger(windowBatches) || windowBatches < 1)
     bad(`window must be >= 1 batches, got ${windowBatches}`);
   const reader = resolveRangeReaderOptions(options.reader);
@@ -219,7 +219,7 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
     let bytesSelected = 0;
     for (let rank = 0; rank < W; rank++) {
       for (let b = 0; b < layout.steps; b += windowBatches) {
-        // One read() per window of the rank's batches, as the loader issues them.
+        // One plan per prefetch window of the rank's batches, as the loader starts them.
         const start = batchSpan(layout, rank, b).start;
         const end = batchSpan(layout, rank, Math.min(b + windowBatches, layout.steps) - 1).end;
         batchIds.length = 0;

@@ -1,7 +1,8 @@
 // Online estimate of the read planner's cost model from the reader's own
-// GETs. Each completed GET gives (bytes, wall time, GETs in flight); a
-// least-squares line through the recent ones, duration = L + bytes x t,
-// gives the first-byte latency L and the per-byte time t of one connection.
+// GETs. Each completed GET gives (bytes, wall time, GETs in flight on
+// average over its life); a least-squares line through the recent ones,
+// duration = L + bytes x t, gives the first-byte latency L and the per-byte
+// time t of one connection.
 // With C GETs in flight a window takes about (requests x L + bytes x t) / C,
 // so the planner's costs are L / C and t / C, plus the reader's own CPU per
 // GET and per byte (measured by bench:get), which a saturated core turns
@@ -18,11 +19,32 @@ export interface CostEstimatorOptions {
   /** Loader CPU per GET and per byte, added to the measured wall-time costs. */
   cpuPerRequestUs?: number;
   cpuPerByteUs?: number;
+  /**
+   * The reader's bound on GETs in flight. Given, a GET's latency counts as
+   * hidden behind that many others (a window issues at least that many), and
+   * the latency is the lower of the fitted intercept and the 10th percentile
+   * of recent GET durations: on a saturated event loop every GET waits for
+   * callbacks, which inflates the intercept without any GET costing more.
+   * Without it, latency / GETs in flight on average (the plain fit).
+   */
+  concurrency?: number;
+}
+
+/** A GET in flight, from begin() to end() or cancel(). */
+export interface CostProbe {
+  readonly startedAt: number;
+  readonly inFlightAreaAtStart: number;
 }
 
 export interface CostEstimator {
-  /** One completed GET: its length, its wall time, and the GETs in flight when it ended (itself included). */
+  /** One completed GET: its length, its wall time, and the GETs in flight on average over its life (itself included). */
   observe(bytes: number, durationUs: number, inFlight: number): void;
+  /** A GET starts now. */
+  begin(): CostProbe;
+  /** That GET completed with `bytes`: observed with its duration and the average GETs in flight over its life. */
+  end(probe: CostProbe, bytes: number): void;
+  /** That GET failed: it leaves the in-flight count unobserved. */
+  cancel(probe: CostProbe): void;
   /** The current model. */
   current(): ReadCostModel;
   /** GETs observed. */
@@ -40,6 +62,8 @@ export const CPU_PER_REQUEST_US = 150;
 export const CPU_PER_BYTE_US = 0.0012;
 /** Observations (weighted) needed before the fit replaces the prior. */
 const MIN_WEIGHT = 16;
+/** GET durations kept for the latency floor. */
+const RECENT = 256;
 
 export function createCostEstimator(options: CostEstimatorOptions = {}): CostEstimator {
   const prior = options.prior ?? DEFAULT_READ_COST;
@@ -55,6 +79,24 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
   let sc = 0;
   let samples = 0;
   let model: ReadCostModel = { ...prior };
+  // GETs in flight now, and its integral over time (GET x ms): the average
+  // over one GET's life is what it shared the link and the CPU with. The
+  // count at its end alone misses the burst it started in.
+  let inFlight = 0;
+  let area = 0;
+  let areaAt = performance.now();
+  const advance = (now: number): void => {
+    area += inFlight * (now - areaAt);
+    areaAt = now;
+  };
+
+  // Recent GET durations (us), for the latency floor.
+  const recent = new Float64Array(RECENT);
+  const latencyFloor = (): number => {
+    const n = Math.min(samples, RECENT);
+    const sorted = recent.slice(0, n).sort();
+    return sorted[Math.floor(n / 10)] as number;
+  };
 
   const refit = (): void => {
     if (w < MIN_WEIGHT) return;
@@ -65,10 +107,32 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     const latency = (sy - t * sx) / w;
     if (!(t > 0) || !(latency >= 0)) return;
     const inFlight = Math.max(1, sc / w);
-    model = { perRequestUs: latency / inFlight + cpuReq, perByteUs: t / inFlight + cpuByte };
+    const perRequestUs =
+      options.concurrency === undefined
+        ? latency / inFlight
+        : Math.min(latency, latencyFloor()) / Math.max(inFlight, options.concurrency);
+    model = { perRequestUs: perRequestUs + cpuReq, perByteUs: t / inFlight + cpuByte };
   };
 
-  return {
+  const estimator: CostEstimator = {
+    begin() {
+      const now = performance.now();
+      advance(now);
+      inFlight++;
+      return { startedAt: now, inFlightAreaAtStart: area };
+    },
+    end(probe, bytes) {
+      const now = performance.now();
+      advance(now);
+      inFlight = Math.max(0, inFlight - 1);
+      const ms = now - probe.startedAt;
+      const average = ms > 0 ? (area - probe.inFlightAreaAtStart) / ms : 1;
+      estimator.observe(bytes, ms * 1000, Math.max(1, average));
+    },
+    cancel() {
+      advance(performance.now());
+      inFlight = Math.max(0, inFlight - 1);
+    },
     observe(bytes, durationUs, inFlight) {
       if (!(bytes > 0) || !(durationUs >= 0)) return;
       w = w * decay + 1;
@@ -77,6 +141,7 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       sxx = sxx * decay + bytes * bytes;
       sxy = sxy * decay + bytes * durationUs;
       sc = sc * decay + inFlight;
+      recent[samples % RECENT] = durationUs;
       samples++;
       refit();
     },
@@ -85,4 +150,5 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       return samples;
     },
   };
+  return estimator;
 }

@@ -17,6 +17,7 @@ export {
   estimateReads,
   planReads,
   type ReadCostModel,
+  type ReadPlan,
   type ReadPlannerMode,
   type ReadPlanOptions,
 } from './read-planner.js';

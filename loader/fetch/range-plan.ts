@@ -80,13 +80,34 @@ export function sortUniqueIds(ids: ArrayLike<number>, size: number): Uint32Array
  * still gets its own range).
  */
 export function planRanges(layout: SampleLayout, ids: Uint32Array, options: PlanOptions): RangePlan {
-  const { gapBytes, maxRequestBytes } = options;
+  const { gapBytes } = options;
   const maxWasteRatio = options.maxWasteRatio ?? Infinity;
   // Bytes of pruned samples inside merged ranges so far. Checking the bound
   // greedily in plan order keeps every prefix of the plan within it, so small
   // samples (where a fixed gap would span dozens of pruned ones) merge rarely
   // and large ones merge as gapBytes allows.
   let wasted = 0;
+  return mergeRanges(layout, ids, options.maxRequestBytes, (_i, gap, bytesSelected) => {
+    if (gap !== 0 && !(gap < gapBytes && wasted + gap <= maxWasteRatio * bytesSelected)) return false;
+    wasted += gap;
+    return true;
+  });
+}
+
+/**
+ * The one gap-merging pass every planner mode ends in. Walks `ids` in
+ * (shard, offset) order; sample i joins the open range when it lies in the
+ * same shard, the range would stay within `maxRequestBytes`, and
+ * `joins(i, gap, bytesSelected)` agrees (gap: bytes between the open range's
+ * end and sample i; bytesSelected: selected bytes of ids[0..i]). Checks the
+ * layout (no empty sample, no overlap) on the way.
+ */
+export function mergeRanges(
+  layout: SampleLayout,
+  ids: Uint32Array,
+  maxRequestBytes: number,
+  joins: (i: number, gap: number, bytesSelected: number) => boolean,
+): RangePlan {
   const n = ids.length;
   const shard = new Uint32Array(n);
   const start = new Float64Array(n);
@@ -110,11 +131,7 @@ export function planRanges(layout: SampleLayout, ids: Uint32Array, options: Plan
       const gap = a - curEnd;
       if (gap < 0)
         throw badLayout(`sample ${id} at ${a} overlaps the previous selected sample ending at ${curEnd}`);
-      if (
-        (gap === 0 || (gap < gapBytes && wasted + gap <= maxWasteRatio * bytesSelected)) &&
-        b - curStart <= maxRequestBytes
-      ) {
-        wasted += gap;
+      if (b - curStart <= maxRequestBytes && joins(i, gap, bytesSelected)) {
         curEnd = b;
         end[count - 1] = b;
         continue;

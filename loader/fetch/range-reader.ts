@@ -16,6 +16,7 @@ import {
   breakEvenGapBytes,
   planReads,
   type ReadCostModel,
+  type ReadPlan,
   type ReadPlannerMode,
 } from './read-planner.js';
 import { cutSample, type FetchedSample } from './cut.js';
@@ -88,6 +89,10 @@ export interface PlannerStats {
   shardsMixed: number;
   /** Sum of the plans' modelled time, us. */
   estimatedUs: number;
+  /** Sums over the plans: GETs, bytes they request, selected bytes they deliver. */
+  requests: number;
+  bytesRequested: number;
+  bytesSelected: number;
 }
 
 export interface IoStats {
@@ -132,6 +137,13 @@ export interface RangeReader {
     signal?: AbortSignal,
     options?: ReadPriority,
   ): Promise<FetchedSample[]>;
+  /**
+   * Plans `ids` as read() would now (this reader's mode and cost model) and
+   * counts the plan in `planner` and the metrics. For callers that plan
+   * ahead over several reads (a prefetch window) and then read each range
+   * with `asSpan`.
+   */
+  plan(dataset: Dataset, ids: ArrayLike<number>): ReadPlan;
   /** Cumulative over every read(). */
   readonly stats: IoStats;
   /** The planner's mode, cost model and choices so far. */
@@ -145,6 +157,12 @@ export interface ReadPriority {
   priority?: number;
   /** Told the body bytes this read receives (retried partial bodies included), as they arrive. */
   onReceived?: (bytes: number) => void;
+  /**
+   * The ids are one range of a plan the caller made with plan(): read them
+   * as one span per shard (split only by maxRequestBytes, as planned),
+   * without planning or counting them again.
+   */
+  asSpan?: boolean;
 }
 
 export interface ResolvedRangeReaderOptions {
@@ -241,7 +259,7 @@ class RangeReaderImpl implements RangeReader {
       random: Math.random,
     };
     this.metrics = options.metrics ? fetchMetrics() : undefined;
-    this.costs = createCostEstimator();
+    this.costs = createCostEstimator({ concurrency: options.concurrency });
     this.plannerStats = {
       mode: options.planner,
       plans: 0,
@@ -249,6 +267,9 @@ class RangeReaderImpl implements RangeReader {
       shardsRanges: 0,
       shardsMixed: 0,
       estimatedUs: 0,
+      requests: 0,
+      bytesRequested: 0,
+      bytesSelected: 0,
     };
     const stats = this.stats;
     const metrics = this.metrics;
@@ -285,6 +306,36 @@ class RangeReaderImpl implements RangeReader {
 
   private cost(): ReadCostModel {
     return this.options.cost ?? this.costs.current();
+  }
+
+  plan(dataset: Dataset, ids: ArrayLike<number>): ReadPlan {
+    const plan = planReads(dataset, sortUniqueIds(ids, dataset.size), {
+      ...this.options,
+      mode: this.options.planner,
+      cost: this.cost(),
+    });
+    const ps = this.plannerStats;
+    ps.plans++;
+    ps.requests += plan.count;
+    ps.bytesRequested += plan.bytesRequested;
+    ps.bytesSelected += plan.bytesSelected;
+    ps.shardsSpan += plan.mix.span;
+    ps.shardsRanges += plan.mix.ranges;
+    ps.shardsMixed += plan.mix.mixed;
+    ps.estimatedUs += plan.estimatedUs;
+    if (this.metrics) {
+      const m = this.metrics;
+      m.planShards.inc({ mode: plan.mode, kind: 'span' }, plan.mix.span);
+      m.planShards.inc({ mode: plan.mode, kind: 'ranges' }, plan.mix.ranges);
+      m.planShards.inc({ mode: plan.mode, kind: 'mixed' }, plan.mix.mixed);
+      m.planEstimate.inc({ mode: plan.mode }, plan.estimatedUs / 1e6);
+      m.planRequests.inc({ mode: plan.mode }, plan.count);
+      m.planBytes.inc({ mode: plan.mode, kind: 'requested' }, plan.bytesRequested);
+      m.planBytes.inc({ mode: plan.mode, kind: 'selected' }, plan.bytesSelected);
+      m.costPerRequest.set(plan.cost.perRequestUs);
+      m.costPerByte.set(plan.cost.perByteUs);
+    }
+    return plan;
   }
 
   async read(
@@ -332,27 +383,13 @@ class RangeReaderImpl implements RangeReader {
         }
       : this.observer;
     if (signal?.aborted) throw cancelledError(signal, 'read');
-    const unique = sortUniqueIds(ids, dataset.size);
-    const plan = planReads(dataset, unique, {
-      ...this.options,
-      mode: this.options.planner,
-      cost: this.cost(),
-    });
-    const ps = this.plannerStats;
-    ps.plans++;
-    ps.shardsSpan += plan.mix.span;
-    ps.shardsRanges += plan.mix.ranges;
-    ps.shardsMixed += plan.mix.mixed;
-    ps.estimatedUs += plan.estimatedUs;
-    if (this.metrics) {
-      const m = this.metrics;
-      m.planShards.inc({ mode: plan.mode, kind: 'span' }, plan.mix.span);
-      m.planShards.inc({ mode: plan.mode, kind: 'ranges' }, plan.mix.ranges);
-      m.planShards.inc({ mode: plan.mode, kind: 'mixed' }, plan.mix.mixed);
-      m.planEstimate.inc({ mode: plan.mode }, plan.estimatedUs / 1e6);
-      m.costPerRequest.set(plan.cost.perRequestUs);
-      m.costPerByte.set(plan.cost.perByteUs);
-    }
+    const plan = options.asSpan
+      ? planReads(dataset, sortUniqueIds(ids, dataset.size), {
+          ...this.options,
+          mode: 'whole-shard',
+          cost: this.cost(),
+        })
+      : this.plan(dataset, ids);
     const byId = new Map<number, FetchedSample>();
 
     // One controller per read(): the first failure stops the sibling GETs, and
@@ -422,14 +459,19 @@ class RangeReaderImpl implements RangeReader {
     const last = plan.first[r + 1] as number;
     let buf: Buffer;
     try {
-      const began = performance.now();
-      buf = await fetchRange(
-        { store: dataset.store, key, label, start, end, etag: entry.etag },
-        this.retry,
-        observer,
-        signal,
-      );
-      this.costs.observe(end - start, (performance.now() - began) * 1000, this.limiter.active);
+      const probe = this.costs.begin();
+      try {
+        buf = await fetchRange(
+          { store: dataset.store, key, label, start, end, etag: entry.etag },
+          this.retry,
+          observer,
+          signal,
+        );
+      } catch (err) {
+        this.costs.cancel(probe);
+        throw err;
+      }
+      this.costs.end(probe, end - start);
     } catch (err) {
       if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) throw err;
       // Name the samples too: the trainer-facing error says what could not be read.
@@ -453,6 +495,8 @@ function objectLabel(dataset: Dataset, key: string): string {
 interface FetchMetrics {
   planShards: ReturnType<typeof counter<'mode' | 'kind'>>;
   planEstimate: ReturnType<typeof counter<'mode'>>;
+  planRequests: ReturnType<typeof counter<'mode'>>;
+  planBytes: ReturnType<typeof counter<'mode' | 'kind'>>;
   costPerRequest: ReturnType<typeof gauge>;
   costPerByte: ReturnType<typeof gauge>;
   requests: ReturnType<typeof counter>;
@@ -472,6 +516,12 @@ function fetchMetrics(): FetchMetrics {
       'sadp_read_plan_estimated_seconds_total',
       'Modelled read time of the plans (requests x per-request cost + bytes x per-byte cost)',
       ['mode'],
+    ),
+    planRequests: counter('sadp_read_plan_requests_total', 'GETs planned, by planner mode', ['mode']),
+    planBytes: counter(
+      'sadp_read_plan_bytes_total',
+      'Bytes the plans request and the selected bytes they deliver, by planner mode',
+      ['mode', 'kind'],
     ),
     costPerRequest: gauge('sadp_read_cost_per_request_us', 'Planner cost model: microseconds per GET'),
     costPerByte: gauge('sadp_read_cost_per_byte_us', 'Planner cost model: microseconds per byte'),

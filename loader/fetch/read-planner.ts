@@ -22,7 +22,13 @@
 // Pure and allocation-light: `sadp estimate` and bench/io.ts plan with the
 // same code the reader fetches with, without any storage.
 import { SadpError, Status } from '../../common/errors.js';
-import { planRanges, type PlanOptions, type RangePlan, type SampleLayout } from './range-plan.js';
+import {
+  mergeRanges,
+  planRanges,
+  type PlanOptions,
+  type RangePlan,
+  type SampleLayout,
+} from './range-plan.js';
 
 export const READ_PLANNER_MODES = ['auto', 'min-bytes', 'whole-shard', 'ranges'] as const;
 export type ReadPlannerMode = (typeof READ_PLANNER_MODES)[number];
@@ -123,40 +129,7 @@ export function planReads(layout: SampleLayout, ids: Uint32Array, options: ReadP
     }
   }
   // Ranges from the merge flags, split where a span would pass maxRequestBytes.
-  const shard = new Uint32Array(n);
-  const start = new Float64Array(n);
-  const end = new Float64Array(n);
-  const first = new Uint32Array(n + 1);
-  let count = 0;
-  let curStart = 0;
-  for (let i = 0; i < n; i++) {
-    const id = ids[i] as number;
-    const a = offsets[id] as number;
-    const b = ends[id] as number;
-    if (merge[i] === 1 && b - curStart <= options.maxRequestBytes) {
-      end[count - 1] = b;
-      continue;
-    }
-    shard[count] = shardIds[id] as number;
-    start[count] = a;
-    end[count] = b;
-    first[count] = i;
-    count++;
-    curStart = a;
-  }
-  first[count] = n;
-  let bytesRequested = 0;
-  for (let r = 0; r < count; r++) bytesRequested += (end[r] as number) - (start[r] as number);
-  const plan: RangePlan = {
-    count,
-    shard: shard.subarray(0, count),
-    start: start.subarray(0, count),
-    end: end.subarray(0, count),
-    ids,
-    first: first.subarray(0, count + 1),
-    bytesRequested,
-    bytesSelected,
-  };
+  const plan = mergeRanges(layout, ids, options.maxRequestBytes, (i) => merge[i] === 1);
   return finish(plan, layout, options);
 }
 

@@ -9,7 +9,8 @@ import type { sadp } from '../../../proto/index.js';
 import { openDataset, type Dataset, type DatasetAccess } from '../../shards/index.js';
 import { u64ToBigInt, type Plan, type ScorerClient } from '../../../scorer/index.js';
 import type { S3Client } from '../../../storage/index.js';
-import { shufflePlanAsync, yieldLoop } from './epoch-layout.js';
+import { yieldLoop } from './epoch-layout.js';
+import { shufflePlanOffLoop } from './shuffle-thread.js';
 import type { LoaderMetrics } from '../metrics.js';
 import type { ShuffleMode } from '../options.js';
 
@@ -156,15 +157,15 @@ export class JobRegistry {
         { status: Status.FAILED_PRECONDITION },
       );
     }
-    // Sliced, yielding the loop: at N = 10M this is seconds of work.
-    const perm = await shufflePlanAsync(
+    // In a worker thread: at N = 10M this is seconds of work.
+    const perm = await shufflePlanOffLoop(
       {
         ids: plan.ids,
         seed: ctx.seed,
         epoch,
         mode: this.options.shuffle,
         blockShards: this.options.shuffleBlockShards,
-        shardOf: (id) => dataset.shardIds[id] as number,
+        shardStarts: Uint32Array.from(dataset.manifest.shards, (s) => s.firstId),
       },
       signal,
     );

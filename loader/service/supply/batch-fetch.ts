@@ -1,10 +1,11 @@
 // One batch of one rank: which ids (with weights and padding flags) it
-// holds, and the fetch of their bytes under the global in-flight budget.
-import type { FetchedSample, RangeReader } from '../../fetch/index.js';
+// holds, and its fetch: a share of a window read under the global in-flight
+// budget.
+import type { FetchedSample } from '../../fetch/index.js';
 import type { Dataset } from '../../shards/index.js';
-import type { ByteBudget } from './byte-budget.js';
 import { batchSpan, orderIndexAt, type EpochLayout } from '../jobs/epoch-layout.js';
 import type { EpochState } from '../jobs/job-registry.js';
+import { startWindowRead, type WindowRead, type WindowReadDeps } from './window-read.js';
 
 export interface BatchSpec {
   index: number;
@@ -48,96 +49,83 @@ export function batchSpec(
   return { index, ids, weights, padded, bytes };
 }
 
-export interface FetchDeps {
-  budget: ByteBudget;
-  reader: RangeReader;
-  dataset: Dataset;
+export interface FetchDeps extends WindowReadDeps {
   /** Called once when the bytes are in memory (boundary-stall metric). */
   onReady?: (spec: BatchSpec) => void;
-  /** Told the storage bytes received for this batch as they arrive (per-epoch accounting). */
-  onReceived?: (bytes: number) => void;
 }
 
 /**
- * Reserves the batch's bytes from the budget, then fetches them. The owner
- * calls `release()` once the batch is written, or `dispose()` to abandon it;
- * either returns the bytes to the budget exactly once, after the read settled.
+ * One batch's share of a window read (window-read.ts). The owner calls
+ * `release()` once the batch is written, or `dispose()` to abandon it; the
+ * window returns its bytes to the budget once all its batches did, after
+ * its reads settled.
  */
 export class BatchFetch {
   readonly ready: Promise<FetchedSample[]>;
-  private readonly controller = new AbortController();
-  private reserved = 0;
   private done = false;
 
   private constructor(
     readonly spec: BatchSpec,
-    private readonly deps: FetchDeps,
-    preReserved: boolean,
-    /** The reader's GET queue priority: 0 for a batch a trainer waits on, 1 for a prefetch. */
-    private readonly priority: number,
+    private readonly window: WindowRead,
+    private readonly member: number,
+    /** This batch's part of the window's reservation (for the window's fair-share accounting). */
+    readonly bytes: number,
+    deps: FetchDeps,
   ) {
-    if (preReserved) this.reserved = spec.bytes;
-    this.ready = this.run(preReserved);
+    this.ready = window.ready(member).then((samples) => {
+      deps.onReady?.(spec);
+      return samples;
+    });
     // The owner awaits `ready` when it needs the batch; a batch it abandons
     // must not surface as an unhandled rejection.
     this.ready.catch(() => undefined);
   }
 
-  /** Starts a fetch, waiting for budget in FIFO order. */
-  static start(spec: BatchSpec, deps: FetchDeps, priority = 0): BatchFetch {
-    return new BatchFetch(spec, deps, false, priority);
+  /**
+   * Starts the batches `specs` as one window read: one plan over all their
+   * ids, each shard read once, waiting for budget in FIFO order. `awaited`
+   * is the index of the batch a trainer waits on, if it is among them.
+   */
+  static startWindow(specs: readonly BatchSpec[], deps: FetchDeps, awaited?: number): BatchFetch[] {
+    // Without tryOnly a window read always starts (it waits for its budget).
+    return BatchFetch.window(specs, deps, awaited, false) as BatchFetch[];
   }
 
-  /** Starts a fetch only if the budget has room right now (opportunistic prefetch). */
-  static tryStart(spec: BatchSpec, deps: FetchDeps, priority = 1): BatchFetch | undefined {
-    if (!deps.budget.tryAcquire(spec.bytes)) return undefined;
-    return new BatchFetch(spec, deps, true, priority);
+  /** startWindow only if the budget has room for the whole window right now (opportunistic prefetch). */
+  static tryStartWindow(
+    specs: readonly BatchSpec[],
+    deps: FetchDeps,
+    awaited?: number,
+  ): BatchFetch[] | undefined {
+    return BatchFetch.window(specs, deps, awaited, true);
   }
 
-  /** Bytes this fetch holds (or will hold once admitted). */
-  get bytes(): number {
-    return this.spec.bytes;
+  private static window(
+    specs: readonly BatchSpec[],
+    deps: FetchDeps,
+    awaited: number | undefined,
+    tryOnly: boolean,
+  ): BatchFetch[] | undefined {
+    const urgent = specs.findIndex((s) => s.index === awaited);
+    const window = startWindowRead(specs, deps, { urgent: urgent < 0 ? undefined : urgent, tryOnly });
+    if (!window) return undefined;
+    let selected = 0;
+    for (const s of specs) selected += s.bytes;
+    const scale = selected > 0 ? window.reserved / selected : 1;
+    return specs.map((spec, k) => new BatchFetch(spec, window, k, spec.bytes * scale, deps));
   }
 
-  private async run(preReserved: boolean): Promise<FetchedSample[]> {
-    const signal = this.controller.signal;
-    if (!preReserved) {
-      await this.deps.budget.acquire(this.spec.bytes, signal);
-      this.reserved = this.spec.bytes;
-      if (this.done) {
-        this.giveBack();
-        throw new Error('batch disposed');
-      }
-    }
-    const samples = await this.deps.reader.read(this.deps.dataset, this.spec.ids, signal, {
-      priority: this.priority,
-      onReceived: this.deps.onReceived,
-    });
-    this.deps.onReady?.(this.spec);
-    return samples;
-  }
-
-  private giveBack(): void {
-    const n = this.reserved;
-    this.reserved = 0;
-    this.deps.budget.release(n);
-  }
-
-  /** The batch was written: its bytes go back to the budget. */
+  /** The batch was written: its part of the window is done. */
   release(): void {
     if (this.done) return;
     this.done = true;
-    this.giveBack();
+    this.window.done(this.member, false);
   }
 
-  /** Abandons the batch: aborts its fetch and returns its bytes once the read settled. */
+  /** Abandons the batch; its window's reads stop once no batch of it is left. */
   dispose(): void {
     if (this.done) return;
     this.done = true;
-    this.controller.abort();
-    this.ready.then(
-      () => this.giveBack(),
-      () => this.giveBack(),
-    );
+    this.window.done(this.member, true);
   }
 }

@@ -1,9 +1,9 @@
 // One stream's batches fetched or in flight: up to `prefetchBatches` from the
-// batch being written, the batch to send next always, prefetches beyond it
-// only within the stream's fair share of the byte budget (so one stalled
+// batch being written (started a window at a time, see topUp), the batch to
+// send next always, prefetches beyond it only within the stream's fair share of the byte budget (so one stalled
 // trainer cannot hold the whole budget), and given back latest-first when
 // the budget is contended.
-import { BatchFetch, batchSpec, type FetchDeps } from './batch-fetch.js';
+import { BatchFetch, batchSpec, type BatchSpec, type FetchDeps } from './batch-fetch.js';
 import type { EpochLayout } from '../jobs/epoch-layout.js';
 import type { EpochState, JobContext } from '../jobs/job-registry.js';
 
@@ -31,18 +31,31 @@ export class PrefetchWindow {
     }
   }
 
-  /** Keeps up to prefetchBatches batches from `batch` on fetched or in flight, within the fair share. */
+  /**
+   * Keeps up to prefetchBatches batches from `batch` on fetched or in
+   * flight, within the fair share. The first batch missing from that window
+   * starts a window read of itself and the next prefetchBatches - 1 missing
+   * ones, planned together (window-read.ts): each shard is read once for all
+   * of them, so the window holds between prefetchBatches - 1 and
+   * 2 x prefetchBatches - 1 batches.
+   */
   topUp(batch: number): void {
-    const { ctx, state, layout, rank, deps } = this.o;
-    const end = Math.min(layout.steps, batch + this.o.prefetchBatches);
+    const { ctx, state, layout, rank, deps, prefetchBatches } = this.o;
+    const end = Math.min(layout.steps, batch + prefetchBatches);
     let held = this.held();
     const share = this.o.fairShare();
     for (let i = batch; i < end; i++) {
       if (this.fetches.has(i)) continue;
-      const spec = batchSpec(state, layout, ctx.dataset, rank, i);
-      if (i > batch && held + spec.bytes > share) break;
-      this.fetches.set(i, BatchFetch.start(spec, deps, i === batch ? 0 : 1));
-      held += spec.bytes;
+      const specs: BatchSpec[] = [];
+      for (let j = i; j < Math.min(layout.steps, i + prefetchBatches); j++) {
+        if (this.fetches.has(j)) continue;
+        const spec = batchSpec(state, layout, ctx.dataset, rank, j);
+        if (j > batch && held + spec.bytes > share) break;
+        specs.push(spec);
+        held += spec.bytes;
+      }
+      if (specs.length === 0) return;
+      for (const f of BatchFetch.startWindow(specs, deps, batch)) this.fetches.set(f.spec.index, f);
     }
   }
 

@@ -158,16 +158,15 @@ class SupplyImpl implements Supply {
     const deps = this.fetchDeps(ctx, shape.epoch);
     const perRank = new Map<number, Map<number, BatchFetch>>();
     let started = 0;
-    fill: for (let i = 0; i < first; i++) {
-      for (let rank = 0; rank < shape.world; rank++) {
-        if (skip(rankOf(shape, rank))) continue;
-        const f = BatchFetch.tryStart(batchSpec(state, layout, ctx.dataset, rank, i), deps, i === 0 ? 0 : 1);
-        if (!f) break fill;
-        let batches = perRank.get(rank);
-        if (!batches) perRank.set(rank, (batches = new Map<number, BatchFetch>()));
-        batches.set(i, f);
-        started++;
-      }
+    // Each rank's first batches as one window read (as its stream would start
+    // them), its first batch's ranges at the reader's top priority.
+    for (let rank = 0; rank < shape.world && first > 0; rank++) {
+      if (skip(rankOf(shape, rank))) continue;
+      const specs = Array.from({ length: first }, (_, i) => batchSpec(state, layout, ctx.dataset, rank, i));
+      const fetches = BatchFetch.tryStartWindow(specs, deps, 0);
+      if (!fetches) break;
+      perRank.set(rank, new Map(fetches.map((f) => [f.spec.index, f])));
+      started += fetches.length;
     }
     for (const [rank, batches] of perRank) this.warmBatches.put(rankOf(shape, rank), batches);
     this.warmStarted += started;

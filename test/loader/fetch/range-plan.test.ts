@@ -2,29 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { planRanges, sortUniqueIds, type SampleLayout } from '../../../loader/fetch/index.js';
-
-/** Contiguous samples (as in a tar) in `shardSizes.length` shards. */
-function layoutOf(shards: number[][]): SampleLayout & { size: number } {
-  const offsets: number[] = [];
-  const ends: number[] = [];
-  const shardIds: number[] = [];
-  shards.forEach((sizes, s) => {
-    let pos = 0;
-    for (const size of sizes) {
-      offsets.push(pos);
-      ends.push(pos + size);
-      shardIds.push(s);
-      pos += size;
-    }
-  });
-  return {
-    offsets: Float64Array.from(offsets),
-    ends: Float64Array.from(ends),
-    shardIds: Uint32Array.from(shardIds),
-    size: offsets.length,
-  };
-}
+import { planRanges, sortUniqueIds } from '../../../loader/fetch/index.js';
+import { layoutOf } from './sample-layouts.js';
 
 const scenario = fc
   .array(

@@ -15,34 +15,12 @@ import {
   planReads,
   sortUniqueIds,
   type ReadCostModel,
-  type SampleLayout,
 } from '../../../loader/fetch/index.js';
+import { layoutOf } from './sample-layouts.js';
 import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
 import { diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
 import type { Dataset } from '../../../loader/shards/index.js';
 import type { S3Client } from '../../../storage/index.js';
-
-/** Contiguous samples (as in a tar) of the given sizes, one array per shard. */
-function layoutOf(shards: number[][]): SampleLayout & { size: number } {
-  const offsets: number[] = [];
-  const ends: number[] = [];
-  const shardIds: number[] = [];
-  shards.forEach((sizes, s) => {
-    let pos = 0;
-    for (const size of sizes) {
-      offsets.push(pos);
-      ends.push(pos + size);
-      shardIds.push(s);
-      pos += size;
-    }
-  });
-  return {
-    offsets: Float64Array.from(offsets),
-    ends: Float64Array.from(ends),
-    shardIds: Uint32Array.from(shardIds),
-    size: offsets.length,
-  };
-}
 
 const KB = 1000;
 /** Break-even gap 100 KB: 100 us per GET, 0.001 us per byte. */
@@ -211,6 +189,29 @@ test('the cost estimator recovers latency and per-byte time from GET durations',
   const flat = createCostEstimator();
   for (let i = 0; i < 100; i++) flat.observe(4096, 1000, 1);
   assert.deepEqual(flat.current(), { perRequestUs: 460, perByteUs: 0.0022 });
+});
+
+test('with the reader concurrency given, latency is the floor of recent GETs hidden behind that many others', () => {
+  // 20 ms first byte, 50 MB/s per connection, every other GET delayed 200 ms more
+  // (callbacks queued behind a saturated event loop): the intercept grows, the floor does not.
+  const est = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0, concurrency: 64 });
+  let longest = 0;
+  for (let i = 0; i < 200; i++) {
+    const bytes = 10_000 + ((i * 7919) % 500_000);
+    const duration = 20_000 + bytes * 0.02 + (i % 2 === 1 ? 200_000 : 0);
+    if (i % 2 === 0) longest = Math.max(longest, duration);
+    est.observe(bytes, duration, 4);
+  }
+  const cost = est.current();
+  assert.ok(cost.perRequestUs >= 20_000 / 64 && cost.perRequestUs <= longest / 64, String(cost.perRequestUs));
+  // The plain fit would charge the queueing to every request: (20 ms + ~100 ms) / 4 in flight.
+  const plain = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0 });
+  for (let i = 0; i < 200; i++) {
+    const bytes = 10_000 + ((i * 7919) % 500_000);
+    plain.observe(bytes, 20_000 + bytes * 0.02 + (i % 2 === 1 ? 200_000 : 0), 4);
+  }
+  assert.ok(plain.current().perRequestUs > 20 * cost.perRequestUs);
+  assert.equal(cost.perByteUs, plain.current().perByteUs);
 });
 
 // From the storage side: what the proxy saw.

@@ -4,7 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { batchSpan, epochLayout, orderIndexAt, shufflePlan } from '../../../../loader/index.js';
-import { deliveredTo, shufflePlanAsync, type ShuffleInput } from '../../../../loader/service/jobs/epoch-layout.js';
+import {
+  deliveredTo,
+  shufflePlanAsync,
+  type ShuffleInput,
+} from '../../../../loader/service/jobs/epoch-layout.js';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 

@@ -1,0 +1,46 @@
+// The epoch shuffle in a worker thread: the same permutation as shufflePlan
+// on the loop in every mode (shards given by their first ids, empty shards
+// included), and a cancelled shuffle rejects with SADP_CANCELLED.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { shufflePlan, type ShuffleInput } from '../../../../loader/service/jobs/epoch-layout.js';
+import { shardOfStarts } from '../../../../loader/service/jobs/shuffle-task.js';
+import { shufflePlanOffLoop } from '../../../../loader/service/jobs/shuffle-thread.js';
+
+const MODES: ShuffleInput['mode'][] = ['global', 'shard-block', 'shard-buffer'];
+
+test('shard lookup by first ids: the last shard starting at or before the id, empty shards skipped', () => {
+  // Shards 0: [0, 10), 1: empty, 2: [10, 25), 3: empty, 4: empty, 5: [25, ...).
+  const shardOf = shardOfStarts(Uint32Array.from([0, 10, 10, 25, 25, 25]));
+  assert.deepEqual([0, 9, 10, 24, 25, 1000].map(shardOf), [0, 0, 2, 2, 5, 5]);
+});
+
+test('the worker shuffle gives the loop shuffle in every mode', async () => {
+  // Shards of 900 ids, every third id selected.
+  const ids = Uint32Array.from({ length: 30_000 }, (_, k) => 3 * k);
+  const shardStarts = Uint32Array.from({ length: 100 }, (_, s) => 900 * s);
+  for (const mode of MODES) {
+    const task = { ids, seed: 77n, epoch: 5, mode, blockShards: 3, shardStarts };
+    const onLoop = shufflePlan({ ...task, shardOf: (id) => Math.floor(id / 900) });
+    assert.deepEqual(await shufflePlanOffLoop(task), onLoop, mode);
+  }
+  // The caller's ids are copied, not moved.
+  assert.equal(ids.length, 30_000);
+});
+
+test('a cancelled shuffle rejects with SADP_CANCELLED', async () => {
+  const ids = Uint32Array.from({ length: 1000 }, (_, k) => k);
+  const task = {
+    ids,
+    seed: 1n,
+    epoch: 0,
+    mode: 'global' as const,
+    blockShards: 1,
+    shardStarts: Uint32Array.of(0),
+  };
+  await assert.rejects(shufflePlanOffLoop(task, AbortSignal.abort()), { code: 'SADP_CANCELLED' });
+  const controller = new AbortController();
+  const running = shufflePlanOffLoop(task, controller.signal);
+  controller.abort();
+  await assert.rejects(running, { code: 'SADP_CANCELLED' });
+});
