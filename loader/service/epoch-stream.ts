@@ -15,10 +15,10 @@ import type * as grpc from '@grpc/grpc-js';
 import { cancelledError, raceSignal } from '../../common/signals.js';
 import { Status, toGrpcError, type SadpError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import { pb, type sadp } from '../../proto/index.js';
+import { pb, type sadp, type SelfEncoding } from '../../proto/index.js';
 import type { StreamProgress } from './epoch-boundary.js';
 import { PrefetchWindow } from './prefetch-window.js';
-import { splitBatch } from './batch-parts.js';
+import { splitBatchForWrite } from './batch-parts.js';
 import { checkAck } from './ack-check.js';
 import { writeInOrder } from './call-writer.js';
 import { epochLayout, type EpochLayout } from './epoch-layout.js';
@@ -26,10 +26,10 @@ import type { EpochState, JobContext } from './job-registry.js';
 import { checkShape, openJob, type LoaderCore } from './loader-core.js';
 import { DEFAULT_MAX_UNACKED, STATUS_NAMES, drainingError, epochInfo, rpcError } from './stream-messages.js';
 
-/** Batch parts are written pre-encoded (batch-encoder.ts); the method's serializer passes bytes through. */
+/** Batch parts are written as SelfEncoding messages (batch-encoder.ts), encoded by the method's serializer. */
 export type StreamEpochCall = grpc.ServerDuplexStream<
   sadp.v1.StreamEpochRequest,
-  sadp.v1.StreamEpochResponse | Uint8Array
+  sadp.v1.StreamEpochResponse | Uint8Array | SelfEncoding
 >;
 
 interface PendingAck {
@@ -368,7 +368,7 @@ class EpochStream {
         // A trim may have dropped the batch while the writer waited for credit.
         const fetch = this.window.take(b);
         const samples = await raceSignal(fetch.ready, signal, `fetch of batch ${b}`);
-        const { parts, split } = splitBatch(fetch.spec, samples, core.options.maxMessageBytes);
+        const { parts, split } = splitBatchForWrite(fetch.spec, samples, core.options.maxMessageBytes);
         if (split.length > 0) {
           this.log.debug(
             { batch: b, ids: split.slice(0, 8), maxMessageBytes: core.options.maxMessageBytes },
@@ -377,7 +377,7 @@ class EpochStream {
         }
         this.inBatch = true;
         this.lastStarted = b;
-        // Parts come pre-encoded (batch-encoder.ts); the serializer passes bytes through.
+        // Each part encodes itself when grpc-js serializes it (batch-encoder.ts).
         await writeInOrder(this.call, parts, signal);
         this.inBatch = false;
         fetch.release();
