@@ -31,7 +31,7 @@ export type RetryReason = 'unavailable' | 'idle-timeout' | 'body-error' | 'trunc
 export interface FetchObserver {
   /** Before every GET. */
   request(r: RangeRequest): void;
-  /** Bytes of body received (also partial bodies that are retried). */
+  /** Bytes of body one GET attempt received, once it ended (also partial bodies that are retried). */
   received(bytes: number): void;
   /** A failed attempt that will be retried. */
   retry(reason: RetryReason, err: unknown): void;
@@ -140,9 +140,9 @@ async function readOnce(
       ifMatch: target.etag,
       signal,
       idleTimeoutMs,
+      // Per chunk only the resume point moves; counters and metrics hear once per attempt.
       onBytes: (n) => {
         progress.filled += n;
-        observer.received(n);
       },
     });
   } catch (err) {
@@ -152,5 +152,7 @@ async function readOnce(
       throw new RetryableAttempt(progress.filled > before ? 'body-error' : 'unavailable', err);
     }
     throw err;
+  } finally {
+    if (progress.filled > before) observer.received(progress.filled - before);
   }
 }

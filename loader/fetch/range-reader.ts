@@ -143,7 +143,7 @@ export interface RangeReader {
 /** Lower runs first when GETs queue for the reader's concurrency; default 0. */
 export interface ReadPriority {
   priority?: number;
-  /** Told the body bytes this read receives (retried partial bodies included), as they arrive. */
+  /** Told the body bytes this read receives (retried partial bodies included), as each GET attempt ends. */
   onReceived?: (bytes: number) => void;
 }
 
