@@ -25,6 +25,9 @@
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
+// --profile <dir>: the loaders and the peer run under `node --cpu-prof`; their
+// profiles go to <dir>/<process>/ and the run ends with each one's self time
+// grouped by package (bench/cpu-profile.ts). Off by default (it costs CPU).
 //
 // Until the loader has a read planner, `planner` is passed through and
 // ignored: `auto`, `ranges` and `min-bytes` then all read per-sample ranges
@@ -32,7 +35,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoaderStats } from '../loader/index.js';
 import type { S3Options } from '../storage/index.js';
@@ -168,10 +171,9 @@ async function roleProxy(args: { target: string; latencyMs: number }): Promise<v
   });
 }
 
+/** Peak RSS from the kernel's high-water mark (polling memoryUsage.rss() cost the loader ~25 us per sample). */
 function rssTracker(): { peak: () => number; stop: () => void } {
-  let peak = process.memoryUsage.rss();
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
-  return { peak: () => peak, stop: () => clearInterval(timer) };
+  return { peak: () => process.resourceUsage().maxRSS * 1024, stop: () => undefined };
 }
 
 async function roleLoader(args: { scorerAddress: string; s3: S3Options; mode: Mode }): Promise<void> {
@@ -433,9 +435,20 @@ interface Child {
   stop(): Promise<void>;
 }
 
+/** Where --profile puts CPU profiles (undefined: not profiling). */
+const PROFILE_DIR = ((): string | undefined => {
+  const at = process.argv.indexOf('--profile');
+  return at >= 0 ? resolve(process.argv[at + 1] ?? 'bench/results/profiles') : undefined;
+})();
+const PROFILED_ROLES = new Set(['loader', 'peer']);
+
 /** A role of this script as a child process, in network namespace `ns` when given. */
 function startChild(name: string, role: string, arg: unknown, ns?: string): Child {
-  const node = [process.execPath, ...process.execArgv, SELF, '--role', role, JSON.stringify(arg)];
+  const profile =
+    PROFILE_DIR && PROFILED_ROLES.has(role)
+      ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, name.replace(/[^\w.-]+/g, '_'))]
+      : [];
+  const node = [process.execPath, ...process.execArgv, ...profile, SELF, '--role', role, JSON.stringify(arg)];
   const [cmd, ...argv] = ns ? ['ip', 'netns', 'exec', ns, ...node] : node;
   const proc: ChildProcess = spawn(cmd as string, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const inbox = new Map<string, Msg[]>();
@@ -920,7 +933,26 @@ async function main(): Promise<void> {
     `${JSON.stringify(out, null, 2)}\n`,
   );
   log(`goals: ${JSON.stringify(goals)}`);
+  if (PROFILE_DIR) await printProfiles(PROFILE_DIR);
   log(`done in ${out.wallSeconds} s`);
+}
+
+/** Each profiled process's CPU by package (--profile). */
+async function printProfiles(dir: string): Promise<void> {
+  const { readdir } = await import('node:fs/promises');
+  const { summarizeProfile } = await import('./cpu-profile.js');
+  for (const name of (await readdir(dir)).sort()) {
+    for (const file of await readdir(join(dir, name))) {
+      if (!file.endsWith('.cpuprofile')) continue;
+      const { busyMs, groups } = await summarizeProfile(join(dir, name, file));
+      console.log(`\n${name} (${join(dir, name, file)}): ${busyMs.toFixed(0)} ms busy`);
+      for (const g of groups.slice(0, 25)) {
+        console.log(
+          `  ${(100 * g.share).toFixed(1).padStart(5)} %  ${g.ms.toFixed(0).padStart(7)} ms  ${g.group}`,
+        );
+      }
+    }
+  }
 }
 
 const roleAt = process.argv.indexOf('--role');
