@@ -25,6 +25,7 @@
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
+// --read-threads <n>: the loaders' read threads (readerOptions.threads; default 0).
 // --profile <dir>: the loaders and the peer run under `node --cpu-prof`; their
 // profiles go to <dir>/<process>/ and the run ends with each one's self time
 // grouped by package (bench/cpu-profile.ts). Off by default (it costs CPU).
@@ -176,13 +177,18 @@ function rssTracker(): { peak: () => number; stop: () => void } {
   return { peak: () => process.resourceUsage().maxRSS * 1024, stop: () => undefined };
 }
 
-async function roleLoader(args: { scorerAddress: string; s3: S3Options; mode: Mode }): Promise<void> {
+async function roleLoader(args: {
+  scorerAddress: string;
+  s3: S3Options;
+  mode: Mode;
+  readThreads?: number;
+}): Promise<void> {
   const { createLoaderServer } = await import('../loader/index.js');
   const server = await createLoaderServer({
     scorerAddress: args.scorerAddress,
     s3: args.s3,
     // The read planner's mode; ignored by a loader without one (see the header).
-    readerOptions: { planner: args.mode },
+    readerOptions: { planner: args.mode, threads: args.readThreads ?? 0 },
   });
   const rss = rssTracker();
   send({ type: 'ready', address: server.address });
@@ -441,6 +447,10 @@ const PROFILE_DIR = ((): string | undefined => {
   return at >= 0 ? resolve(process.argv[at + 1] ?? 'bench/results/profiles') : undefined;
 })();
 const PROFILED_ROLES = new Set(['loader', 'peer']);
+const READ_THREADS = ((): number => {
+  const at = process.argv.indexOf('--read-threads');
+  return at >= 0 ? Number(process.argv[at + 1]) : 0;
+})();
 
 /** A role of this script as a child process, in network namespace `ns` when given. */
 function startChild(name: string, role: string, arg: unknown, ns?: string): Child {
@@ -721,14 +731,24 @@ async function main(): Promise<void> {
         'auto-50ms': undefined,
       };
       const addresses: Record<string, string> = {};
-      servers.auto = start(`loader-auto(${name})`, 'loader', { scorerAddress, s3, mode: 'auto' }, ns);
-      servers.ranges = start(`loader-ranges(${name})`, 'loader', { scorerAddress, s3, mode: 'ranges' }, ns);
+      servers.auto = start(
+        `loader-auto(${name})`,
+        'loader',
+        { scorerAddress, s3, mode: 'auto', readThreads: READ_THREADS },
+        ns,
+      );
+      servers.ranges = start(
+        `loader-ranges(${name})`,
+        'loader',
+        { scorerAddress, s3, mode: 'ranges', readThreads: READ_THREADS },
+        ns,
+      );
       servers.peer = start(`peer(${name})`, 'peer', { scorerAddress, s3 }, ns);
       if (name === 'loopback') {
         servers['min-bytes'] = start(
           `loader-min-bytes(${name})`,
           'loader',
-          { scorerAddress, s3, mode: 'min-bytes' },
+          { scorerAddress, s3, mode: 'min-bytes', readThreads: READ_THREADS },
           ns,
         );
         const proxy = start('proxy(50ms)', 'proxy', { target: origin, latencyMs: HIGH_LATENCY_MS }, ns);
@@ -736,7 +756,7 @@ async function main(): Promise<void> {
         servers['auto-50ms'] = start(
           `loader-auto-50ms(${name})`,
           'loader',
-          { scorerAddress, s3: { ...s3, endpoint: slow }, mode: 'auto' },
+          { scorerAddress, s3: { ...s3, endpoint: slow }, mode: 'auto', readThreads: READ_THREADS },
           ns,
         );
       }
@@ -908,6 +928,7 @@ async function main(): Promise<void> {
       loadavg: loadavg().map((x) => round(x, 2)),
     },
     config,
+    readThreads: READ_THREADS,
     planner,
     links: {
       loopback: 'nginx on 127.0.0.1',
@@ -967,7 +988,7 @@ if (roleAt >= 0) {
   });
   if (role === 'scorer') await roleScorer();
   else if (role === 'proxy') await roleProxy(arg as { target: string; latencyMs: number });
-  else if (role === 'loader') await roleLoader(arg as { scorerAddress: string; s3: S3Options; mode: Mode });
+  else if (role === 'loader') await roleLoader(arg as Parameters<typeof roleLoader>[0]);
   else if (role === 'peer') await rolePeer(arg as { scorerAddress: string; s3: S3Options });
   else if (role === 'trainer') await roleTrainer(arg as number);
   else if (role === 'raw') await roleRaw(arg as { s3: S3Options; keys: string[]; concurrency: number });

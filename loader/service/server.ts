@@ -65,7 +65,12 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   });
 
   // The planner's sadp_read_* metrics (mode, mix, cost model) go to /metrics with the loader's.
-  const reader = createRangeReader({ metrics: true, ...resolved.readerOptions });
+  // Read threads (readerOptions.threads) open their own S3 client: one SDK attempt, the reader retries.
+  const reader = createRangeReader({
+    metrics: true,
+    threadS3: { ...resolved.s3, maxAttempts: 1 },
+    ...resolved.readerOptions,
+  });
   if (resolved.onStorageRequest) reader.onRequest = resolved.onStorageRequest;
   // On contention, prefetched batches beyond each stream's fair share (and
   // next-epoch warm batches) are given back, so a stalled trainer holding
@@ -270,6 +275,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
     server.forceShutdown();
     scorer.close();
     s3Client?.destroy();
+    await reader.close();
     core.syncIo();
     logger.info(stats(), 'loader closed');
   }
