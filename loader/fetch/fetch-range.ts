@@ -48,15 +48,16 @@ export interface RangeTarget {
   etag: string;
 }
 
-/** Fetches [start, end) of `key` into a new buffer of exactly that length. */
+/** Fetches [start, end) of `key` into a buffer of exactly that length (from `alloc` when given). */
 export async function fetchRange(
   target: RangeTarget,
   config: RetryConfig,
   observer: FetchObserver,
   signal: AbortSignal,
+  alloc?: (n: number) => Buffer,
 ): Promise<Buffer> {
   const length = target.end - target.start;
-  const buf = Buffer.allocUnsafe(length);
+  const buf = alloc ? alloc(length) : Buffer.allocUnsafe(length);
   const progress = { filled: 0 };
   let attempts = 0;
   try {

@@ -20,6 +20,7 @@ import {
 } from './read-planner.js';
 import { cutSample, type FetchedSample } from './cut.js';
 import { createReadThreads, type ReadThreads } from './read-threads.js';
+import { createSlabPool, type Arena, type SlabPool } from './slab-pool.js';
 import type { S3Options } from '../../storage/index.js';
 
 export interface RangeReaderOptions {
@@ -150,6 +151,12 @@ export interface RangeReader {
   readonly planner: PlannerStats;
   /** Called for every GET issued. */
   onRequest?: (r: RangeRequestEvent) => void;
+  /**
+   * The caller is done with these samples' bytes (encoded and written): the
+   * reader reuses their memory for later reads. Optional; never call it
+   * while anything may still read the samples' fields.
+   */
+  recycle(samples: readonly FetchedSample[]): void;
   /** Stops the read threads, if any (reads after close fail). */
   close(): Promise<void>;
 }
@@ -250,8 +257,11 @@ class RangeReaderImpl implements RangeReader {
   private readonly observer: FetchObserver;
   private readonly metrics: FetchMetrics | undefined;
   private readonly threads: ReadThreads | undefined;
+  /** Recycled range memory; free slabs bounded by the concurrency (a slab per GET in flight). */
+  private readonly slabs: SlabPool;
 
   constructor(private readonly options: ResolvedRangeReaderOptions) {
+    this.slabs = createSlabPool(options.concurrency);
     if (options.threads > 0) {
       this.threads = createReadThreads(options.threads, {
         s3: options.threadS3,
@@ -301,6 +311,10 @@ class RangeReaderImpl implements RangeReader {
         metrics?.retries.inc({ reason });
       },
     };
+  }
+
+  recycle(samples: readonly FetchedSample[]): void {
+    this.slabs.recycle(samples);
   }
 
   close(): Promise<void> {
@@ -389,6 +403,7 @@ class RangeReaderImpl implements RangeReader {
       m.costPerByte.set(plan.cost.perByteUs);
     }
     const byId = new Map<number, FetchedSample>();
+    const arena = this.slabs.arena();
 
     // One controller per read(): the first failure stops the sibling GETs, and
     // read() settles only after every GET it started has settled. At most
@@ -407,7 +422,7 @@ class RangeReaderImpl implements RangeReader {
         const r = next++;
         try {
           await this.limiter.run(
-            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal),
+            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal, arena),
             controller.signal,
             priority,
           );
@@ -452,6 +467,7 @@ class RangeReaderImpl implements RangeReader {
     byId: Map<number, FetchedSample>,
     observer: FetchObserver,
     signal: AbortSignal,
+    arena: Arena,
   ): Promise<void> {
     const shard = plan.shard[r] as number;
     const key = dataset.shardKey(shard);
@@ -499,6 +515,7 @@ class RangeReaderImpl implements RangeReader {
         this.retry,
         observer,
         signal,
+        (n) => arena.alloc(n),
       );
       this.costs.observe(end - start, (performance.now() - began) * 1000, this.limiter.active);
     } catch (err) {

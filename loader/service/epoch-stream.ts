@@ -380,6 +380,8 @@ class EpochStream {
         // Each part encodes itself when grpc-js serializes it (batch-encoder.ts).
         await writeInOrder(this.call, parts, signal);
         this.inBatch = false;
+        // Every part was serialized (grpc-js copies it into its frame): the bytes can be reused.
+        core.reader.recycle(samples);
         fetch.release();
         this.window.sent(b);
         const n = fetch.spec.ids.length;
