@@ -126,6 +126,8 @@ export function createSignedGetter(config: SignedGetConfig): SignedGetter {
       };
       if (ifMatch !== undefined) headers['If-Match'] = `"${ifMatch}"`;
       const signed = signGet(host, path, config.region, creds, headers);
+      // undici sends this same Host from the origin; passed explicitly it would re-derive the TLS servername per GET.
+      delete signed.Host;
       return new Promise<number>((resolve, reject) => {
         const handler = new GetHandler(url, dest, destOffset, options, resolve, reject);
         pool.dispatch(
