@@ -2,6 +2,7 @@
 //
 //   npm run bench:loader-cpu [-- --builds before=/path/to/old/dist,after=dist] [--samples 1024]
 //                               [--jobs 5] [--r 0] [--mode ranges] [--read-threads 0,1] [--profile dir]
+// (--profile: each loader under --cpu-prof, its self time by package printed at the end)
 //
 // bench:loader --quick measures each case once on a fresh loader process, so
 // its r = 0 figure carries the process's warm-up (JIT, first connections,
@@ -14,11 +15,12 @@
 // the median of the others (warm), as loader CPU us per delivered sample.
 // Loopback only, nginx on 127.0.0.1:9210 (needs nginx-light; no root needed).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as LoaderModule from '../loader/index.js';
+import { summarizeProfile } from './cpu-profile.js';
 
 const HERE_DIST = resolve(fileURLToPath(import.meta.url), '../..');
 const PORT = 9210;
@@ -89,6 +91,7 @@ async function main(): Promise<void> {
   await mkdir(root, { recursive: true });
   const children: Child[] = [];
   let nginx: ChildProcess | undefined;
+  let profiled: string[] = [];
   try {
     const first = builds[0]?.[1] ?? HERE_DIST;
     const shards = (await import(join(first, 'loader/index.js'))) as typeof LoaderModule;
@@ -190,6 +193,7 @@ async function main(): Promise<void> {
         .map((x) => x.toFixed(2))
         .join(' ')}`,
     );
+    if (profile) profiled = loaders.map((l) => l.name);
   } finally {
     for (const c of children) c.send({ type: 'stop' });
     await new Promise((res) => setTimeout(res, 1500));
@@ -198,6 +202,19 @@ async function main(): Promise<void> {
     await new Promise((res) => setTimeout(res, 300));
     if (nginx && nginx.exitCode === null) nginx.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
+  }
+  // The profiles are written as the loaders exit.
+  for (const name of profiled) {
+    const sub = join(profile, name.replace(/[^\w.-]+/g, '_'));
+    for (const file of (await readdir(sub)).filter((f) => f.endsWith('.cpuprofile'))) {
+      const { busyMs, groups } = await summarizeProfile(join(sub, file));
+      console.log(`\n${name} (${join(sub, file)}): ${busyMs.toFixed(0)} ms busy, self time by package`);
+      for (const g of groups.slice(0, 20)) {
+        console.log(
+          `  ${(100 * g.share).toFixed(1).padStart(5)} %  ${g.ms.toFixed(0).padStart(7)} ms  ${g.group}`,
+        );
+      }
+    }
   }
 }
 
