@@ -25,6 +25,10 @@
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
+// --read-threads <n>: the loaders' read threads (readerOptions.threads; default 0).
+// --profile <dir>: the loaders and the peer run under `node --cpu-prof`; their
+// profiles go to <dir>/<process>/ and the run ends with each one's self time
+// grouped by package (bench/cpu-profile.ts). Off by default (it costs CPU).
 //
 // Until the loader has a read planner, `planner` is passed through and
 // ignored: `auto`, `ranges` and `min-bytes` then all read per-sample ranges
@@ -32,7 +36,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoaderStats } from '../loader/index.js';
 import type { S3Options } from '../storage/index.js';
@@ -169,19 +173,23 @@ async function roleProxy(args: { target: string; latencyMs: number }): Promise<v
   });
 }
 
+/** Peak RSS from the kernel's high-water mark (polling memoryUsage.rss() cost the loader ~25 us per sample). */
 function rssTracker(): { peak: () => number; stop: () => void } {
-  let peak = process.memoryUsage.rss();
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
-  return { peak: () => peak, stop: () => clearInterval(timer) };
+  return { peak: () => process.resourceUsage().maxRSS * 1024, stop: () => undefined };
 }
 
-async function roleLoader(args: { scorerAddress: string; s3: S3Options; mode: Mode }): Promise<void> {
+async function roleLoader(args: {
+  scorerAddress: string;
+  s3: S3Options;
+  mode: Mode;
+  readThreads?: number;
+}): Promise<void> {
   const { createLoaderServer } = await import('../loader/index.js');
   const server = await createLoaderServer({
     scorerAddress: args.scorerAddress,
     s3: args.s3,
     // The read planner's mode; ignored by a loader without one (see the header).
-    readerOptions: { planner: args.mode },
+    readerOptions: { planner: args.mode, threads: args.readThreads ?? 0 },
   });
   const rss = rssTracker();
   send({ type: 'ready', address: server.address });
@@ -434,9 +442,24 @@ interface Child {
   stop(): Promise<void>;
 }
 
+/** Where --profile puts CPU profiles (undefined: not profiling). */
+const PROFILE_DIR = ((): string | undefined => {
+  const at = process.argv.indexOf('--profile');
+  return at >= 0 ? resolve(process.argv[at + 1] ?? 'bench/results/profiles') : undefined;
+})();
+const PROFILED_ROLES = new Set(['loader', 'peer']);
+const READ_THREADS = ((): number => {
+  const at = process.argv.indexOf('--read-threads');
+  return at >= 0 ? Number(process.argv[at + 1]) : 0;
+})();
+
 /** A role of this script as a child process, in network namespace `ns` when given. */
 function startChild(name: string, role: string, arg: unknown, ns?: string): Child {
-  const node = [process.execPath, ...process.execArgv, SELF, '--role', role, JSON.stringify(arg)];
+  const profile =
+    PROFILE_DIR && PROFILED_ROLES.has(role)
+      ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, name.replace(/[^\w.-]+/g, '_'))]
+      : [];
+  const node = [process.execPath, ...process.execArgv, ...profile, SELF, '--role', role, JSON.stringify(arg)];
   const [cmd, ...argv] = ns ? ['ip', 'netns', 'exec', ns, ...node] : node;
   const proc: ChildProcess = spawn(cmd as string, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const inbox = new Map<string, Msg[]>();
@@ -688,14 +711,24 @@ async function main(): Promise<void> {
         'auto-50ms': undefined,
       };
       const addresses: Record<string, string> = {};
-      servers.auto = start(`loader-auto(${name})`, 'loader', { scorerAddress, s3, mode: 'auto' }, ns);
-      servers.ranges = start(`loader-ranges(${name})`, 'loader', { scorerAddress, s3, mode: 'ranges' }, ns);
+      servers.auto = start(
+        `loader-auto(${name})`,
+        'loader',
+        { scorerAddress, s3, mode: 'auto', readThreads: READ_THREADS },
+        ns,
+      );
+      servers.ranges = start(
+        `loader-ranges(${name})`,
+        'loader',
+        { scorerAddress, s3, mode: 'ranges', readThreads: READ_THREADS },
+        ns,
+      );
       servers.peer = start(`peer(${name})`, 'peer', { scorerAddress, s3 }, ns);
       if (name === 'loopback') {
         servers['min-bytes'] = start(
           `loader-min-bytes(${name})`,
           'loader',
-          { scorerAddress, s3, mode: 'min-bytes' },
+          { scorerAddress, s3, mode: 'min-bytes', readThreads: READ_THREADS },
           ns,
         );
         const proxy = start('proxy(50ms)', 'proxy', { target: origin, latencyMs: HIGH_LATENCY_MS }, ns);
@@ -703,7 +736,7 @@ async function main(): Promise<void> {
         servers['auto-50ms'] = start(
           `loader-auto-50ms(${name})`,
           'loader',
-          { scorerAddress, s3: { ...s3, endpoint: slow }, mode: 'auto' },
+          { scorerAddress, s3: { ...s3, endpoint: slow }, mode: 'auto', readThreads: READ_THREADS },
           ns,
         );
       }
@@ -886,6 +919,7 @@ async function main(): Promise<void> {
       loadavg: loadavg().map((x) => round(x, 2)),
     },
     config,
+    readThreads: READ_THREADS,
     planner,
     links: {
       loopback: 'nginx on 127.0.0.1',
@@ -911,7 +945,26 @@ async function main(): Promise<void> {
     `${JSON.stringify(out, null, 2)}\n`,
   );
   log(`goals: ${JSON.stringify(goals)}`);
+  if (PROFILE_DIR) await printProfiles(PROFILE_DIR);
   log(`done in ${out.wallSeconds} s`);
+}
+
+/** Each profiled process's CPU by package (--profile). */
+async function printProfiles(dir: string): Promise<void> {
+  const { readdir } = await import('node:fs/promises');
+  const { summarizeProfile } = await import('./cpu-profile.js');
+  for (const name of (await readdir(dir)).sort()) {
+    for (const file of await readdir(join(dir, name))) {
+      if (!file.endsWith('.cpuprofile')) continue;
+      const { busyMs, groups } = await summarizeProfile(join(dir, name, file));
+      console.log(`\n${name} (${join(dir, name, file)}): ${busyMs.toFixed(0)} ms busy`);
+      for (const g of groups.slice(0, 25)) {
+        console.log(
+          `  ${(100 * g.share).toFixed(1).padStart(5)} %  ${g.ms.toFixed(0).padStart(7)} ms  ${g.group}`,
+        );
+      }
+    }
+  }
 }
 
 const roleAt = process.argv.indexOf('--role');
@@ -926,7 +979,7 @@ if (roleAt >= 0) {
   });
   if (role === 'scorer') await roleScorer();
   else if (role === 'proxy') await roleProxy(arg as { target: string; latencyMs: number });
-  else if (role === 'loader') await roleLoader(arg as { scorerAddress: string; s3: S3Options; mode: Mode });
+  else if (role === 'loader') await roleLoader(arg as Parameters<typeof roleLoader>[0]);
   else if (role === 'peer') await rolePeer(arg as { scorerAddress: string; s3: S3Options });
   else if (role === 'trainer') await roleTrainer(arg as number);
   else if (role === 'raw') await roleRaw(arg as { s3: S3Options; keys: string[]; concurrency: number });

@@ -109,6 +109,8 @@ const ConfigSchema = z
         readPlanner: z.enum(['auto', 'min-bytes', 'whole-shard', 'ranges']).default('auto'),
         /** Concurrent GETs per loader. */
         concurrency: z.number().int().min(1).max(1024).default(64),
+        /** Worker threads for GET + cut (0: on the event loop's thread); see loader/fetch/range-reader.ts. */
+        readThreads: z.number().int().min(0).max(64).default(0),
         maxAttempts: z.number().int().min(1).max(20).default(5),
         shuffle: z.enum(['global', 'shard-block', 'shard-buffer']).default('global'),
         /** 'token': trainers must present the job's bearer token. */

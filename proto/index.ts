@@ -19,13 +19,29 @@ interface MessageType<T> {
   decode(reader: Uint8Array): T;
 }
 
+/** Key of the method by which a message encodes itself (see SelfEncoding). */
+export const ENCODE_SELF: unique symbol = Symbol('sadp.encodeSelf');
+
 /**
- * Encodes with the generated code; bytes pass through unchanged, so a server
- * can write a message it encoded itself (the loader's batch parts).
+ * A message that encodes itself when grpc-js serializes it (the loader's batch
+ * parts). The returned bytes may be a shared scratch buffer, valid only until
+ * the next ENCODE_SELF call: grpc-js copies them into its frame at once.
+ */
+export interface SelfEncoding {
+  [ENCODE_SELF](): Buffer;
+}
+
+/**
+ * Encodes with the generated code; bytes pass through unchanged and a
+ * SelfEncoding message encodes itself, so a server can write messages it
+ * encodes itself (the loader's batch parts).
  */
 function serializer<T>(type: MessageType<T>): (value: T) => Buffer {
   return (value) => {
     if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    if (typeof (value as Partial<SelfEncoding>)[ENCODE_SELF] === 'function') {
+      return (value as SelfEncoding)[ENCODE_SELF]();
+    }
     const bytes = type.encode(value).finish();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };

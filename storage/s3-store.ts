@@ -35,6 +35,8 @@ import { encodeKeyPath } from './signed-get.js';
 export const PART_SIZE = 8 * 1024 * 1024;
 /** Parts in flight per upload; buffered bytes per upload <= PART_SIZE * UPLOAD_QUEUE = 32 MiB. */
 const UPLOAD_QUEUE = 4;
+/** Keys whose URL and GET path are kept (a dataset's shards; beyond this the cache starts over). */
+const TARGET_CACHE_KEYS = 16_384;
 
 function stripEtag(etag: string | undefined): string {
   return (etag ?? '').replace(/^W\//, '').replace(/^"|"$/g, '');
@@ -47,6 +49,8 @@ class S3Store implements ObjectStore {
   /** For messages that need it (credentials, DNS, access): where requests go. */
   private readonly endpoint: string | undefined;
   private route: Promise<GetRoute | undefined> | undefined;
+  /** Per key: its URL (key checked) and signed-GET path; a loader reads the same shards over and over. */
+  private readonly targets = new Map<string, { url: string; path: string }>();
 
   constructor(
     url: string,
@@ -163,13 +167,20 @@ class S3Store implements ObjectStore {
     destOffset: number,
     options: ReadIntoOptions,
   ): Promise<number> {
-    const url = this.urlOf(key);
-    checkRangeArgs(options, url);
-    this.route ??= resolveGetRoute(this.client, this.bucket).catch(() => undefined);
+    let target = this.targets.get(key);
+    if (!target) {
+      const url = this.urlOf(key);
+      checkRangeArgs(options, url);
+      this.route ??= resolveGetRoute(this.client, this.bucket).catch(() => undefined);
+      const route = await this.route;
+      target = { url, path: route ? `${route.base}/${encodeKeyPath(this.objectKey(key))}` : '' };
+      if (this.targets.size >= TARGET_CACHE_KEYS) this.targets.clear();
+      this.targets.set(key, target);
+    }
+    checkRangeArgs(options, target.url);
     const route = await this.route;
-    if (!route) return readIntoViaStream(this, key, url, dest, destOffset, options);
-    const path = `${route.base}/${encodeKeyPath(this.objectKey(key))}`;
-    return route.getter.getInto(path, url, dest, destOffset, options);
+    if (!route) return readIntoViaStream(this, key, target.url, dest, destOffset, options);
+    return route.getter.getInto(target.path, target.url, dest, destOffset, options);
   }
 
   async get(key: string, options: ReadOptions = {}): Promise<Uint8Array> {

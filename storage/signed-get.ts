@@ -56,6 +56,19 @@ const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 /** Error bodies are read for their S3 <Code> only, up to this many bytes. */
 const ERROR_BODY_LIMIT = 4096;
 
+/** X-Amz-Date of the current second, formatted once per second rather than per GET. */
+let dateSecond = -1;
+let dateText = '';
+function amzDateNow(): string {
+  const ms = Date.now();
+  const second = Math.floor(ms / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toISOString().replace(/[:-]|\.\d{3}/g, '');
+  }
+  return dateText;
+}
+
 /** Encodes a key for a URL path the way SigV4 canonicalises it for S3 (RFC 3986, `/` kept). */
 export function encodeKeyPath(key: string): string {
   return key
@@ -107,9 +120,14 @@ export function createSignedGetter(config: SignedGetConfig): SignedGetter {
       const { start, end, ifMatch, signal } = options;
       signal?.throwIfAborted();
       const creds = await config.credentials();
-      const headers: Record<string, string> = { Range: `bytes=${start}-${end - 1}` };
+      const headers: Record<string, string> = {
+        Range: `bytes=${start}-${end - 1}`,
+        'X-Amz-Date': amzDateNow(),
+      };
       if (ifMatch !== undefined) headers['If-Match'] = `"${ifMatch}"`;
       const signed = signGet(host, path, config.region, creds, headers);
+      // undici sends this same Host from the origin; passed explicitly it would re-derive the TLS servername per GET.
+      delete signed.Host;
       return new Promise<number>((resolve, reject) => {
         const handler = new GetHandler(url, dest, destOffset, options, resolve, reject);
         pool.dispatch(

@@ -26,6 +26,7 @@ interface LoaderFlags extends CommonServiceFlags {
   gapBytes?: number;
   readPlanner?: 'auto' | 'min-bytes' | 'whole-shard' | 'ranges';
   concurrency?: number;
+  readThreads?: number;
   shuffle?: 'global' | 'shard-block' | 'shard-buffer';
   auth?: 'none' | 'token';
   allowLocalRoot: string[];
@@ -73,6 +74,7 @@ export async function startLoaderFromConfig(
       maxWasteRatio: config.loader.maxWasteRatio,
       planner: config.loader.readPlanner,
       concurrency: config.loader.concurrency,
+      threads: config.loader.readThreads,
       maxAttempts: config.loader.maxAttempts,
     },
     shuffle: config.loader.shuffle,
@@ -111,6 +113,11 @@ export function registerLoaderCommand(program: Command): void {
         'auto (minimise modelled read time), min-bytes (pruned bytes within the waste bound), whole-shard or ranges',
       )
       .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
+      .option(
+        '--read-threads <n>',
+        'worker threads for GETs and tar cutting (0: on the main thread)',
+        intArg('--read-threads'),
+      )
       .option('--shuffle <mode>', 'global, shard-block or shard-buffer')
       .option(
         '--auth <mode>',
@@ -132,6 +139,7 @@ export function registerLoaderCommand(program: Command): void {
         gapBytes: flags.gapBytes,
         readPlanner: flags.readPlanner,
         concurrency: flags.concurrency,
+        readThreads: flags.readThreads,
         shuffle: flags.shuffle,
         auth: flags.auth,
         allowLocalRoots: joinRoots(flags.allowLocalRoot),

@@ -31,7 +31,7 @@ export type RetryReason = 'unavailable' | 'idle-timeout' | 'body-error' | 'trunc
 export interface FetchObserver {
   /** Before every GET. */
   request(r: RangeRequest): void;
-  /** Bytes of body received (also partial bodies that are retried). */
+  /** Bytes of body one GET attempt received, once it ended (also partial bodies that are retried). */
   received(bytes: number): void;
   /** A failed attempt that will be retried. */
   retry(reason: RetryReason, err: unknown): void;
@@ -48,15 +48,16 @@ export interface RangeTarget {
   etag: string;
 }
 
-/** Fetches [start, end) of `key` into a new buffer of exactly that length. */
+/** Fetches [start, end) of `key` into a buffer of exactly that length (from `alloc` when given). */
 export async function fetchRange(
   target: RangeTarget,
   config: RetryConfig,
   observer: FetchObserver,
   signal: AbortSignal,
+  alloc?: (n: number) => Buffer,
 ): Promise<Buffer> {
   const length = target.end - target.start;
-  const buf = Buffer.allocUnsafe(length);
+  const buf = alloc ? alloc(length) : Buffer.allocUnsafe(length);
   const progress = { filled: 0 };
   let attempts = 0;
   try {
@@ -140,9 +141,9 @@ async function readOnce(
       ifMatch: target.etag,
       signal,
       idleTimeoutMs,
+      // Per chunk only the resume point moves; counters and metrics hear once per attempt.
       onBytes: (n) => {
         progress.filled += n;
-        observer.received(n);
       },
     });
   } catch (err) {
@@ -152,5 +153,7 @@ async function readOnce(
       throw new RetryableAttempt(progress.filled > before ? 'body-error' : 'unavailable', err);
     }
     throw err;
+  } finally {
+    if (progress.filled > before) observer.received(progress.filled - before);
   }
 }

@@ -20,6 +20,9 @@ import {
   type ReadPlannerMode,
 } from './read-planner.js';
 import { cutSample, type FetchedSample } from './cut.js';
+import { createReadThreads, type ReadThreads } from './read-threads.js';
+import { createSlabPool, type Arena, type SlabPool } from './slab-pool.js';
+import type { S3Options } from '../../storage/index.js';
 
 export interface RangeReaderOptions {
   /**
@@ -70,6 +73,16 @@ export interface RangeReaderOptions {
   cost?: ReadCostModel;
   /** Export Prometheus counters (sadp_fetch_*) from common/metrics; default false. */
   metrics?: boolean;
+  /**
+   * Worker threads that run each range's GET + cut (read-threads.ts), for a
+   * loader whose one core saturates; 0 (default) reads on the calling thread.
+   * Default 0 by measurement: on a 2-core machine shared with its trainers a
+   * thread raised the loader's CPU per sample and did not raise throughput
+   * (BENCHMARKS.md). Only s3:// and file:// stores are read in threads.
+   */
+  threads?: number;
+  /** How read threads open s3:// stores (their own client); the loader passes its S3 options. */
+  threadS3?: S3Options;
 }
 
 /** What the planner chose, cumulative over every read(), and its current cost model. */
@@ -150,12 +163,20 @@ export interface RangeReader {
   readonly planner: PlannerStats;
   /** Called for every GET issued. */
   onRequest?: (r: RangeRequestEvent) => void;
+  /**
+   * The caller is done with these samples' bytes (encoded and written): the
+   * reader reuses their memory for later reads. Optional; never call it
+   * while anything may still read the samples' fields.
+   */
+  recycle(samples: readonly FetchedSample[]): void;
+  /** Stops the read threads, if any (reads after close fail). */
+  close(): Promise<void>;
 }
 
 /** Lower runs first when GETs queue for the reader's concurrency; default 0. */
 export interface ReadPriority {
   priority?: number;
-  /** Told the body bytes this read receives (retried partial bodies included), as they arrive. */
+  /** Told the body bytes this read receives (retried partial bodies included), as each GET attempt ends. */
   onReceived?: (bytes: number) => void;
   /**
    * The ids are one range of a plan the caller made with plan(): read them
@@ -177,6 +198,8 @@ export interface ResolvedRangeReaderOptions {
   planner: ReadPlannerMode;
   cost: ReadCostModel | undefined;
   metrics: boolean;
+  threads: number;
+  threadS3: S3Options | undefined;
 }
 
 export const DEFAULT_GAP_BYTES = 64 * 1024;
@@ -195,6 +218,8 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
     planner: options.planner ?? 'auto',
     cost: options.cost,
     metrics: options.metrics ?? false,
+    threads: options.threads ?? 0,
+    threadS3: options.threadS3,
   };
   const check = (name: keyof ResolvedRangeReaderOptions, ok: boolean): void => {
     if (!ok) {
@@ -215,6 +240,7 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
   check('baseBackoffMs', resolved.baseBackoffMs >= 0);
   check('maxBackoffMs', resolved.maxBackoffMs >= resolved.baseBackoffMs);
   check('idleTimeoutMs', resolved.idleTimeoutMs > 0);
+  check('threads', Number.isInteger(resolved.threads) && resolved.threads >= 0 && resolved.threads <= 64);
   check('planner', (READ_PLANNER_MODES as readonly string[]).includes(resolved.planner));
   check(
     'cost',
@@ -248,8 +274,23 @@ class RangeReaderImpl implements RangeReader {
   private readonly retry: RetryConfig;
   private readonly observer: FetchObserver;
   private readonly metrics: FetchMetrics | undefined;
+  private readonly threads: ReadThreads | undefined;
+  /** Recycled range memory; free slabs bounded by the concurrency (a slab per GET in flight). */
+  private readonly slabs: SlabPool;
 
   constructor(private readonly options: ResolvedRangeReaderOptions) {
+    this.slabs = createSlabPool(options.concurrency);
+    if (options.threads > 0) {
+      this.threads = createReadThreads(options.threads, {
+        s3: options.threadS3,
+        retry: {
+          maxAttempts: options.maxAttempts,
+          baseBackoffMs: options.baseBackoffMs,
+          maxBackoffMs: options.maxBackoffMs,
+          idleTimeoutMs: options.idleTimeoutMs,
+        },
+      });
+    }
     this.limiter = createPool(options.concurrency);
     this.retry = {
       maxAttempts: options.maxAttempts,
@@ -291,6 +332,14 @@ class RangeReaderImpl implements RangeReader {
         metrics?.retries.inc({ reason });
       },
     };
+  }
+
+  recycle(samples: readonly FetchedSample[]): void {
+    this.slabs.recycle(samples);
+  }
+
+  close(): Promise<void> {
+    return this.threads?.close() ?? Promise.resolve();
   }
 
   get planner(): PlannerStats {
@@ -391,6 +440,7 @@ class RangeReaderImpl implements RangeReader {
         })
       : this.plan(dataset, ids);
     const byId = new Map<number, FetchedSample>();
+    const arena = this.slabs.arena();
 
     // One controller per read(): the first failure stops the sibling GETs, and
     // read() settles only after every GET it started has settled. At most
@@ -409,7 +459,7 @@ class RangeReaderImpl implements RangeReader {
         const r = next++;
         try {
           await this.limiter.run(
-            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal),
+            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal, arena),
             controller.signal,
             priority,
           );
@@ -440,6 +490,13 @@ class RangeReaderImpl implements RangeReader {
     return out;
   }
 
+  /** A changed shard's error names the samples too: the trainer-facing error says what could not be read. */
+  private named(err: unknown, plan: RangePlan, r: number): unknown {
+    if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) return err;
+    const ids = `${plan.ids[plan.first[r] as number]}..${plan.ids[(plan.first[r + 1] as number) - 1]}`;
+    return new SadpError(err.code, `${err.message} (samples ${ids})`, { status: err.status, cause: err });
+  }
+
   private async fetchAndCut(
     dataset: Dataset,
     plan: RangePlan,
@@ -447,6 +504,7 @@ class RangeReaderImpl implements RangeReader {
     byId: Map<number, FetchedSample>,
     observer: FetchObserver,
     signal: AbortSignal,
+    arena: Arena,
   ): Promise<void> {
     const shard = plan.shard[r] as number;
     const key = dataset.shardKey(shard);
@@ -457,6 +515,37 @@ class RangeReaderImpl implements RangeReader {
     const end = plan.end[r] as number;
     const label = objectLabel(dataset, key);
     const last = plan.first[r + 1] as number;
+    if (this.threads && THREADED_STORE.test(label)) {
+      const index = dataset.shardIndex(shard);
+      const ids: number[] = [];
+      const entries = [];
+      for (let i = plan.first[r] as number; i < last; i++) {
+        const id = plan.ids[i] as number;
+        const entry = index.samples[id - index.firstId];
+        if (!entry) {
+          throw new SadpError('SADP_INDEX_INVALID', `sample ${id} is not in the index of shard ${label}`, {
+            status: Status.FAILED_PRECONDITION,
+          });
+        }
+        ids.push(id);
+        entries.push(entry);
+      }
+      let read;
+      const probe = this.costs.begin();
+      try {
+        read = await this.threads.read(
+          { label, key, start, end, etag: entry.etag, ids, entries },
+          observer,
+          signal,
+        );
+      } catch (err) {
+        this.costs.cancel(probe);
+        throw this.named(err, plan, r);
+      }
+      this.costs.end(probe, end - start);
+      for (const sample of read.samples) byId.set(sample.id, sample);
+      return;
+    }
     let buf: Buffer;
     try {
       const probe = this.costs.begin();
@@ -466,6 +555,7 @@ class RangeReaderImpl implements RangeReader {
           this.retry,
           observer,
           signal,
+          (n) => arena.alloc(n),
         );
       } catch (err) {
         this.costs.cancel(probe);
@@ -473,10 +563,7 @@ class RangeReaderImpl implements RangeReader {
       }
       this.costs.end(probe, end - start);
     } catch (err) {
-      if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) throw err;
-      // Name the samples too: the trainer-facing error says what could not be read.
-      const ids = `${plan.ids[plan.first[r] as number]}..${plan.ids[last - 1]}`;
-      throw new SadpError(err.code, `${err.message} (samples ${ids})`, { status: err.status, cause: err });
+      throw this.named(err, plan, r);
     }
     const index = dataset.shardIndex(shard);
     for (let i = plan.first[r] as number; i < last; i++) {
@@ -486,6 +573,9 @@ class RangeReaderImpl implements RangeReader {
     }
   }
 }
+
+/** Stores a read thread can open from the shard's URL alone. */
+const THREADED_STORE = /^(s3|file):\/\//;
 
 /** Full URL of a shard for messages; keys may already be absolute URLs. */
 function objectLabel(dataset: Dataset, key: string): string {

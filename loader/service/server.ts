@@ -137,7 +137,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
       Math.max(500, deadline - Date.now()),
     );
     server.forceShutdown();
-    stages.close();
+    await stages.close();
     logger.info(stages.stats(), 'loader closed');
   }
 

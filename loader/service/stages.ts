@@ -53,8 +53,8 @@ export interface LoaderStages {
   stats(): LoaderStats;
   /** After `lifetime` aborted: stops score timers, barriers and warm batches. */
   stop(): void;
-  /** Once the gRPC server is shut down: closes the scorer and S3 clients. */
-  close(): void;
+  /** Once the gRPC server is shut down: closes the scorer and S3 clients and the read threads. */
+  close(): Promise<void>;
 }
 
 export interface LoaderStagesOptions {
@@ -111,6 +111,8 @@ export function createLoaderStages(options: LoaderStagesOptions): LoaderStages {
     prefetchBatches: resolved.prefetchBatches,
     warmBatchTtlMs: resolved.warmBatchTtlMs,
     readerOptions: resolved.readerOptions,
+    // Read threads open their own S3 client: one SDK attempt, the reader retries.
+    threadS3: { ...resolved.s3, maxAttempts: 1 },
     onStorageRequest: resolved.onStorageRequest,
     metrics,
     onBatchReady: (jobId, epoch) => boundary.batchReady(jobId, epoch),
@@ -161,10 +163,11 @@ export function createLoaderStages(options: LoaderStagesOptions): LoaderStages {
       boundary.close();
       supply.close();
     },
-    close() {
+    async close() {
       scorer.close();
       s3Client?.destroy();
       supply.close();
+      await supply.stopReads();
     },
   };
 }

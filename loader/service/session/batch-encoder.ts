@@ -5,7 +5,12 @@
 // written once (field bytes copied once, from the fetched range).
 // The output is byte-identical to the generated encoder (`pb.StreamEpochResponse
 // .encode`): same field order, defaults omitted, map entries in Object.keys order.
+// On the stream, parts go out as SelfEncoding messages (selfEncodingPart): grpc-js
+// copies every message into a frame of its own anyway, so each is encoded at that
+// moment into one scratch buffer reused by every part, instead of a new multi-MB
+// buffer per part (page faults, and V8 full GCs driven by external memory).
 import { SadpError } from '../../../common/errors.js';
+import { ENCODE_SELF, type SelfEncoding } from '../../../proto/index.js';
 
 /** A Sample message, or one piece of a sample split across parts (see loader.proto). */
 export interface SamplePiece {
@@ -79,13 +84,36 @@ function measure(samples: readonly SamplePiece[]): { body: number; m: Measured }
 
 /** Encoded StreamEpochResponse carrying `part` as its `batch`: one allocation, exact size. */
 export function encodeBatchPartResponse(part: PartPlan): Buffer {
+  return encodePart(part, (n) => Buffer.allocUnsafe(n));
+}
+
+/** The scratch buffer of selfEncodingPart; it keeps the largest size asked for up to this. */
+const SCRATCH_MAX_BYTES = 32 * 1024 * 1024;
+let scratch = Buffer.alloc(0);
+
+function scratchOf(n: number): Buffer {
+  if (n > SCRATCH_MAX_BYTES) return Buffer.allocUnsafe(n);
+  if (n > scratch.length) scratch = Buffer.allocUnsafeSlow(n);
+  return scratch.subarray(0, n);
+}
+
+/**
+ * `part` as a message grpc-js encodes when it writes it (see SelfEncoding):
+ * the bytes are those of encodeBatchPartResponse, written into a scratch
+ * buffer shared by every part and valid until the next part is encoded.
+ */
+export function selfEncodingPart(part: PartPlan): SelfEncoding {
+  return { [ENCODE_SELF]: () => encodePart(part, scratchOf) };
+}
+
+function encodePart(part: PartPlan, alloc: (n: number) => Buffer): Buffer {
   const { body: samplesBytes, m } = measure(part.samples);
   let partBytes = samplesBytes;
   if (part.index !== 0) partBytes += 1 + varintSize(part.index);
   if (part.part !== 0) partBytes += 1 + varintSize(part.part);
   if (part.parts !== 0) partBytes += 1 + varintSize(part.parts);
   const total = 1 + varintSize(partBytes) + partBytes;
-  const buf = Buffer.allocUnsafe(total);
+  const buf = alloc(total);
   let pos = 0;
   buf[pos++] = 0x12; // StreamEpochResponse.batch: field 2, length-delimited
   pos = writeVarint(buf, pos, partBytes);

@@ -5,7 +5,13 @@
 import type { FetchedSample } from '../../fetch/index.js';
 import { SadpError } from '../../../common/errors.js';
 import type { BatchSpec } from '../supply/batch-fetch.js';
-import { encodeBatchPartResponse, type PartPlan, type SamplePiece } from './batch-encoder.js';
+import type { SelfEncoding } from '../../../proto/index.js';
+import {
+  encodeBatchPartResponse,
+  selfEncodingPart,
+  type PartPlan,
+  type SamplePiece,
+} from './batch-encoder.js';
 
 /** Protobuf framing of a BatchPart besides its samples (response tag, index, part, parts). */
 const PART_OVERHEAD = 32;
@@ -111,8 +117,22 @@ export function planParts(spec: BatchSpec, samples: FetchedSample[], maxMessageB
 /** The batch's parts, encoded; each at most `maxMessageBytes`. */
 export function splitBatch(spec: BatchSpec, samples: FetchedSample[], maxMessageBytes: number): SplitResult {
   const plans = planParts(spec, samples, maxMessageBytes);
+  return { parts: plans.map(encodeBatchPartResponse), split: splitIds(plans) };
+}
+
+/** The batch's parts as messages that encode themselves when written (what the stream sends). */
+export function splitBatchForWrite(
+  spec: BatchSpec,
+  samples: FetchedSample[],
+  maxMessageBytes: number,
+): { parts: SelfEncoding[]; split: number[] } {
+  const plans = planParts(spec, samples, maxMessageBytes);
+  return { parts: plans.map(selfEncodingPart), split: splitIds(plans) };
+}
+
+function splitIds(plans: readonly PartPlan[]): number[] {
   const split: number[] = [];
   for (const p of plans)
     for (const s of p.samples) if (s.continued && split.at(-1) !== s.id) split.push(s.id);
-  return { parts: plans.map(encodeBatchPartResponse), split };
+  return split;
 }

@@ -16,14 +16,14 @@ import type * as grpc from '@grpc/grpc-js';
 import { onAbort, raceSignal } from '../../../common/signals.js';
 import { Status, toGrpcError, type SadpError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
-import { pb, type sadp } from '../../../proto/index.js';
+import { pb, type sadp, type SelfEncoding } from '../../../proto/index.js';
 import { epochLayout, type EpochLayout } from '../jobs/epoch-layout.js';
 import type { StreamProgress } from '../feedback/epoch-boundary.js';
 import type { EpochState } from '../jobs/job-registry.js';
 import type { RankKey } from '../jobs/rank-key.js';
 import type { StreamSupply } from '../supply/supply.js';
 import { checkAck } from './ack-check.js';
-import { splitBatch } from './batch-parts.js';
+import { splitBatchForWrite } from './batch-parts.js';
 import { writeInOrder } from './call-writer.js';
 import { CommitTracker } from './commit-tracker.js';
 import { CreditWindow } from './credit-window.js';
@@ -31,10 +31,10 @@ import { checkShape } from './shape-check.js';
 import type { StreamDeps, StreamHooks } from './stream-deps.js';
 import { DEFAULT_MAX_UNACKED, STATUS_NAMES, drainingError, epochInfo, rpcError } from './stream-messages.js';
 
-/** Batch parts are written pre-encoded (batch-encoder.ts); the method's serializer passes bytes through. */
+/** Batch parts are written as SelfEncoding messages (batch-encoder.ts), encoded by the method's serializer. */
 export type StreamEpochCall = grpc.ServerDuplexStream<
   sadp.v1.StreamEpochRequest,
-  sadp.v1.StreamEpochResponse | Uint8Array
+  sadp.v1.StreamEpochResponse | Uint8Array | SelfEncoding
 >;
 
 /** What an open stream serves. */
@@ -287,7 +287,7 @@ export class EpochStream {
         // A trim may have dropped the batch while the writer waited for credit.
         const fetch = supply.take(b);
         const samples = await raceSignal(fetch.ready, signal, `fetch of batch ${b}`);
-        const { parts, split } = splitBatch(fetch.spec, samples, deps.maxMessageBytes);
+        const { parts, split } = splitBatchForWrite(fetch.spec, samples, deps.maxMessageBytes);
         if (split.length > 0) {
           this.log.debug(
             { batch: b, ids: split.slice(0, 8), maxMessageBytes: deps.maxMessageBytes },
@@ -296,7 +296,7 @@ export class EpochStream {
         }
         this.commits.batchStarted();
         this.lastStarted = b;
-        // Parts come pre-encoded (batch-encoder.ts); the serializer passes bytes through.
+        // Each part encodes itself when grpc-js serializes it (batch-encoder.ts).
         await writeInOrder(this.call, parts, signal);
         fetch.release();
         supply.sent(b);

@@ -6,6 +6,7 @@
 // I/O accounting. Streams see one StreamSupply each; nothing else of this
 // stage is reachable from outside.
 import type { IoStats, PlannerStats, RangeReader } from '../../fetch/index.js';
+import type { S3Options } from '../../../storage/index.js';
 import { createRangeReader, type RangeReaderOptions, type RangeRequestEvent } from '../../fetch/index.js';
 import type { EpochLayout } from '../jobs/epoch-layout.js';
 import { epochLayout } from '../jobs/epoch-layout.js';
@@ -23,6 +24,8 @@ export interface SupplyOptions {
   prefetchBatches: number;
   warmBatchTtlMs: number;
   readerOptions: RangeReaderOptions;
+  /** S3 settings for read threads (readerOptions.threads): each opens its own client. */
+  threadS3: S3Options | undefined;
   /** Called for every storage GET (tests assert pruned samples are never read). */
   onStorageRequest: ((r: RangeRequestEvent) => void) | undefined;
   metrics: LoaderMetrics;
@@ -75,6 +78,8 @@ export interface Supply {
   stats(): SupplyStats;
   /** Gives back warm batches and syncs the I/O metrics (streams close their own supply). */
   close(): void;
+  /** Stops the reader's threads, if any (reads after this fail): once the server is shut down. */
+  stopReads(): Promise<void>;
 }
 
 export function createSupply(options: SupplyOptions): Supply {
@@ -91,7 +96,7 @@ class SupplyImpl implements Supply {
 
   constructor(private readonly o: SupplyOptions) {
     // The planner's sadp_read_* metrics (mode, mix, cost model) go to /metrics with the loader's.
-    this.reader = createRangeReader({ metrics: true, ...o.readerOptions });
+    this.reader = createRangeReader({ metrics: true, threadS3: o.threadS3, ...o.readerOptions });
     if (o.onStorageRequest) this.reader.onRequest = o.onStorageRequest;
     this.io = createIoAccounting(this.reader, o.metrics);
     this.warmBatches = new WarmBatches(o.metrics, o.warmBatchTtlMs);
@@ -191,6 +196,10 @@ class SupplyImpl implements Supply {
   close(): void {
     this.warmBatches.dropAll();
     this.io.sync();
+  }
+
+  stopReads(): Promise<void> {
+    return this.reader.close();
   }
 }
 

@@ -9,7 +9,8 @@
 //
 // Budget: the window reserves what its plan requests (pruned bytes inside
 // merged spans included: the cut samples are views into those buffers) and
-// returns it once its last batch is written or abandoned.
+// returns it once its last batch is written or abandoned. Once every batch
+// was written, the ranges' memory goes back to the reader's slab pool.
 import { cancelledError } from '../../../common/signals.js';
 import type { FetchedSample, RangeReader, ReadPlan } from '../../fetch/index.js';
 import type { Dataset } from '../../shards/index.js';
@@ -81,6 +82,8 @@ class WindowReadImpl implements WindowRead {
   private closed = false;
   private abandoned = false;
   private firstError: unknown;
+  /** Each range read's samples, kept to hand their memory back (reader.recycle) once every batch is written. */
+  private readonly results: FetchedSample[][] = [];
 
   constructor(
     members: readonly WindowMember[],
@@ -121,8 +124,10 @@ class WindowReadImpl implements WindowRead {
     if (abandoned) this.abandoned = true;
     if (this.open.size > 0) return;
     this.closed = true;
-    // Every batch written: the reads all settled (each batch awaited its own).
+    // Every batch written: the reads all settled (each batch awaited its own),
+    // and every part was serialized, so no message still points at the bytes.
     if (!this.abandoned && this.pending === 0) {
+      for (const samples of this.results) this.deps.reader.recycle(samples);
       this.giveBack();
       return;
     }
@@ -158,6 +163,7 @@ class WindowReadImpl implements WindowRead {
           .then(
             (samples) => {
               this.pending--;
+              this.results.push(samples);
               return samples;
             },
             (err: unknown) => {

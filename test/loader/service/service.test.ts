@@ -1,6 +1,7 @@
 // The loader service end to end over real sockets: embedded S3 with real tar
 // shards, the real scorer service, loader servers on loopback, and four
-// trainer ranks speaking StreamEpoch through LoaderClient.
+// trainer ranks speaking StreamEpoch through LoaderClient. The first two
+// tests run again with GET + cut in a read thread (readerOptions.threads).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
@@ -91,55 +92,67 @@ async function runEpoch(
   }
 }
 
-test('four ranks over two SADP epochs get exactly the plan, and pruned samples are never read', async () => {
-  const jobId = await stack.createJob({ epochs: 2, pruneRatio: 0.5 });
-  const loader = await stack.startLoader();
-  stack.requests.length = 0;
-  const plans = [];
-  const scored = new Set<number>();
-  for (let epoch = 0; epoch < 2; epoch++) {
-    const results = await runEpoch(jobId, epoch, loader.address, stack.dataset);
-    const plan = await getPlan(stack.scorerClient, jobId, epoch);
-    plans.push(plan);
-    checkEpoch(results, plan);
-    assert.ok(plan.ids.length < SAMPLES, 'the plan prunes something');
-    // Every selected example was scored by its rank and the scores reached the scorer.
-    for (const id of plan.ids) scored.add(id);
-    const stats = await getStats(stack.scorerClient, jobId, epoch);
-    assert.equal(stats.scoredFraction, scored.size / SAMPLES);
-    if (epoch === 1) {
-      const distinct = new Set(plan.weights);
-      assert.ok(distinct.size > 1, 'epoch 1 weights follow the reported scores (not uniform)');
-      assert.ok(
-        plan.weights.every((w) => w > 0 && Number.isFinite(w)),
-        'weights are positive and finite',
+const titled = (title: string, threads: number): string =>
+  threads === 0 ? title : `${title} (${threads} read thread)`;
+
+for (const threads of [0, 1])
+  test(
+    titled(
+      'four ranks over two SADP epochs get exactly the plan, and pruned samples are never read',
+      threads,
+    ),
+    async () => {
+      const jobId = await stack.createJob({ epochs: 2, pruneRatio: 0.5 });
+      const loader = await stack.startLoader(
+        threads === 0 ? {} : { readerOptions: { planner: 'ranges', gapBytes: 0, threads } },
       );
-    }
-  }
-  // Storage: every GET covers samples selected in one epoch only, and every
-  // selected sample was read.
-  const sets = plans.map((p) => new Set(p.ids));
-  for (const r of stack.requests) {
-    const covered = idsTouched(stack.dataset, [r]);
-    assert.ok(covered.size > 0);
-    assert.ok(
-      sets.some((s) => [...covered].every((id) => s.has(id))),
-      `GET ${r.key} [${r.start}, ${r.end}) reads a sample that no epoch selected alongside the others`,
-    );
-  }
-  const touched = idsTouched(stack.dataset, stack.requests);
-  const selected = new Set([...(sets[0] ?? []), ...(sets[1] ?? [])]);
-  assert.deepEqual(
-    [...touched].sort((a, b) => a - b),
-    [...selected].sort((a, b) => a - b),
+      stack.requests.length = 0;
+      const plans = [];
+      const scored = new Set<number>();
+      for (let epoch = 0; epoch < 2; epoch++) {
+        const results = await runEpoch(jobId, epoch, loader.address, stack.dataset);
+        const plan = await getPlan(stack.scorerClient, jobId, epoch);
+        plans.push(plan);
+        checkEpoch(results, plan);
+        assert.ok(plan.ids.length < SAMPLES, 'the plan prunes something');
+        // Every selected example was scored by its rank and the scores reached the scorer.
+        for (const id of plan.ids) scored.add(id);
+        const stats = await getStats(stack.scorerClient, jobId, epoch);
+        assert.equal(stats.scoredFraction, scored.size / SAMPLES);
+        if (epoch === 1) {
+          const distinct = new Set(plan.weights);
+          assert.ok(distinct.size > 1, 'epoch 1 weights follow the reported scores (not uniform)');
+          assert.ok(
+            plan.weights.every((w) => w > 0 && Number.isFinite(w)),
+            'weights are positive and finite',
+          );
+        }
+      }
+      // Storage: every GET covers samples selected in one epoch only, and every
+      // selected sample was read.
+      const sets = plans.map((p) => new Set(p.ids));
+      for (const r of stack.requests) {
+        const covered = idsTouched(stack.dataset, [r]);
+        assert.ok(covered.size > 0);
+        assert.ok(
+          sets.some((s) => [...covered].every((id) => s.has(id))),
+          `GET ${r.key} [${r.start}, ${r.end}) reads a sample that no epoch selected alongside the others`,
+        );
+      }
+      const touched = idsTouched(stack.dataset, stack.requests);
+      const selected = new Set([...(sets[0] ?? []), ...(sets[1] ?? [])]);
+      assert.deepEqual(
+        [...touched].sort((a, b) => a - b),
+        [...selected].sort((a, b) => a - b),
+      );
+      const s = loader.stats();
+      assert.equal(s.inflightBytes, 0, 'every reserved byte was given back');
+      assert.ok(s.warmBatchesStarted > 0, 'epoch 1 was prefetched at the boundary');
+      const text = await registry.metrics();
+      const count = Number(/sadp_loader_boundary_stall_seconds_count (\d+)/.exec(text)?.[1] ?? 0);
+      assert.ok(count >= 1, 'boundary stall recorded');
+    },
   );
-  const s = loader.stats();
-  assert.equal(s.inflightBytes, 0, 'every reserved byte was given back');
-  assert.ok(s.warmBatchesStarted > 0, 'epoch 1 was prefetched at the boundary');
-  const text = await registry.metrics();
-  const count = Number(/sadp_loader_boundary_stall_seconds_count (\d+)/.exec(text)?.[1] ?? 0);
-  assert.ok(count >= 1, 'boundary stall recorded');
-});
 
 /** Joins the batches a rank acknowledged over several calls into one result, as the trainer saw them. */
 function joined(parts: Array<{ result: RankResult; acked: number }>): RankResult {
@@ -150,29 +163,33 @@ function joined(parts: Array<{ result: RankResult; acked: number }>): RankResult
   };
 }
 
-test('a rank that disconnects mid-epoch resumes at its cursor: nothing lost, nothing twice', async () => {
-  const jobId = await stack.createJob({ epochs: 1, pruneRatio: 0.4 });
-  const loader = await stack.startLoader({ shuffle: 'shard-block', readerOptions: {} });
-  const client = connectLoader(loader.address);
-  try {
-    const base = { jobId, epoch: 0, world: WORLD, batchSize: BATCH };
-    const others = [0, 2, 3].map((rank) => runRank(client, stack.dataset, { ...base, rank }));
-    const first = await runRank(client, stack.dataset, { ...base, rank: 1, stopAfter: 2 });
-    assert.equal(first.code, 1, `the first call was cancelled by the client: ${first.details}`);
-    assert.equal(first.batches.length, 2);
-    const second = await runRank(client, stack.dataset, { ...base, rank: 1, cursor: 2 });
-    assert.equal(second.batches[0]?.index, 2, 'the reconnect starts at the cursor');
-    const [r0, r2, r3] = await Promise.all(others);
-    const plan = await getPlan(stack.scorerClient, jobId, 0);
-    const r1 = joined([
-      { result: first, acked: 2 },
-      { result: second, acked: second.batches.length },
-    ]);
-    checkEpoch([r0 as RankResult, r1, r2 as RankResult, r3 as RankResult], plan);
-  } finally {
-    client.close();
-  }
-});
+for (const threads of [0, 1])
+  test(
+    titled('a rank that disconnects mid-epoch resumes at its cursor: nothing lost, nothing twice', threads),
+    async () => {
+      const jobId = await stack.createJob({ epochs: 1, pruneRatio: 0.4 });
+      const loader = await stack.startLoader({ shuffle: 'shard-block', readerOptions: { threads } });
+      const client = connectLoader(loader.address);
+      try {
+        const base = { jobId, epoch: 0, world: WORLD, batchSize: BATCH };
+        const others = [0, 2, 3].map((rank) => runRank(client, stack.dataset, { ...base, rank }));
+        const first = await runRank(client, stack.dataset, { ...base, rank: 1, stopAfter: 2 });
+        assert.equal(first.code, 1, `the first call was cancelled by the client: ${first.details}`);
+        assert.equal(first.batches.length, 2);
+        const second = await runRank(client, stack.dataset, { ...base, rank: 1, cursor: 2 });
+        assert.equal(second.batches[0]?.index, 2, 'the reconnect starts at the cursor');
+        const [r0, r2, r3] = await Promise.all(others);
+        const plan = await getPlan(stack.scorerClient, jobId, 0);
+        const r1 = joined([
+          { result: first, acked: 2 },
+          { result: second, acked: second.batches.length },
+        ]);
+        checkEpoch([r0 as RankResult, r1, r2 as RankResult, r3 as RankResult], plan);
+      } finally {
+        client.close();
+      }
+    },
+  );
 
 test('a loader drained and replaced mid-epoch: ranks resume on the new loader with their cursor', async () => {
   const jobId = await stack.createJob({ epochs: 1, policy: pb.Policy.POLICY_FULL, pruneRatio: 0 });

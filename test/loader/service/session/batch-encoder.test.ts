@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { pb } from '../../../../proto/index.js';
+import { LoaderService, pb } from '../../../../proto/index.js';
 import { encodeBatchPartResponse } from '../../../../loader/service/session/batch-encoder.js';
-import { planParts, splitBatch } from '../../../../loader/service/session/batch-parts.js';
+import { planParts, splitBatch, splitBatchForWrite } from '../../../../loader/service/session/batch-parts.js';
 import type { BatchSpec } from '../../../../loader/service/supply/batch-fetch.js';
 import type { FetchedSample } from '../../../../loader/fetch/index.js';
 import { assembleBatch, type EpochInfo } from '../../../../trainer/client/batch.js';
@@ -78,6 +78,27 @@ test('encoded parts are byte-identical to the generated encoder and within the c
       }
     }),
     { numRuns: 300 },
+  );
+});
+
+test('parts written to the stream serialize to the same bytes, one after another through the shared scratch', () => {
+  const serialize = LoaderService.streamEpoch.responseSerialize;
+  fc.assert(
+    fc.property(fc.array(batchArb, { minLength: 1, maxLength: 3 }), (batches) => {
+      for (const { index, samples, cap } of batches) {
+        const fetched: FetchedSample[] = samples.map((s) => ({ ...s, bytes: 0 }));
+        const eager = splitBatch(specOf(index, samples), fetched, cap);
+        const lazy = splitBatchForWrite(specOf(index, samples), fetched, cap);
+        assert.deepEqual(lazy.split, eager.split);
+        assert.equal(lazy.parts.length, eager.parts.length);
+        // What grpc-js does per message: serialize, then copy into its frame before the next one.
+        const framed = lazy.parts.map((p) => Buffer.from(serialize(p as never)));
+        framed.forEach((bytes, i) => {
+          assert.equal(Buffer.compare(bytes, eager.parts[i] as Buffer), 0, `part ${i} of batch ${index}`);
+        });
+      }
+    }),
+    { numRuns: 200 },
   );
 });
 

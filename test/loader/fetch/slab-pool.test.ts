@@ -1,0 +1,81 @@
+// Recycled range memory: arenas hand out exact, disjoint views of 1 MiB
+// slabs, recycled slabs serve later reads exactly once each, the free list is
+// bounded, and a range reader whose samples are recycled reuses their memory
+// and still delivers the right bytes.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createRangeReader } from '../../../loader/fetch/index.js';
+import { createSlabPool, SLAB_BYTES } from '../../../loader/fetch/slab-pool.js';
+import type { FetchedSample } from '../../../loader/fetch/index.js';
+import { diffSamples, startFixture, type Fixture } from './fixtures.js';
+
+const sampleOf = (id: number, bytes: Uint8Array): FetchedSample => ({
+  id,
+  key: `s${id}`,
+  fields: { bin: bytes },
+  bytes: bytes.byteLength,
+});
+
+test('an arena hands out disjoint views of exactly the asked size; larger ranges get their own buffer', () => {
+  const pool = createSlabPool(4);
+  const arena = pool.arena();
+  const a = arena.alloc(300_000);
+  const b = arena.alloc(500_000);
+  const c = arena.alloc(400_000); // does not fit the first slab's rest
+  const big = arena.alloc(SLAB_BYTES + 1);
+  assert.deepEqual(
+    [a, b, c, big].map((x) => x.byteLength),
+    [300_000, 500_000, 400_000, SLAB_BYTES + 1],
+  );
+  assert.equal(a.buffer, b.buffer);
+  assert.equal(b.byteOffset, a.byteOffset + a.byteLength);
+  assert.notEqual(c.buffer, a.buffer);
+  a.fill(1);
+  b.fill(2);
+  assert.ok(a.every((x) => x === 1) && b.every((x) => x === 2));
+  pool.recycle([sampleOf(1, big)]);
+  assert.equal(pool.free, 0, 'a buffer of its own is not pooled');
+});
+
+test('recycled slabs serve later arenas once each, and the free list is bounded', () => {
+  const pool = createSlabPool(2);
+  const first = [1, 2, 3].map((id) => pool.arena().alloc(1000 * id));
+  const samples = first.map((b, i) => sampleOf(i, b.subarray(10, 20)));
+  // Twice, and with a repeated sample: each slab is freed once.
+  pool.recycle([...samples, samples[0] as FetchedSample]);
+  pool.recycle(samples);
+  assert.equal(pool.free, 2);
+  const reused = [pool.arena().alloc(10), pool.arena().alloc(10)];
+  assert.equal(pool.free, 0);
+  assert.notEqual(reused[0]?.buffer, reused[1]?.buffer);
+  for (const r of reused)
+    assert.ok(
+      first.some((b) => b.buffer === r.buffer),
+      'a recycled slab',
+    );
+  assert.ok(!first.some((b) => b.buffer === pool.arena().alloc(10).buffer), 'then fresh slabs');
+});
+
+let fx: Fixture;
+before(async () => {
+  fx = await startFixture({ samples: 80, shardBytes: 96 * 1024, seed: 8 });
+});
+after(async () => {
+  await fx.close();
+});
+
+test('a range reader reuses the memory of recycled samples and delivers the right bytes from it', async () => {
+  const reader = createRangeReader({ planner: 'ranges', gapBytes: 0 });
+  const ids = Array.from({ length: 30 }, (_, i) => i * 2);
+  const first = await reader.read(fx.remote, ids);
+  assert.equal(diffSamples(ids, first, fx.reference), undefined);
+  const slabs = new Set(first.map((s) => Object.values(s.fields)[0]?.buffer));
+  reader.recycle(first);
+  const next = ids.map((id) => id + 1);
+  const second = await reader.read(fx.remote, next);
+  assert.equal(diffSamples(next, second, fx.reference), undefined);
+  assert.ok(
+    second.some((s) => slabs.has(Object.values(s.fields)[0]?.buffer)),
+    'the second read lives in recycled slabs',
+  );
+});
