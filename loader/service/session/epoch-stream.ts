@@ -183,7 +183,7 @@ export class EpochStream {
     const progress = deps.boundary.streamOpened(key);
     // A rank that already acked everything does not hold up the next plan.
     if (cursor === layout.steps) progress.closed();
-    const supply = deps.supply.openStream(ctx, state, layout, key, cursor);
+    const supply = deps.supply.openStream({ ctx, state, layout, key, cursor });
     const credit = new CreditWindow(cursor, o.maxUnackedBatches || DEFAULT_MAX_UNACKED);
     this.s = { key, state, layout, cursor, credit, supply, progress };
     this.phase = 'open';

@@ -58,15 +58,18 @@ export interface SupplyStats {
   warmBatchesStarted: number;
 }
 
+/** A rank's stream of an epoch, from `cursor` on. */
+export interface StreamRequest {
+  ctx: JobContext;
+  state: EpochState;
+  layout: EpochLayout;
+  key: RankKey;
+  cursor: number;
+}
+
 export interface Supply {
-  /** The supply of one rank's stream from `cursor` on, adopting that rank's warm batches. */
-  openStream(
-    ctx: JobContext,
-    state: EpochState,
-    layout: EpochLayout,
-    key: RankKey,
-    cursor: number,
-  ): StreamSupply;
+  /** The supply of one rank's stream, adopting that rank's warm batches. */
+  openStream(request: StreamRequest): StreamSupply;
   /**
    * Prefetches the first batches of every rank of `shape` (except those
    * `skip` names) with whatever budget is free, batch-major and each rank's
@@ -131,13 +134,7 @@ class SupplyImpl implements Supply {
     };
   }
 
-  openStream(
-    ctx: JobContext,
-    state: EpochState,
-    layout: EpochLayout,
-    key: RankKey,
-    cursor: number,
-  ): StreamSupply {
+  openStream({ ctx, state, layout, key, cursor }: StreamRequest): StreamSupply {
     const window = new PrefetchWindow({
       ctx,
       state,
