@@ -62,6 +62,7 @@ export {
   planRanges,
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
+  cutSample,
   type FetchedSample,
   type SampleLayout,
 } from './fetch/index.js';

@@ -21,4 +21,4 @@ export {
 } from './read-planner.js';
 export { createCostEstimator, DEFAULT_READ_COST } from './cost-estimator.js';
 export { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from './range-plan.js';
-export type { FetchedSample } from './cut.js';
+export { cutSample, type FetchedSample } from './cut.js';
