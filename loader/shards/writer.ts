@@ -219,7 +219,7 @@ export async function buildShards(
   const shardBytes = options.shardBytes ?? BUILD_DEFAULTS.shardBytes;
   if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) {
     throw new SadpError(
-      'SADP_INVALID_ARGUMENT',
+      'SADP_INVALID_OPTION',
       `shard prefix ${JSON.stringify(prefix)} must match [A-Za-z0-9_.-]+`,
       {
         status: Status.INVALID_ARGUMENT,
