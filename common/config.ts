@@ -4,16 +4,17 @@
 // merged result, and any unknown or bad key is an error that names it and
 // where it came from. The list of environment variables is derived from the
 // schema (ENV_VARS), so manifests and docs can be checked against the code.
+// Components own their sections' schemas (defaults and bounds stated once);
+// this module composes them.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SadpError, Status } from './errors.js';
+import { loaderConfigSchema } from '../loader/index.js';
 
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:50051');
-
-const bytes = z.number().int().positive();
 
 const s3Section = z
   .object({
@@ -86,40 +87,8 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    loader: z
-      .object({
-        listen: hostPort.default('127.0.0.1:50052'),
-        /** Address of the scorer service. */
-        scorer: hostPort.default('127.0.0.1:50051'),
-        /** Global bound on sample bytes fetched but not yet written to trainers. */
-        inflightBytes: bytes.default(256 * 1024 * 1024),
-        /** Batches fetched ahead per trainer stream. */
-        prefetchBatches: z.number().int().min(1).max(64).default(4),
-        /** Cap on one BatchPart message (clients' default receive limit is 4 MiB). */
-        maxMessageBytes: bytes.default(3 * 1024 * 1024),
-        /** Merge byte ranges of one shard whose gap is below this. */
-        gapBytes: z
-          .number()
-          .int()
-          .min(0)
-          .default(64 * 1024),
-        /** Bound on pruned bytes fetched through merged gaps, as a fraction of the selected bytes. */
-        maxWasteRatio: z.number().min(0).default(0.05),
-        /** How GETs are planned: auto (minimise modelled time), min-bytes, whole-shard or ranges (see loader/fetch). */
-        readPlanner: z.enum(['auto', 'min-bytes', 'whole-shard', 'ranges']).default('auto'),
-        /** Concurrent GETs per loader. */
-        concurrency: z.number().int().min(1).max(1024).default(64),
-        maxAttempts: z.number().int().min(1).max(20).default(5),
-        shuffle: z.enum(['global', 'shard-block', 'shard-buffer']).default('global'),
-        /** 'token': trainers must present the job's bearer token. */
-        auth: z.enum(['none', 'token']).default('none'),
-        /** Bearer token this loader presents to the scorer (the scorer's loaderToken). */
-        scorerToken: z.string().min(1).optional(),
-        /** Local directories jobs' datasets may read from (service mode reads only object storage otherwise). */
-        allowLocalRoots: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
+    /** The loader's knobs: declared with their defaults and bounds by the loader (loader/service/options.ts). */
+    loader: loaderConfigSchema.prefault({}),
     /** Deadline for graceful shutdown after SIGTERM before streams are cut. */
     shutdownGraceMs: z.number().int().min(0).default(10_000),
   })

@@ -3,6 +3,7 @@
 // reach it through the folder indexes). The gRPC loader service:
 export {
   createLoaderServer,
+  loaderConfigSchema,
   epochLayout,
   shufflePlan,
   shufflePlanAsync,
@@ -11,7 +12,6 @@ export {
   type LoaderServer,
   type LoaderServerOptions,
   type LoaderStats,
-  type LoaderTlsOptions,
   type ShuffleMode,
 } from './service/index.js';
 // The shard layer: the on-storage format, datasets, building and indexing.

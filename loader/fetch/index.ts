@@ -20,5 +20,6 @@ export {
   type ReadPlannerMode,
 } from './read-planner.js';
 export { createCostEstimator, DEFAULT_READ_COST } from './cost-estimator.js';
+export { rangeReaderConfigShape } from './reader-config.js';
 export { planRanges, sortUniqueIds, type PlanOptions, type SampleLayout } from './range-plan.js';
 export { cutSample, type FetchedSample } from './cut.js';

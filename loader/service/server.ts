@@ -19,6 +19,7 @@ import { epochLayout } from './epoch-layout.js';
 import { handleStreamEpoch, type StreamEpochCall } from './epoch-stream.js';
 import { epochInfo } from './stream-messages.js';
 import { raceSignal } from '../../common/signals.js';
+import { serverTlsCredentials } from '../../common/tls.js';
 import { JobRegistry } from './job-registry.js';
 import { checkShape, openJob, prepareNextEpoch, type LoaderCore, type LoaderStats } from './loader-core.js';
 import { loaderMetrics } from './metrics.js';
@@ -186,13 +187,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   });
   const health = addStandardServices(server, [LOADER_SERVICE_NAME]);
 
-  const credentials = resolved.tls
-    ? grpc.ServerCredentials.createSsl(
-        resolved.tls.ca ?? null,
-        [{ cert_chain: resolved.tls.cert, private_key: resolved.tls.key }],
-        resolved.tls.requireClientCert ?? false,
-      )
-    : grpc.ServerCredentials.createInsecure();
+  const credentials = serverTlsCredentials(resolved.tls);
   const bare = resolved.host.replace(/^\[(.*)\]$/, '$1');
   const bindHost = bare.includes(':') ? `[${bare}]` : bare;
   const port = await new Promise<number>((resolve, reject) =>
