@@ -10,38 +10,10 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SadpError, Status } from './errors.js';
+import { tlsConfigSchema } from './tls.js';
 import { loaderConfigSchema } from '../loader/index.js';
-
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:50051');
-
-const s3Section = z
-  .object({
-    /** Custom endpoint (MinIO, Ceph RGW, the embedded server); unset = AWS. */
-    endpoint: z.string().url().optional(),
-    region: z.string().min(1).default('us-east-1'),
-    /** Path-style addressing, needed by most S3-compatible servers. */
-    forcePathStyle: z.boolean().default(true),
-    /** Static credentials; unset = the AWS default chain (env, profile, IRSA, IMDS). */
-    accessKeyId: z.string().min(1).optional(),
-    secretAccessKey: z.string().min(1).optional(),
-    /** Keep-alive sockets per S3 client (the SDK default is 50). */
-    maxSockets: z.number().int().min(1).max(4096).default(128),
-    requestTimeoutMs: z.number().int().positive().default(30_000),
-  })
-  .strict();
-
-const tlsSection = z
-  .object({
-    /** PEM files. With cert+key the gRPC servers listen with TLS. */
-    cert: z.string().min(1).optional(),
-    key: z.string().min(1).optional(),
-    /** CA bundle to verify clients (mutual TLS) or servers. */
-    ca: z.string().min(1).optional(),
-    requireClientCert: z.boolean().default(false),
-  })
-  .strict();
+import { scorerConfigSchema } from '../scorer/index.js';
+import { embeddedS3ConfigSchema, s3ConfigSchema } from '../storage/index.js';
 
 const ConfigSchema = z
   .object({
@@ -59,34 +31,10 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    s3: s3Section.prefault({}),
-    tls: tlsSection.prefault({}),
-    embeddedS3: z
-      .object({
-        /** Start the embedded S3-compatible server (s3rver) in this process. */
-        enabled: z.boolean().default(false),
-        dataDir: z.string().min(1).default('.sadp/s3'),
-        host: z.string().min(1).default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(9000),
-        /** The embedded server is a test/default convenience: loopback only unless this is set. */
-        allowNonLoopback: z.boolean().default(false),
-      })
-      .strict()
-      .prefault({}),
-    scorer: z
-      .object({
-        listen: hostPort.default('127.0.0.1:50051'),
-        /** Where jobs, score logs, snapshots and plans live: a directory or s3://bucket/prefix. */
-        state: z.string().min(1).default('.sadp/scorer'),
-        /** 'token': every call needs a bearer token with its role (admin, or job-scoped). */
-        auth: z.enum(['none', 'token']).default('none'),
-        /** Admin credential (create jobs); required with auth 'token'. Keep it in a Secret. */
-        adminToken: z.string().min(1).optional(),
-        /** Credential loaders present: the job-scoped role for every job. */
-        loaderToken: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
+    s3: s3ConfigSchema.prefault({}),
+    tls: tlsConfigSchema.prefault({}),
+    embeddedS3: embeddedS3ConfigSchema.prefault({}),
+    scorer: scorerConfigSchema.prefault({}),
     /** The loader's knobs: declared with their defaults and bounds by the loader (loader/service/options.ts). */
     loader: loaderConfigSchema.prefault({}),
     /** Deadline for graceful shutdown after SIGTERM before streams are cut. */

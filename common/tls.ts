@@ -5,6 +5,7 @@
 // other.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { z } from 'zod';
 import { SadpError, Status } from './errors.js';
 
 /**
@@ -27,6 +28,18 @@ export interface TlsFiles {
   ca?: string | undefined;
   requireClientCert?: boolean | undefined;
 }
+
+/** The `tls` config section: TlsFiles, as the config file and SADP_TLS_* variables give it. */
+export const tlsConfigSchema = z
+  .object({
+    /** PEM files. With cert+key the gRPC servers listen with TLS. */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    /** CA bundle to verify clients (mutual TLS) or servers. */
+    ca: z.string().min(1).optional(),
+    requireClientCert: z.boolean().default(false),
+  })
+  .strict();
 
 /** Reads a PEM file; SADP_TLS_FILE (INVALID_ARGUMENT) naming `what` and the path when it cannot. */
 export function readPem(path: string, what: string): Buffer {

@@ -6,6 +6,7 @@
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
+import { hostPortSchema } from '../../common/host-port.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
 import type { TlsOptions } from '../../common/tls.js';
 import { rangeReaderConfigShape, type RangeReaderOptions, type RangeRequestEvent } from '../fetch/index.js';
@@ -192,10 +193,6 @@ export const LOADER_BOUNDS = {
   keepaliveTimeMs: [1000, Number.MAX_SAFE_INTEGER],
 } as const satisfies Record<string, readonly [number, number]>;
 
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:50051');
-
 function intField(name: keyof typeof LOADER_BOUNDS): z.ZodNumber {
   const [min, max] = LOADER_BOUNDS[name];
   return z.number().int().min(min).max(max);
@@ -204,9 +201,9 @@ function intField(name: keyof typeof LOADER_BOUNDS): z.ZodNumber {
 /** The `loader` config section: what a deployment sets, with the loader's own defaults and bounds. */
 export const loaderConfigSchema = z
   .object({
-    listen: hostPort.default(`${LOADER_DEFAULTS.host}:50052`),
+    listen: hostPortSchema.default(`${LOADER_DEFAULTS.host}:50052`),
     /** Address of the scorer service. */
-    scorer: hostPort.default('127.0.0.1:50051'),
+    scorer: hostPortSchema.default('127.0.0.1:50051'),
     /** Global bound on sample bytes fetched but not yet written to trainers. */
     inflightBytes: intField('inflightBytes').default(LOADER_DEFAULTS.inflightBytes),
     /** Batches fetched ahead per trainer stream. */
