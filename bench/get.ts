@@ -41,8 +41,8 @@ const KEY = 'object.bin';
 
 const retry: RetryConfig = {
   maxAttempts: 3,
-  baseBackoffMs: 10,
-  maxBackoffMs: 100,
+  baseDelayMs: 10,
+  maxDelayMs: 100,
   idleTimeoutMs: 15_000,
   random: Math.random,
 };

@@ -4,43 +4,16 @@
 // merged result, and any unknown or bad key is an error that names it and
 // where it came from. The list of environment variables is derived from the
 // schema (ENV_VARS), so manifests and docs can be checked against the code.
+// Components own their sections' schemas (defaults and bounds stated once);
+// this module composes them.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SadpError, Status } from './errors.js';
-
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:50051');
-
-const bytes = z.number().int().positive();
-
-const s3Section = z
-  .object({
-    /** Custom endpoint (MinIO, Ceph RGW, the embedded server); unset = AWS. */
-    endpoint: z.string().url().optional(),
-    region: z.string().min(1).default('us-east-1'),
-    /** Path-style addressing, needed by most S3-compatible servers. */
-    forcePathStyle: z.boolean().default(true),
-    /** Static credentials; unset = the AWS default chain (env, profile, IRSA, IMDS). */
-    accessKeyId: z.string().min(1).optional(),
-    secretAccessKey: z.string().min(1).optional(),
-    /** Keep-alive sockets per S3 client (the SDK default is 50). */
-    maxSockets: z.number().int().min(1).max(4096).default(128),
-    requestTimeoutMs: z.number().int().positive().default(30_000),
-  })
-  .strict();
-
-const tlsSection = z
-  .object({
-    /** PEM files. With cert+key the gRPC servers listen with TLS. */
-    cert: z.string().min(1).optional(),
-    key: z.string().min(1).optional(),
-    /** CA bundle to verify clients (mutual TLS) or servers. */
-    ca: z.string().min(1).optional(),
-    requireClientCert: z.boolean().default(false),
-  })
-  .strict();
+import { tlsConfigSchema } from './tls.js';
+import { loaderConfigSchema } from '../loader/index.js';
+import { scorerConfigSchema } from '../scorer/index.js';
+import { embeddedS3ConfigSchema, s3ConfigSchema } from '../storage/index.js';
 
 const ConfigSchema = z
   .object({
@@ -58,70 +31,12 @@ const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    s3: s3Section.prefault({}),
-    tls: tlsSection.prefault({}),
-    embeddedS3: z
-      .object({
-        /** Start the embedded S3-compatible server (s3rver) in this process. */
-        enabled: z.boolean().default(false),
-        dataDir: z.string().min(1).default('.sadp/s3'),
-        host: z.string().min(1).default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(9000),
-        /** The embedded server is a test/default convenience: loopback only unless this is set. */
-        allowNonLoopback: z.boolean().default(false),
-      })
-      .strict()
-      .prefault({}),
-    scorer: z
-      .object({
-        listen: hostPort.default('127.0.0.1:50051'),
-        /** Where jobs, score logs, snapshots and plans live: a directory or s3://bucket/prefix. */
-        state: z.string().min(1).default('.sadp/scorer'),
-        /** 'token': every call needs a bearer token with its role (admin, or job-scoped). */
-        auth: z.enum(['none', 'token']).default('none'),
-        /** Admin credential (create jobs); required with auth 'token'. Keep it in a Secret. */
-        adminToken: z.string().min(1).optional(),
-        /** Credential loaders present: the job-scoped role for every job. */
-        loaderToken: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
-    loader: z
-      .object({
-        listen: hostPort.default('127.0.0.1:50052'),
-        /** Address of the scorer service. */
-        scorer: hostPort.default('127.0.0.1:50051'),
-        /** Global bound on sample bytes fetched but not yet written to trainers. */
-        inflightBytes: bytes.default(256 * 1024 * 1024),
-        /** Batches fetched ahead per trainer stream. */
-        prefetchBatches: z.number().int().min(1).max(64).default(4),
-        /** Cap on one BatchPart message (clients' default receive limit is 4 MiB). */
-        maxMessageBytes: bytes.default(3 * 1024 * 1024),
-        /** Merge byte ranges of one shard whose gap is below this. */
-        gapBytes: z
-          .number()
-          .int()
-          .min(0)
-          .default(64 * 1024),
-        /** Bound on pruned bytes fetched through merged gaps, as a fraction of the selected bytes. */
-        maxWasteRatio: z.number().min(0).default(0.05),
-        /** How GETs are planned: auto (minimise modelled time), min-bytes, whole-shard or ranges (see loader/fetch). */
-        readPlanner: z.enum(['auto', 'min-bytes', 'whole-shard', 'ranges']).default('auto'),
-        /** Concurrent GETs per loader. */
-        concurrency: z.number().int().min(1).max(1024).default(64),
-        /** Worker threads for GET + cut (0: on the event loop's thread); see loader/fetch/range-reader.ts. */
-        readThreads: z.number().int().min(0).max(64).default(0),
-        maxAttempts: z.number().int().min(1).max(20).default(5),
-        shuffle: z.enum(['global', 'shard-block', 'shard-buffer']).default('global'),
-        /** 'token': trainers must present the job's bearer token. */
-        auth: z.enum(['none', 'token']).default('none'),
-        /** Bearer token this loader presents to the scorer (the scorer's loaderToken). */
-        scorerToken: z.string().min(1).optional(),
-        /** Local directories jobs' datasets may read from (service mode reads only object storage otherwise). */
-        allowLocalRoots: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
+    s3: s3ConfigSchema.prefault({}),
+    tls: tlsConfigSchema.prefault({}),
+    embeddedS3: embeddedS3ConfigSchema.prefault({}),
+    scorer: scorerConfigSchema.prefault({}),
+    /** The loader's knobs: declared with their defaults and bounds by the loader (loader/service/options.ts). */
+    loader: loaderConfigSchema.prefault({}),
     /** Deadline for graceful shutdown after SIGTERM before streams are cut. */
     shutdownGraceMs: z.number().int().min(0).default(10_000),
   })

@@ -3,6 +3,9 @@
 // it maps to on the wire, a message that says what and where (object key, byte
 // offset, example id), and its `cause`.
 import { status } from '@grpc/grpc-js';
+import { isSadpErrorCode, type SadpErrorCode } from './error-codes.js';
+
+export type { SadpErrorCode } from './error-codes.js';
 
 /** The closed set of gRPC status codes this project returns. */
 export const Status = {
@@ -30,23 +33,23 @@ export interface SadpErrorOptions {
 
 export class SadpError extends Error {
   override readonly name = 'SadpError';
-  /** Stable machine-readable code, e.g. `SADP_TAR_CORRUPT_HEADER`. */
-  readonly code: string;
+  /** Stable machine-readable code, e.g. `SADP_TAR_CORRUPT`; common/error-codes.ts has the closed set. */
+  readonly code: SadpErrorCode;
   readonly status: StatusCode;
 
-  constructor(code: string, message: string, options: SadpErrorOptions = {}) {
+  constructor(code: SadpErrorCode, message: string, options: SadpErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options.status ?? Status.INTERNAL;
   }
 }
 
-export function isSadpError(err: unknown, code?: string): err is SadpError {
+export function isSadpError(err: unknown, code?: SadpErrorCode): err is SadpError {
   return err instanceof SadpError && (code === undefined || err.code === code);
 }
 
 /** Shorthand for the most common case: a bad field in a request. */
-export function invalidArgument(code: string, message: string, cause?: unknown): SadpError {
+export function invalidArgument(code: SadpErrorCode, message: string, cause?: unknown): SadpError {
   return new SadpError(code, message, { status: Status.INVALID_ARGUMENT, cause });
 }
 
@@ -79,11 +82,18 @@ export function splitGrpcDetails(details: string): { code: string | undefined; m
  * when it sent one (else `fallbackCode`), `what` (the call and the peer) in
  * front of the server's message, and the original as `cause`.
  */
-export function fromGrpcError(err: unknown, what: string, fallbackCode = 'SADP_RPC_FAILED'): SadpError {
+export function fromGrpcError(
+  err: unknown,
+  what: string,
+  fallbackCode: SadpErrorCode = 'SADP_RPC_FAILED',
+): SadpError {
   if (err instanceof SadpError) return err;
   const e = err as { code?: unknown; details?: unknown };
   const details = typeof e.details === 'string' ? e.details : errorMessage(err);
-  const { code, message } = splitGrpcDetails(details);
+  const split = splitGrpcDetails(details);
+  // A code this version does not know (a newer peer) stays in the message.
+  const code = split.code !== undefined && isSadpErrorCode(split.code) ? split.code : undefined;
+  const message = code === undefined ? details : split.message;
   const status = Object.values(Status).includes(e.code as StatusCode)
     ? (e.code as StatusCode)
     : Status.INTERNAL;

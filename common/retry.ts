@@ -16,9 +16,9 @@ type Jitter = 'full' | 'equal';
 
 export interface BackoffOptions {
   /** Ceiling of the first retry's delay; doubles per attempt. */
-  baseMs: number;
+  baseDelayMs: number;
   /** Largest ceiling. */
-  maxMs: number;
+  maxDelayMs: number;
   /** Default `full`. */
   jitter?: Jitter;
   /** Default Math.random (tests pass a fixed one). */
@@ -28,7 +28,7 @@ export interface BackoffOptions {
 /** The delay before retry number `attempt` (1 = the first retry): ceiling min(max, base * 2^(attempt-1)). */
 export function backoffDelayMs(attempt: number, options: BackoffOptions): number {
   const random = options.random ?? Math.random;
-  const ceiling = Math.min(options.maxMs, options.baseMs * 2 ** Math.max(0, attempt - 1));
+  const ceiling = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.max(0, attempt - 1));
   if (options.jitter === 'equal') return Math.round(ceiling / 2 + random() * (ceiling / 2));
   return Math.floor(random() * ceiling);
 }

@@ -3,6 +3,7 @@
 // reach it through the folder indexes). The gRPC loader service:
 export {
   createLoaderServer,
+  loaderConfigSchema,
   epochLayout,
   shufflePlan,
   shufflePlanAsync,
@@ -12,7 +13,6 @@ export {
   type LoaderServer,
   type LoaderServerOptions,
   type LoaderStats,
-  type LoaderTlsOptions,
   type ShuffleMode,
 } from './service/index.js';
 // The shard layer: the on-storage format, datasets, building and indexing.
@@ -65,6 +65,7 @@ export {
   sortUniqueIds,
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
+  cutSample,
   type FetchedSample,
   type SampleLayout,
 } from './fetch/index.js';

@@ -36,3 +36,5 @@ export {
   type ScorerClient,
 } from './client/index.js';
 export { policyFromEnum, u64ToBigInt } from './wire.js';
+// The `scorer` config section.
+export { scorerConfigSchema } from './service/config.js';

@@ -19,10 +19,11 @@ function* walk(dir) {
   }
 }
 
-const files = COMPONENTS.flatMap((c) => [...walk(join(root, c))]).map((path) => ({
-  path: relative(root, path),
-  text: readFileSync(path, 'utf8'),
-}));
+// common/error-codes.ts declares the closed set; it raises nothing.
+const DECLARATIONS = 'common/error-codes.ts';
+const files = COMPONENTS.flatMap((c) => [...walk(join(root, c))])
+  .map((path) => ({ path: relative(root, path), text: readFileSync(path, 'utf8') }))
+  .filter((f) => f.path !== DECLARATIONS);
 
 // Code tables such as `const CoreErrorCode = { JOB_NOT_FOUND: 'SADP_JOB_NOT_FOUND', ... }`.
 const aliases = new Map();
@@ -34,6 +35,14 @@ for (const { text } of files) {
   }
 }
 
+// Constants such as `const STORAGE_TIMEOUT = 'SADP_STORAGE_TIMEOUT'`, raised as `new SadpError(STORAGE_TIMEOUT, ...)`.
+const constants = new Map();
+for (const { text } of files) {
+  for (const m of text.matchAll(/const ([A-Z][A-Z0-9_]*) = '(SADP_[A-Z0-9_]+)'/g)) constants.set(m[1], m[2]);
+}
+// Helpers that raise one code wherever they are called (common/scores.ts: the score rule).
+const HELPERS = { invalidScore: 'SADP_SCORE_INVALID' };
+
 const codes = new Map();
 const entry = (code) => {
   let e = codes.get(code);
@@ -43,6 +52,9 @@ const entry = (code) => {
 for (const { path, text } of files) {
   const refs = [
     ...[...text.matchAll(/'(SADP_[A-Z0-9_]+)'/g)].map((m) => ({ code: m[1], at: m.index })),
+    ...[...text.matchAll(/new SadpError\(\s*([A-Z][A-Z0-9_]*),/g)]
+      .filter((m) => constants.has(m[1]))
+      .map((m) => ({ code: constants.get(m[1]), at: m.index + m[0].indexOf(m[1]) })),
     ...[...text.matchAll(/\b(\w+ErrorCode\.[A-Z0-9_]+)\b/g)]
       .filter((m) => aliases.has(m[1]))
       .map((m) => ({ code: aliases.get(m[1]), at: m.index })),
@@ -69,6 +81,12 @@ for (const { path, text } of files) {
   }
 }
 
+for (const { path, text } of files) {
+  for (const [helper, code] of Object.entries(HELPERS)) {
+    if (new RegExp(`(?<!function )\\b${helper}\\(`).test(text)) entry(code).where.add(path);
+  }
+}
+
 const rows = [...codes.entries()].sort(([a], [b]) => a.localeCompare(b));
 const lines = [
   '# Error codes',
@@ -78,7 +96,10 @@ const lines = [
   'gRPC details start with the code (`SADP_...: message`). The status is what the code is raised',
   'with (INTERNAL when none is given); "meaning" is the message it is raised with (`…` marks',
   'interpolated values). The trainer SDK also raises `SADP_LOADER_<STATUS>` for a loader answer',
-  'it cannot retry.',
+  'it cannot retry; the Python SDK (trainer/python) raises the same codes for the same checks',
+  '(e.g. `SADP_SCORE_INVALID`, `SADP_ACK_INVALID`). The closed set, one union per component',
+  '(`StorageErrorCode`, `ShardErrorCode`, ... composed into `SadpErrorCode`), is declared in',
+  '`common/error-codes.ts`; `new SadpError(code, ...)` does not compile with any other code.',
   '',
   '| code | gRPC status | meaning | where raised |',
   '|---|---|---|---|',

@@ -11,7 +11,7 @@ import { createLocalStore } from './local-store.js';
 import { createS3Client, type S3Options } from './s3-client.js';
 import { createS3Store } from './s3-store.js';
 
-export type { ObjectStore, ObjectInfo, ReadOptions, ReadIntoOptions, WriteOptions } from './object-store.js';
+export type { ObjectStore } from './object-store.js';
 export { readInto, STORAGE_TIMEOUT } from './read-into.js';
 export type { S3Options, S3Credentials } from './s3-client.js';
 export type { EmbeddedS3 } from './embedded-s3.js';
@@ -19,6 +19,8 @@ export type { S3Client } from '@aws-sdk/client-s3';
 export { createS3Client } from './s3-client.js';
 export { startEmbeddedS3, s3OptionsForEmbedded } from './embedded-s3.js';
 export { splitObjectUrl, isAbsoluteUrl } from './keys.js';
+export { createRoutingStore } from './routing-store.js';
+export { s3ConfigSchema, embeddedS3ConfigSchema } from './config.js';
 export { isRetryableStorageError } from './errors.js';
 export { PART_SIZE } from './s3-store.js';
 

@@ -5,12 +5,12 @@
 // idleTimeoutMs, SADP_STORAGE_UNAVAILABLE for transport trouble (both
 // retryable), SADP_OBJECT_CHANGED for a broken ETag pin.
 import type { Readable } from 'node:stream';
-import { SadpError, Status, isSadpError } from '../common/errors.js';
+import { SadpError, Status, isSadpError, type SadpErrorCode } from '../common/errors.js';
 import type { ObjectStore, ReadIntoOptions } from './object-store.js';
 import { changedError, mapStorageError } from './errors.js';
 
 /** Error code for an idle timeout (headers or body); retryable, like SADP_STORAGE_UNAVAILABLE. */
-export const STORAGE_TIMEOUT = 'SADP_STORAGE_TIMEOUT';
+export const STORAGE_TIMEOUT = 'SADP_STORAGE_TIMEOUT' satisfies SadpErrorCode;
 
 export function timeoutError(url: string, options: ReadIntoOptions, cause?: unknown): SadpError {
   return new SadpError(

@@ -4,7 +4,7 @@
 // every run still times only its own training.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { SadpError, Status } from '../../common/errors.js';
+import { SadpError, Status, type SadpErrorCode } from '../../common/errors.js';
 import { selectBackend, type BackendSelection } from '../../trainer/index.js';
 import { loadAccuracyData, runAccuracyRun, warmUp, type EpochRecord, type RunResult } from './run.js';
 import { expectedCost, planRuns, type AccuracySettings, type RunSpec } from './settings.js';
@@ -17,7 +17,7 @@ export type FromWorker =
   | { type: 'ready'; backend: BackendSelection }
   | { type: 'epoch'; spec: RunSpec; record: EpochRecord }
   | { type: 'result'; result: RunResult }
-  | { type: 'error'; message: string; code?: string };
+  | { type: 'error'; message: string; code?: SadpErrorCode };
 
 interface RunProgress {
   /** Runs finished, of `total`. */

@@ -2,10 +2,11 @@
 // Prints {"event":"listening","service":"loader",...} on stdout when ready.
 import { delimiter, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { splitHostPort, type Config } from '../../common/config.js';
+import { splitHostPort, type Config, type ConfigInput } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
-import { channelCredentials, readPem } from '../../common/tls.js';
-import { createLoaderServer, type LoaderServer, type LoaderTlsOptions } from '../../loader/index.js';
+import { channelCredentials, readTls, type TlsOptions } from '../../common/tls.js';
+import { createLoaderServer, loaderConfigSchema, type LoaderServer } from '../../loader/index.js';
+import type { z } from 'zod';
 import type { S3Options } from '../../storage/index.js';
 import {
   addCommonServiceOptions,
@@ -18,29 +19,71 @@ import {
 } from '../service-runtime.js';
 import { intArg } from '../args.js';
 
-interface LoaderFlags extends CommonServiceFlags {
-  listen?: string;
-  scorer?: string;
-  inflightBytes?: number;
-  prefetchBatches?: number;
-  gapBytes?: number;
-  readPlanner?: 'auto' | 'min-bytes' | 'whole-shard' | 'ranges';
-  concurrency?: number;
-  readThreads?: number;
-  shuffle?: 'global' | 'shard-block' | 'shard-buffer';
-  auth?: 'none' | 'token';
+/**
+ * `sadp loader` flags for knobs of the `loader` config section, in help
+ * order: the knob (the flag is its kebab-case name) and its help line. Types,
+ * defaults and bounds come from the loader's schema (loaderConfigSchema); a
+ * flag only overrides the config when given.
+ */
+const KNOB_FLAGS = [
+  ['listen', '<host:port>', 'address to listen on (port 0: any free port)'],
+  ['scorer', '<host:port>', 'scorer address'],
+  ['inflightBytes', '<n>', 'global bound on fetched-but-unsent sample bytes'],
+  ['prefetchBatches', '<n>', 'batches fetched ahead per stream'],
+  ['gapBytes', '<n>', 'merge byte ranges of a shard closer than this'],
+  [
+    'readPlanner',
+    '<mode>',
+    'auto (minimise modelled read time), min-bytes (pruned bytes within the waste bound), whole-shard or ranges',
+  ],
+  ['concurrency', '<n>', 'concurrent GETs'],
+  ['readThreads', '<n>', 'worker threads for GETs and tar cutting (0: on the main thread)'],
+  ['shuffle', '<mode>', 'global, shard-block or shard-buffer'],
+  [
+    'auth',
+    '<mode>',
+    'none or token (per-job bearer tokens; under none, jobs created with a token are refused)',
+  ],
+] as const satisfies ReadonlyArray<readonly [keyof Config['loader'], string, string]>;
+
+type KnobKey = (typeof KNOB_FLAGS)[number][0];
+
+type LoaderFlags = CommonServiceFlags & { [K in KnobKey]?: Config['loader'][K] } & {
   allowLocalRoot: string[];
+};
+
+const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** The `loader` config overrides the given knob flags stand for (unset flags leave config alone). */
+export function knobOverrides(flags: { [K in KnobKey]?: Config['loader'][K] }): ConfigInput['loader'] {
+  return Object.fromEntries(KNOB_FLAGS.map(([key]) => [key, flags[key]]));
 }
 
-function loaderTls(config: Config): LoaderTlsOptions | undefined {
-  const { cert, key, ca, requireClientCert } = config.tls;
-  if (!cert || !key) return undefined;
-  return {
-    cert: readPem(cert, 'certificate'),
-    key: readPem(key, 'key'),
-    ...(ca ? { ca: readPem(ca, 'CA') } : {}),
-    requireClientCert,
-  };
+/** Adds the knob flags to `cmd`: integers are parsed and bounded as the schema bounds them. */
+export function addKnobFlags(cmd: Command): Command {
+  const defaults = loaderConfigSchema.parse({});
+  for (const [key, arg, help] of KNOB_FLAGS) {
+    const flag = `--${kebab(key)}`;
+    const text = `${help}; default ${String(defaults[key])}`;
+    const field = loaderConfigSchema.shape[key] as unknown as { unwrap(): z.ZodType };
+    const inner = field.unwrap() as unknown as {
+      type: string;
+      minValue?: number | null;
+      maxValue?: number | null;
+    };
+    if (inner.type === 'number') {
+      cmd.option(`${flag} ${arg}`, text, intArg(flag, inner.minValue ?? 0, inner.maxValue ?? undefined));
+    } else {
+      cmd.option(`${flag} ${arg}`, text);
+    }
+  }
+  return cmd;
+}
+
+/** The listener's TLS: the config's files, read once (plaintext without cert and key). */
+function loaderTls(config: Config): TlsOptions | undefined {
+  const { cert, key } = config.tls;
+  return cert || key ? readTls(config.tls) : undefined;
 }
 
 /** Starts a loader from resolved config; shared by `sadp loader` and `sadp serve`. */
@@ -94,56 +137,21 @@ export function joinRoots(roots: readonly string[]): string | undefined {
 
 export function registerLoaderCommand(program: Command): void {
   addCommonServiceOptions(
-    program
-      .command('loader')
-      .description(
-        'Run the loader gRPC service: streams SADP-selected samples from shards in S3 to trainer ranks and forwards their scores to the scorer.',
-      )
-      .option('--listen <host:port>', 'address to listen on (port 0: any free port); default 127.0.0.1:50052')
-      .option('--scorer <host:port>', 'scorer address; default 127.0.0.1:50051')
-      .option(
-        '--inflight-bytes <n>',
-        'global bound on fetched-but-unsent sample bytes',
-        intArg('--inflight-bytes'),
-      )
-      .option('--prefetch-batches <n>', 'batches fetched ahead per stream', intArg('--prefetch-batches'))
-      .option('--gap-bytes <n>', 'merge byte ranges of a shard closer than this', intArg('--gap-bytes'))
-      .option(
-        '--read-planner <mode>',
-        'auto (minimise modelled read time), min-bytes (pruned bytes within the waste bound), whole-shard or ranges',
-      )
-      .option('--concurrency <n>', 'concurrent GETs', intArg('--concurrency'))
-      .option(
-        '--read-threads <n>',
-        'worker threads for GETs and tar cutting (0: on the main thread)',
-        intArg('--read-threads'),
-      )
-      .option('--shuffle <mode>', 'global, shard-block or shard-buffer')
-      .option(
-        '--auth <mode>',
-        'none or token (per-job bearer tokens; under none, jobs created with a token are refused)',
-      )
-      .option(
-        '--allow-local-root <dir>',
-        'a local directory jobs’ datasets may be read from (repeatable); otherwise only object storage (s3://)',
-        (v: string, acc: string[]) => [...acc, v],
-        [] as string[],
-      ),
+    addKnobFlags(
+      program
+        .command('loader')
+        .description(
+          'Run the loader gRPC service: streams SADP-selected samples from shards in S3 to trainer ranks and forwards their scores to the scorer.',
+        ),
+    ).option(
+      '--allow-local-root <dir>',
+      'a local directory jobs’ datasets may be read from (repeatable); otherwise only object storage (s3://)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    ),
   ).action(async (flags: LoaderFlags) => {
     const config = resolveConfig(flags, {
-      loader: {
-        listen: flags.listen,
-        scorer: flags.scorer,
-        inflightBytes: flags.inflightBytes,
-        prefetchBatches: flags.prefetchBatches,
-        gapBytes: flags.gapBytes,
-        readPlanner: flags.readPlanner,
-        concurrency: flags.concurrency,
-        readThreads: flags.readThreads,
-        shuffle: flags.shuffle,
-        auth: flags.auth,
-        allowLocalRoots: joinRoots(flags.allowLocalRoot),
-      },
+      loader: { ...knobOverrides(flags), allowLocalRoots: joinRoots(flags.allowLocalRoot) },
     });
     const runtime = await startServiceRuntime('loader', config);
     const server = await startLoaderFromConfig(config, runtime.logger);

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { bearerInterceptor } from '../../common/bearer.js';
 import { SadpError, Status, errorMessage, fromGrpcError } from '../../common/errors.js';
 import { errorLines } from '../hints.js';
-import { channelCredentials, serverCredentials } from '../../common/tls.js';
+import { channelCredentials, readTls } from '../../common/tls.js';
 import { pb, type sadp } from '../../proto/index.js';
 import {
   POLICY_NAMES,
@@ -61,7 +61,7 @@ export function startScorerFromConfig(
     port,
     stateUrl: config.scorer.state,
     s3: overrides.s3 ?? s3Options(config),
-    credentials: serverCredentials(config.tls),
+    tls: readTls(config.tls),
     auth: {
       mode: config.scorer.auth,
       adminToken: config.scorer.adminToken,

@@ -152,13 +152,13 @@ function makeSource(flags: BuildFlags): SampleSource {
       return fashionMnistSource({ split: flags.split, dir: flags.input, limit: flags.count });
     case 'imagefolder':
       if (!flags.input)
-        throw new SadpError('SADP_INVALID_ARGUMENT', '--source imagefolder needs --input DIR', {
+        throw new SadpError('SADP_INVALID_OPTION', '--source imagefolder needs --input DIR', {
           status: Status.INVALID_ARGUMENT,
         });
       return imageFolderSource({ input: flags.input });
     case 'synthetic':
       if (flags.count === undefined) {
-        throw new SadpError('SADP_INVALID_ARGUMENT', '--source synthetic needs --count N', {
+        throw new SadpError('SADP_INVALID_OPTION', '--source synthetic needs --count N', {
           status: Status.INVALID_ARGUMENT,
         });
       }
@@ -170,7 +170,7 @@ function makeSource(flags: BuildFlags): SampleSource {
       });
     default:
       throw new SadpError(
-        'SADP_INVALID_ARGUMENT',
+        'SADP_INVALID_OPTION',
         `--source must be fashion-mnist, imagefolder or synthetic, got ${flags.source}`,
         { status: Status.INVALID_ARGUMENT },
       );

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SadpError, Status } from '../../common/errors.js';
-import { readPem } from '../../common/tls.js';
+import { readTls } from '../../common/tls.js';
 import { AUTO_BACKEND_ORDER, type BackendPreference } from '../../trainer/index.js';
 import { createTrainReporter, runTraining, type EvalSource, type TrainOptions } from '../../trainer/index.js';
 import { intArg, numArg } from '../args.js';
@@ -69,14 +69,7 @@ function trainOptionsFromFlags(flags: TrainFlags, signal?: AbortSignal): TrainOp
     evalSource = { kind: 'manifest', url: flags.eval, s3: s3OptionsFromFlags(flags) };
   if (flags.evalFashionMnist !== undefined)
     evalSource = { kind: 'fashion-mnist', dir: flags.evalFashionMnist };
-  const tls =
-    flags.tlsCa || flags.tlsCert || flags.tlsKey
-      ? {
-          ca: flags.tlsCa ? readPem(flags.tlsCa, 'CA') : undefined,
-          cert: flags.tlsCert ? readPem(flags.tlsCert, 'client certificate') : undefined,
-          key: flags.tlsKey ? readPem(flags.tlsKey, 'client key') : undefined,
-        }
-      : undefined;
+  const tls = readTls({ ca: flags.tlsCa, cert: flags.tlsCert, key: flags.tlsKey });
   const hidden = flags.hidden?.split(',').map((h) => intArg('--hidden', 1)(h.trim()));
   return {
     loader: flags.loader,

@@ -10,8 +10,8 @@ import { isRetryableStorageError, readInto, STORAGE_TIMEOUT, type ObjectStore } 
 
 export interface RetryConfig {
   maxAttempts: number;
-  baseBackoffMs: number;
-  maxBackoffMs: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
   idleTimeoutMs: number;
   /** Jitter source; Math.random unless a test pins it. */
   random: () => number;
@@ -80,8 +80,8 @@ export async function fetchRange(
       },
       {
         attempts: config.maxAttempts,
-        baseMs: config.baseBackoffMs,
-        maxMs: config.maxBackoffMs,
+        baseDelayMs: config.baseDelayMs,
+        maxDelayMs: config.maxDelayMs,
         jitter: 'full',
         random: config.random,
         classify: (err) => err instanceof RetryableAttempt,

@@ -27,5 +27,6 @@ export {
   CPU_PER_REQUEST_US,
   CPU_PER_BYTE_US,
 } from './cost-estimator.js';
+export { rangeReaderConfigShape } from './reader-config.js';
 export { planRanges, sortUniqueIds, type SampleLayout } from './range-plan.js';
-export type { FetchedSample } from './cut.js';
+export { cutSample, type FetchedSample } from './cut.js';

@@ -19,6 +19,7 @@ import {
   type ReadPlan,
   type ReadPlannerMode,
 } from './read-planner.js';
+import { RANGE_READER_DEFAULTS, RANGE_READER_LIMITS } from './reader-config.js';
 import { cutSample, type FetchedSample } from './cut.js';
 import { createReadThreads, type ReadThreads } from './read-threads.js';
 import { createSlabPool, type Arena, type SlabPool } from './slab-pool.js';
@@ -56,9 +57,9 @@ export interface RangeReaderOptions {
   /** Attempts per range, first one included; default 5. */
   maxAttempts?: number;
   /** Backoff ceiling of the first retry; default 100 ms, doubling per attempt (full jitter). */
-  baseBackoffMs?: number;
+  baseDelayMs?: number;
   /** Upper bound on one backoff; default 5,000 ms. */
-  maxBackoffMs?: number;
+  maxDelayMs?: number;
   /** Abort a GET whose headers or body make no progress for this long, and resume it; default 15,000 ms. */
   idleTimeoutMs?: number;
   /**
@@ -192,8 +193,8 @@ export interface ResolvedRangeReaderOptions {
   maxRequestBytes: number;
   concurrency: number;
   maxAttempts: number;
-  baseBackoffMs: number;
-  maxBackoffMs: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
   idleTimeoutMs: number;
   planner: ReadPlannerMode;
   cost: ReadCostModel | undefined;
@@ -202,23 +203,24 @@ export interface ResolvedRangeReaderOptions {
   threadS3: S3Options | undefined;
 }
 
-export const DEFAULT_GAP_BYTES = 64 * 1024;
-export const DEFAULT_MAX_WASTE_RATIO = 0.05;
+export const DEFAULT_GAP_BYTES = RANGE_READER_DEFAULTS.gapBytes;
+export const DEFAULT_MAX_WASTE_RATIO = RANGE_READER_DEFAULTS.maxWasteRatio;
 
 export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): ResolvedRangeReaderOptions {
+  const d = RANGE_READER_DEFAULTS;
   const resolved: ResolvedRangeReaderOptions = {
-    gapBytes: options.gapBytes ?? DEFAULT_GAP_BYTES,
-    maxWasteRatio: options.maxWasteRatio ?? DEFAULT_MAX_WASTE_RATIO,
-    maxRequestBytes: options.maxRequestBytes ?? 8 * 1024 * 1024,
-    concurrency: options.concurrency ?? 64,
-    maxAttempts: options.maxAttempts ?? 5,
-    baseBackoffMs: options.baseBackoffMs ?? 100,
-    maxBackoffMs: options.maxBackoffMs ?? 5_000,
-    idleTimeoutMs: options.idleTimeoutMs ?? 15_000,
-    planner: options.planner ?? 'auto',
+    gapBytes: options.gapBytes ?? d.gapBytes,
+    maxWasteRatio: options.maxWasteRatio ?? d.maxWasteRatio,
+    maxRequestBytes: options.maxRequestBytes ?? d.maxRequestBytes,
+    concurrency: options.concurrency ?? d.concurrency,
+    maxAttempts: options.maxAttempts ?? d.maxAttempts,
+    baseDelayMs: options.baseDelayMs ?? d.baseDelayMs,
+    maxDelayMs: options.maxDelayMs ?? d.maxDelayMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? d.idleTimeoutMs,
+    planner: options.planner ?? d.planner,
     cost: options.cost,
     metrics: options.metrics ?? false,
-    threads: options.threads ?? 0,
+    threads: options.threads ?? d.threads,
     threadS3: options.threadS3,
   };
   const check = (name: keyof ResolvedRangeReaderOptions, ok: boolean): void => {
@@ -235,12 +237,26 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
   check('gapBytes', Number.isFinite(resolved.gapBytes) && resolved.gapBytes >= 0);
   check('maxWasteRatio', resolved.maxWasteRatio >= 0);
   check('maxRequestBytes', Number.isSafeInteger(resolved.maxRequestBytes) && resolved.maxRequestBytes > 0);
-  check('concurrency', Number.isInteger(resolved.concurrency) && resolved.concurrency >= 1);
-  check('maxAttempts', Number.isInteger(resolved.maxAttempts) && resolved.maxAttempts >= 1);
-  check('baseBackoffMs', resolved.baseBackoffMs >= 0);
-  check('maxBackoffMs', resolved.maxBackoffMs >= resolved.baseBackoffMs);
+  const limits = RANGE_READER_LIMITS;
+  check(
+    'concurrency',
+    Number.isInteger(resolved.concurrency) &&
+      resolved.concurrency >= 1 &&
+      resolved.concurrency <= limits.concurrency,
+  );
+  check(
+    'maxAttempts',
+    Number.isInteger(resolved.maxAttempts) &&
+      resolved.maxAttempts >= 1 &&
+      resolved.maxAttempts <= limits.maxAttempts,
+  );
+  check('baseDelayMs', resolved.baseDelayMs >= 0);
+  check('maxDelayMs', resolved.maxDelayMs >= resolved.baseDelayMs);
   check('idleTimeoutMs', resolved.idleTimeoutMs > 0);
-  check('threads', Number.isInteger(resolved.threads) && resolved.threads >= 0 && resolved.threads <= 64);
+  check(
+    'threads',
+    Number.isInteger(resolved.threads) && resolved.threads >= 0 && resolved.threads <= limits.threads,
+  );
   check('planner', (READ_PLANNER_MODES as readonly string[]).includes(resolved.planner));
   check(
     'cost',
@@ -285,8 +301,8 @@ class RangeReaderImpl implements RangeReader {
         s3: options.threadS3,
         retry: {
           maxAttempts: options.maxAttempts,
-          baseBackoffMs: options.baseBackoffMs,
-          maxBackoffMs: options.maxBackoffMs,
+          baseDelayMs: options.baseDelayMs,
+          maxDelayMs: options.maxDelayMs,
           idleTimeoutMs: options.idleTimeoutMs,
         },
       });
@@ -294,8 +310,8 @@ class RangeReaderImpl implements RangeReader {
     this.limiter = createPool(options.concurrency);
     this.retry = {
       maxAttempts: options.maxAttempts,
-      baseBackoffMs: options.baseBackoffMs,
-      maxBackoffMs: options.maxBackoffMs,
+      baseDelayMs: options.baseDelayMs,
+      maxDelayMs: options.maxDelayMs,
       idleTimeoutMs: options.idleTimeoutMs,
       random: Math.random,
     };

@@ -7,7 +7,7 @@
 // server's thread. Each worker has its own S3 client (credentials from the
 // same options or default chain) and socket pool.
 import { Worker } from 'node:worker_threads';
-import { SadpError, Status, type StatusCode } from '../../common/errors.js';
+import { SadpError, Status, type SadpErrorCode, type StatusCode } from '../../common/errors.js';
 import { cancelledError } from '../../common/signals.js';
 import type { S3Options } from '../../storage/index.js';
 import type { ShardIndex } from '../shards/index.js';
@@ -55,11 +55,11 @@ export type ThreadReply =
       id: number;
       events: ThreadEvent[];
       error: {
-        code: string;
+        code: SadpErrorCode;
         message: string;
         status: StatusCode | undefined;
         /** The worker's `cause`, by code and message (errors cross threads as data). */
-        cause: { code: string | undefined; message: string } | undefined;
+        cause: { code: SadpErrorCode | undefined; message: string } | undefined;
       };
     };
 

@@ -4,7 +4,8 @@
 // thread, so errors carry the same codes and messages; the fetched bytes go
 // back as a transferred ArrayBuffer with the cut fields as offsets into it.
 import { parentPort, workerData } from 'node:worker_threads';
-import { SadpError, errorMessage, isSadpError } from '../../common/errors.js';
+import { SadpError, errorMessage, isSadpError, type SadpErrorCode } from '../../common/errors.js';
+import { isSadpErrorCode } from '../../common/error-codes.js';
 import {
   createS3Client,
   openStore,
@@ -84,7 +85,12 @@ async function run(req: ThreadRequest): Promise<void> {
     const cause = err instanceof Error && err.cause !== undefined ? describe(err.cause) : undefined;
     const error = isSadpError(err)
       ? { code: err.code, message: err.message, status: err.status, cause }
-      : { code: 'SADP_INTERNAL', message: `read thread: ${errorMessage(err)}`, status: undefined, cause };
+      : {
+          code: 'SADP_INTERNAL' as const,
+          message: `read thread: ${errorMessage(err)}`,
+          status: undefined,
+          cause,
+        };
     port?.postMessage({ type: 'error', id: req.id, events, error } satisfies ThreadReply);
   } finally {
     running.delete(req.id);
@@ -92,9 +98,12 @@ async function run(req: ThreadRequest): Promise<void> {
 }
 
 /** An error's cause as it crosses the thread boundary: its code and message. */
-function describe(cause: unknown): { code: string | undefined; message: string } {
+function describe(cause: unknown): { code: SadpErrorCode | undefined; message: string } {
   const code = (cause as { code?: unknown } | undefined)?.code;
-  return { code: typeof code === 'string' ? code : undefined, message: errorMessage(cause) };
+  return {
+    code: typeof code === 'string' && isSadpErrorCode(code) ? code : undefined,
+    message: errorMessage(cause),
+  };
 }
 
 port.on('message', (m: ThreadRequest | { type: 'cancel'; id: number; reason: string }) => {

@@ -1,9 +1,15 @@
 // Options of the loader server, each default documented and justified, and
-// their resolution into one fully-checked config.
+// their resolution into one fully-checked config. The knobs deployments set
+// (config file, SADP_LOADER_* variables, `sadp loader` flags) are also a zod
+// schema here, built from the same defaults and bounds; common/config
+// composes it into the `loader` section.
 import type { ChannelCredentials } from '@grpc/grpc-js';
+import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
+import { hostPortSchema } from '../../common/host-port.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
-import type { RangeReaderOptions, RangeRequestEvent } from '../fetch/index.js';
+import type { TlsOptions } from '../../common/tls.js';
+import { rangeReaderConfigShape, type RangeReaderOptions, type RangeRequestEvent } from '../fetch/index.js';
 import type { DatasetAccess } from '../shards/index.js';
 import type { S3Options } from '../../storage/index.js';
 
@@ -25,20 +31,11 @@ import type { S3Options } from '../../storage/index.js';
  *   (WebDataset's shard shuffle + shuffle buffer). Locality like
  *   `shard-block` without its block boundaries.
  */
-export type ShuffleMode = 'global' | 'shard-block' | 'shard-buffer';
+export const SHUFFLE_MODES = ['global', 'shard-block', 'shard-buffer'] as const;
+export type ShuffleMode = (typeof SHUFFLE_MODES)[number];
 
-export type AuthMode = 'none' | 'token';
-
-export interface LoaderTlsOptions {
-  /** PEM certificate chain of the server. */
-  cert: Buffer;
-  /** PEM private key of the server. */
-  key: Buffer;
-  /** PEM CA bundle used to verify client certificates (mutual TLS). */
-  ca?: Buffer;
-  /** Reject clients without a certificate signed by `ca`; default false. */
-  requireClientCert?: boolean;
-}
+const AUTH_MODES = ['none', 'token'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
 
 export interface LoaderServerOptions {
   /** Interface to bind; default `127.0.0.1` (loopback: exposing it is a deliberate choice). */
@@ -103,8 +100,8 @@ export interface LoaderServerOptions {
    * `none`.
    */
   auth?: AuthMode;
-  /** Serve TLS (optionally mutual) instead of plaintext; default plaintext. */
-  tls?: LoaderTlsOptions;
+  /** Serve TLS (cert + key; mutual with ca + requireClientCert) instead of plaintext; default plaintext. */
+  tls?: TlsOptions;
   /** Structured logger; default silent. */
   logger?: Logger;
   /** Called for every storage GET (tests assert pruned samples are never read). */
@@ -147,7 +144,7 @@ export interface ResolvedLoaderOptions {
   scoreFlushMs: number;
   scoreBufferEntries: number;
   auth: AuthMode;
-  tls: LoaderTlsOptions | undefined;
+  tls: TlsOptions | undefined;
   logger: Logger;
   onStorageRequest: ((r: RangeRequestEvent) => void) | undefined;
   epochBarrierMs: number;
@@ -176,6 +173,54 @@ export const LOADER_DEFAULTS = {
   keepaliveTimeMs: 60_000,
 } as const;
 
+/** Integer bounds [min, max], shared by resolveLoaderOptions and the config schema. */
+export const LOADER_BOUNDS = {
+  port: [0, 65_535],
+  inflightBytes: [1, Number.MAX_SAFE_INTEGER],
+  /** More than 64 batches ahead per stream only holds memory the byte budget then refuses. */
+  prefetchBatches: [1, 64],
+  maxMessageBytes: [1024, Number.MAX_SAFE_INTEGER],
+  shuffleBlockShards: [1, Number.MAX_SAFE_INTEGER],
+  /** 262,144 entries is ~5 MB per ReportScores, past the scorer's comfortable request size. */
+  scoreFlushEntries: [1, 262_144],
+  scoreFlushMs: [0, Number.MAX_SAFE_INTEGER],
+  scoreBufferEntries: [1, Number.MAX_SAFE_INTEGER],
+  epochBarrierMs: [0, Number.MAX_SAFE_INTEGER],
+  openTimeoutMs: [1, Number.MAX_SAFE_INTEGER],
+  warmBatchTtlMs: [1, Number.MAX_SAFE_INTEGER],
+  scorerCallTimeoutMs: [1, Number.MAX_SAFE_INTEGER],
+  /** gRPC refuses pings more often than every 10 s by default; 1 s is the floor we accept. */
+  keepaliveTimeMs: [1000, Number.MAX_SAFE_INTEGER],
+} as const satisfies Record<string, readonly [number, number]>;
+
+function intField(name: keyof typeof LOADER_BOUNDS): z.ZodNumber {
+  const [min, max] = LOADER_BOUNDS[name];
+  return z.number().int().min(min).max(max);
+}
+
+/** The `loader` config section: what a deployment sets, with the loader's own defaults and bounds. */
+export const loaderConfigSchema = z
+  .object({
+    listen: hostPortSchema.default(`${LOADER_DEFAULTS.host}:50052`),
+    /** Address of the scorer service. */
+    scorer: hostPortSchema.default('127.0.0.1:50051'),
+    /** Global bound on sample bytes fetched but not yet written to trainers. */
+    inflightBytes: intField('inflightBytes').default(LOADER_DEFAULTS.inflightBytes),
+    /** Batches fetched ahead per trainer stream. */
+    prefetchBatches: intField('prefetchBatches').default(LOADER_DEFAULTS.prefetchBatches),
+    /** Cap on one BatchPart message (clients' default receive limit is 4 MiB). */
+    maxMessageBytes: intField('maxMessageBytes').default(LOADER_DEFAULTS.maxMessageBytes),
+    ...rangeReaderConfigShape,
+    shuffle: z.enum(SHUFFLE_MODES).default(LOADER_DEFAULTS.shuffle),
+    /** 'token': trainers must present the job's bearer token. */
+    auth: z.enum(AUTH_MODES).default(LOADER_DEFAULTS.auth),
+    /** Bearer token this loader presents to the scorer (the scorer's loaderToken). */
+    scorerToken: z.string().min(1).optional(),
+    /** Local directories jobs' datasets may read from (service mode reads only object storage otherwise). */
+    allowLocalRoots: z.string().min(1).optional(),
+  })
+  .strict();
+
 function bad(name: string, value: unknown, want: string): SadpError {
   return new SadpError(
     'SADP_INVALID_OPTION',
@@ -186,7 +231,8 @@ function bad(name: string, value: unknown, want: string): SadpError {
   );
 }
 
-function int(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function int(name: keyof typeof LOADER_BOUNDS, value: number): number {
+  const [min, max] = LOADER_BOUNDS[name];
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw bad(name, value, `expected an integer in [${min}, ${max}]`);
   }
@@ -199,39 +245,39 @@ export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoad
     throw bad('scorerAddress', options.scorerAddress, 'expected host:port of the scorer');
   }
   const shuffle = options.shuffle ?? d.shuffle;
-  if (shuffle !== 'global' && shuffle !== 'shard-block' && shuffle !== 'shard-buffer')
-    throw bad('shuffle', shuffle, "expected 'global', 'shard-block' or 'shard-buffer'");
+  if (!SHUFFLE_MODES.includes(shuffle))
+    throw bad('shuffle', shuffle, `expected one of ${SHUFFLE_MODES.join(', ')}`);
   const auth = options.auth ?? d.auth;
-  if (auth !== 'none' && auth !== 'token') throw bad('auth', auth, "expected 'none' or 'token'");
+  if (!AUTH_MODES.includes(auth)) throw bad('auth', auth, `expected one of ${AUTH_MODES.join(', ')}`);
   if (options.tls && (!options.tls.cert || !options.tls.key))
     throw bad('tls', 'incomplete', 'cert and key are required');
   if (options.tls?.requireClientCert && !options.tls.ca)
     throw bad('tls.ca', undefined, 'requireClientCert needs a CA');
   return {
     host: options.host ?? d.host,
-    port: int('port', options.port ?? d.port, 0, 65_535),
+    port: int('port', options.port ?? d.port),
     scorerAddress: options.scorerAddress,
     scorerCredentials: options.scorerCredentials,
     scorerToken: options.scorerToken,
     datasetAccess: options.datasetAccess ?? 'any',
     s3: options.s3,
-    inflightBytes: int('inflightBytes', options.inflightBytes ?? d.inflightBytes, 1),
-    prefetchBatches: int('prefetchBatches', options.prefetchBatches ?? d.prefetchBatches, 1, 1024),
-    maxMessageBytes: int('maxMessageBytes', options.maxMessageBytes ?? d.maxMessageBytes, 1024),
+    inflightBytes: int('inflightBytes', options.inflightBytes ?? d.inflightBytes),
+    prefetchBatches: int('prefetchBatches', options.prefetchBatches ?? d.prefetchBatches),
+    maxMessageBytes: int('maxMessageBytes', options.maxMessageBytes ?? d.maxMessageBytes),
     readerOptions: options.readerOptions ?? {},
     shuffle,
-    shuffleBlockShards: int('shuffleBlockShards', options.shuffleBlockShards ?? d.shuffleBlockShards, 1),
-    scoreFlushEntries: int('scoreFlushEntries', options.scoreFlushEntries ?? d.scoreFlushEntries, 1, 262_144),
-    scoreFlushMs: int('scoreFlushMs', options.scoreFlushMs ?? d.scoreFlushMs, 0),
-    scoreBufferEntries: int('scoreBufferEntries', options.scoreBufferEntries ?? d.scoreBufferEntries, 1),
+    shuffleBlockShards: int('shuffleBlockShards', options.shuffleBlockShards ?? d.shuffleBlockShards),
+    scoreFlushEntries: int('scoreFlushEntries', options.scoreFlushEntries ?? d.scoreFlushEntries),
+    scoreFlushMs: int('scoreFlushMs', options.scoreFlushMs ?? d.scoreFlushMs),
+    scoreBufferEntries: int('scoreBufferEntries', options.scoreBufferEntries ?? d.scoreBufferEntries),
     auth,
     tls: options.tls,
     logger: options.logger ?? silentLogger,
     onStorageRequest: options.onStorageRequest,
-    epochBarrierMs: int('epochBarrierMs', options.epochBarrierMs ?? d.epochBarrierMs, 0),
-    openTimeoutMs: int('openTimeoutMs', options.openTimeoutMs ?? d.openTimeoutMs, 1),
-    warmBatchTtlMs: int('warmBatchTtlMs', options.warmBatchTtlMs ?? d.warmBatchTtlMs, 1),
-    scorerCallTimeoutMs: int('scorerCallTimeoutMs', options.scorerCallTimeoutMs ?? d.scorerCallTimeoutMs, 1),
-    keepaliveTimeMs: int('keepaliveTimeMs', options.keepaliveTimeMs ?? d.keepaliveTimeMs, 1000),
+    epochBarrierMs: int('epochBarrierMs', options.epochBarrierMs ?? d.epochBarrierMs),
+    openTimeoutMs: int('openTimeoutMs', options.openTimeoutMs ?? d.openTimeoutMs),
+    warmBatchTtlMs: int('warmBatchTtlMs', options.warmBatchTtlMs ?? d.warmBatchTtlMs),
+    scorerCallTimeoutMs: int('scorerCallTimeoutMs', options.scorerCallTimeoutMs ?? d.scorerCallTimeoutMs),
+    keepaliveTimeMs: int('keepaliveTimeMs', options.keepaliveTimeMs ?? d.keepaliveTimeMs),
   };
 }

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, toGrpcError } from '../../common/errors.js';
 import { settleWithin } from '../../common/signals.js';
 import { addStandardServices, LOADER_SERVICE_NAME, LoaderService, type sadp } from '../../proto/index.js';
+import { serverTlsCredentials } from '../../common/tls.js';
 import { resolveLoaderOptions, type LoaderServerOptions, type ResolvedLoaderOptions } from './options.js';
 import type { StreamEpochCall } from './session/epoch-stream.js';
 import { createLoaderStages, type LoaderStats } from './stages.js';
@@ -71,13 +72,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   });
   const health = addStandardServices(server, [LOADER_SERVICE_NAME]);
 
-  const credentials = resolved.tls
-    ? grpc.ServerCredentials.createSsl(
-        resolved.tls.ca ?? null,
-        [{ cert_chain: resolved.tls.cert, private_key: resolved.tls.key }],
-        resolved.tls.requireClientCert ?? false,
-      )
-    : grpc.ServerCredentials.createInsecure();
+  const credentials = serverTlsCredentials(resolved.tls);
   const bare = resolved.host.replace(/^\[(.*)\]$/, '$1');
   const bindHost = bare.includes(':') ? `[${bare}]` : bare;
   const port = await new Promise<number>((resolve, reject) =>

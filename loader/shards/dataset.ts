@@ -9,19 +9,14 @@
 // about 60 MB in all.
 import { SadpError, Status } from '../../common/errors.js';
 import {
+  createRoutingStore,
   isAbsoluteUrl,
   openStore,
   splitObjectUrl,
-  type ObjectInfo,
   type ObjectStore,
-  type ReadOptions,
   type S3Client,
   type S3Options,
-  type WriteOptions,
-  type ReadIntoOptions,
-  readInto,
 } from '../../storage/index.js';
-import type { Readable } from 'node:stream';
 import type { DatasetManifest, ShardIndex } from './format.js';
 import { CompactShardIndex, SuffixTable } from './compact-index.js';
 import { forEachLimited } from '../../common/pool.js';
@@ -74,63 +69,6 @@ export interface Dataset {
 
 const DATASET_DEFAULTS = { indexConcurrency: 16, indexCacheShards: 64 } as const;
 
-/**
- * A store rooted at the manifest's directory that also accepts absolute
- * `s3://` / `file://` keys (shards indexed in place in another bucket).
- */
-class RoutingStore implements ObjectStore {
-  private readonly others = new Map<string, ObjectStore>();
-
-  constructor(
-    private readonly root: ObjectStore,
-    private readonly open: (url: string) => ObjectStore,
-  ) {}
-
-  get url(): string {
-    return this.root.url;
-  }
-
-  private route(key: string): [ObjectStore, string] {
-    if (!isAbsoluteUrl(key)) return [this.root, key];
-    const { dir, key: base } = splitObjectUrl(key);
-    let store = this.others.get(dir);
-    if (!store) {
-      store = this.open(dir);
-      this.others.set(dir, store);
-    }
-    return [store, base];
-  }
-
-  put(key: string, body: Uint8Array | Readable, options?: WriteOptions): Promise<ObjectInfo> {
-    const [s, k] = this.route(key);
-    return s.put(k, body, options);
-  }
-  get(key: string, options?: ReadOptions): Promise<Uint8Array> {
-    const [s, k] = this.route(key);
-    return s.get(k, options);
-  }
-  getStream(key: string, options?: ReadOptions): Promise<Readable> {
-    const [s, k] = this.route(key);
-    return s.getStream(k, options);
-  }
-  readInto(key: string, dest: Uint8Array, destOffset: number, options: ReadIntoOptions): Promise<number> {
-    const [s, k] = this.route(key);
-    return readInto(s, k, dest, destOffset, options);
-  }
-  async head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined> {
-    const [s, k] = this.route(key);
-    const info = await s.head(k, options);
-    return info && { ...info, key };
-  }
-  list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ObjectInfo> {
-    return this.root.list(prefix, options);
-  }
-  delete(key: string, options?: { signal?: AbortSignal }): Promise<void> {
-    const [s, k] = this.route(key);
-    return s.delete(k, options);
-  }
-}
-
 /** Opens the directory of a manifest URL as a store that also routes absolute keys. */
 export function openDatasetStore(
   manifestUrl: string,
@@ -142,7 +80,7 @@ export function openDatasetStore(
     checkDatasetLocation(url, options.access ?? 'any');
     return openStore(url, { s3: options.s3, client });
   };
-  return { store: new RoutingStore(open(dir), open), manifestKey: key };
+  return { store: createRoutingStore({ root: open(dir), open }), manifestKey: key };
 }
 
 class OpenedDataset implements Dataset {

@@ -7,6 +7,16 @@ export { openDataset } from './dataset.js';
 export { splitMemberName } from './member-name.js';
 export type { DatasetAccess } from './dataset-access.js';
 export { TarScanner, type TarRecord } from './tar-scanner.js';
+export {
+  MAX_EXTENSION_BYTES,
+  TarHeaderError,
+  TarType,
+  decodeHeader,
+  decodePax,
+  decodeString,
+  isExtensionType,
+  isRegularType,
+} from './tar-header.js';
 export { indexShard, indexShards, type IndexProgress } from './indexer.js';
 export type { SampleSource, Sample } from './writer.js';
 export { buildShards, BUILD_DEFAULTS } from './writer.js';

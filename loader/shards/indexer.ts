@@ -24,6 +24,7 @@ import { SampleGrouper, noneSkipped, type SkippedEntries } from './sample-groupe
 import { forEachOrdered } from '../../common/pool.js';
 import { throwIfCancelled } from '../../common/signals.js';
 import { TarScanner, tarCorrupt, type TarRecord } from './tar-scanner.js';
+import { isRegularType } from './tar-header.js';
 
 export interface IndexProgress {
   shardsDone: number;
@@ -45,11 +46,6 @@ export interface IndexShardsOptions {
   /** Recorded in the manifest; default the input pattern. */
   source?: string;
   onProgress?: (progress: IndexProgress) => void;
-}
-
-/** Regular files: '0', NUL (old tar) and '7' (contiguous). */
-function isRegular(typeflag: number): boolean {
-  return typeflag === 0x30 || typeflag === 0 || typeflag === 0x37;
 }
 
 /**
@@ -111,7 +107,7 @@ export async function indexShard(
       }
       grouper.add(
         header.name,
-        isRegular(rec.typeflag),
+        isRegularType(rec.typeflag),
         { headerOffset: rec.headerOffset, dataOffset: rec.dataOffset, size: rec.size },
         rec.end,
       );

@@ -6,12 +6,22 @@
 // block by block: it validates each header's checksum and magic, reads the
 // size (octal or GNU base-256, PAX `size` override), groups PAX (x, g) and GNU
 // (L, K) extension headers with the member they describe, and skips data plus
-// padding. It decodes nothing else; names come from tar-stream, matched 1:1
+// padding. Headers are decoded by tar-header.ts, the parser the cutter uses
+// too; names come from tar-stream, matched 1:1
 // in order (both skip zero blocks and treat directories as data-less, like
 // tar-stream does). Memory: one 512-byte header plus at most MAX_PAX_BYTES of
 // a PAX header being read.
 import { SadpError, Status } from '../../common/errors.js';
 import { TAR_BLOCK, padded } from './format.js';
+import {
+  MAX_EXTENSION_BYTES,
+  TarHeaderError,
+  TarType,
+  decodeHeader,
+  decodePax,
+  isExtensionType,
+  isZeroBlock,
+} from './tar-header.js';
 
 /** One non-extension header and where its bytes are. */
 export interface TarRecord {
@@ -27,15 +37,10 @@ export interface TarRecord {
   end: number;
 }
 
-/** PAX headers larger than this are treated as corrupt (tar-stream uses 1 MiB too). */
-const MAX_PAX_BYTES = 1024 * 1024;
-
-const EXTENSION_TYPES = new Set([0x78 /* x */, 0x67 /* g */, 0x4c /* L */, 0x4b /* K */]);
-const DIRECTORY = 0x35; // '5'
-
-export function tarCorrupt(shard: string, offset: number, why: string): SadpError {
+export function tarCorrupt(shard: string, offset: number, why: string, cause?: unknown): SadpError {
   return new SadpError('SADP_TAR_CORRUPT', `${shard}: corrupt tar header at offset ${offset}: ${why}`, {
     status: Status.DATA_LOSS,
+    cause,
   });
 }
 
@@ -43,80 +48,6 @@ function tarTruncated(shard: string, offset: number, why: string): SadpError {
   return new SadpError('SADP_TAR_TRUNCATED', `${shard}: truncated at offset ${offset}: ${why}`, {
     status: Status.DATA_LOSS,
   });
-}
-
-function parseOctal(buf: Uint8Array, start: number, length: number): number | undefined {
-  let value = 0;
-  let digits = 0;
-  let i = start;
-  const end = start + length;
-  while (i < end && (buf[i] === 0x20 || buf[i] === 0)) i++; // leading spaces/NULs
-  for (; i < end; i++) {
-    const c = buf[i] ?? 0;
-    if (c === 0 || c === 0x20) break;
-    if (c < 0x30 || c > 0x37) return undefined;
-    value = value * 8 + (c - 0x30);
-    digits++;
-  }
-  return digits === 0 ? 0 : value;
-}
-
-/** Size field: octal, or GNU base-256 when the high bit of the first byte is set. */
-function parseSize(buf: Uint8Array): number | undefined {
-  const first = buf[124] ?? 0;
-  if ((first & 0x80) === 0) return parseOctal(buf, 124, 12);
-  if ((first & 0x40) !== 0) return undefined; // negative
-  let value = first & 0x3f;
-  for (let i = 125; i < 136; i++) value = value * 256 + (buf[i] ?? 0);
-  return Number.isSafeInteger(value) ? value : undefined;
-}
-
-function checksumOk(buf: Uint8Array): boolean | undefined {
-  const stored = parseOctal(buf, 148, 8);
-  if (stored === undefined) return undefined;
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < TAR_BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : (buf[i] ?? 0);
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  // Some historic writers summed signed chars.
-  return stored === unsigned || stored === signed;
-}
-
-function isZeroBlock(buf: Uint8Array): boolean {
-  for (let i = 0; i < TAR_BLOCK; i++) if (buf[i] !== 0) return false;
-  return true;
-}
-
-function hasKnownMagic(buf: Uint8Array): boolean {
-  // "ustar\0" (POSIX ustar/pax) or "ustar " (GNU/oldgnu).
-  return (
-    buf[257] === 0x75 &&
-    buf[258] === 0x73 &&
-    buf[259] === 0x74 &&
-    buf[260] === 0x61 &&
-    buf[261] === 0x72 &&
-    (buf[262] === 0 || buf[262] === 0x20)
-  );
-}
-
-/** The `size` record of a PAX extended header, if any. */
-function paxSize(data: Uint8Array): number | undefined {
-  const text = Buffer.from(data.buffer, data.byteOffset, data.length).toString('utf8');
-  let size: number | undefined;
-  let pos = 0;
-  while (pos < text.length) {
-    const space = text.indexOf(' ', pos);
-    if (space < 0) break;
-    const len = Number.parseInt(text.slice(pos, space), 10);
-    if (!Number.isFinite(len) || len <= 0) break;
-    const record = text.slice(space + 1, pos + len - 1); // drop trailing \n
-    if (record.startsWith('size=')) size = Number.parseInt(record.slice(5), 10);
-    pos += len;
-  }
-  return size !== undefined && Number.isSafeInteger(size) && size >= 0 ? size : undefined;
 }
 
 type State = 'header' | 'skip' | 'pax';
@@ -134,6 +65,7 @@ export class TarScanner {
   private paxFill = 0;
   private paxPadding = 0;
   private paxSizeOverride: number | undefined;
+  private paxAt = 0;
   private memberStart: number | undefined;
   private lastWasZero = false;
   /** First header and expected end of the member being read, for truncation messages. */
@@ -160,7 +92,7 @@ export class TarScanner {
         pos += n;
         this.offset += n;
         if (this.paxFill === pax.length) {
-          this.paxSizeOverride = paxSize(pax) ?? this.paxSizeOverride;
+          this.paxSizeOverride = this.decodePax(pax) ?? this.paxSizeOverride;
           this.pax = undefined;
           this.skipLeft = this.paxPadding;
           this.state = this.skipLeft > 0 ? 'skip' : 'header';
@@ -187,24 +119,21 @@ export class TarScanner {
       return;
     }
     this.lastWasZero = false;
-    const ok = checksumOk(buf);
-    if (ok !== true) {
-      throw tarCorrupt(
-        this.shard,
-        at,
-        ok === undefined ? 'unreadable checksum field' : 'header checksum mismatch',
-      );
+    let header;
+    try {
+      header = decodeHeader(buf, at);
+    } catch (err) {
+      if (err instanceof TarHeaderError) throw tarCorrupt(this.shard, err.at, err.message, err);
+      throw err;
     }
-    if (!hasKnownMagic(buf)) throw tarCorrupt(this.shard, at, 'not a ustar/GNU/PAX header (unknown magic)');
-    const typeflag = buf[156] ?? 0;
-    const rawSize = parseSize(buf);
-    if (rawSize === undefined) throw tarCorrupt(this.shard, at, 'unreadable size field');
+    const { typeflag, size: rawSize } = header;
     this.memberStart ??= at;
     this.readingFrom = this.memberStart;
-    if (EXTENSION_TYPES.has(typeflag)) {
+    if (isExtensionType(typeflag)) {
       this.memberEnd = at + TAR_BLOCK + padded(rawSize);
-      if (typeflag === 0x78 /* x */) {
-        if (rawSize > MAX_PAX_BYTES) throw tarCorrupt(this.shard, at, `PAX header of ${rawSize} bytes`);
+      if (typeflag === TarType.pax) {
+        if (rawSize > MAX_EXTENSION_BYTES) throw tarCorrupt(this.shard, at, `PAX header of ${rawSize} bytes`);
+        this.paxAt = at;
         this.pax = new Uint8Array(rawSize);
         this.paxFill = 0;
         this.paxPadding = padded(rawSize) - rawSize;
@@ -216,12 +145,12 @@ export class TarScanner {
       return;
     }
     const size = this.paxSizeOverride ?? rawSize;
-    const dataLength = typeflag === DIRECTORY ? 0 : padded(size);
+    const dataLength = typeflag === TarType.directory ? 0 : padded(size);
     const record: TarRecord = {
       headerOffset: this.memberStart,
       ustarOffset: at,
       dataOffset: at + TAR_BLOCK,
-      size: typeflag === DIRECTORY ? 0 : size,
+      size: typeflag === TarType.directory ? 0 : size,
       typeflag,
       end: at + TAR_BLOCK + dataLength,
     };
@@ -231,6 +160,16 @@ export class TarScanner {
     out.push(record);
     this.skipLeft = dataLength;
     this.state = dataLength > 0 ? 'skip' : 'header';
+  }
+
+  /** The `size` record of a PAX header just read, if any. */
+  private decodePax(pax: Uint8Array): number | undefined {
+    try {
+      return decodePax(pax, this.paxAt).size;
+    } catch (err) {
+      if (err instanceof TarHeaderError) throw tarCorrupt(this.shard, err.at, err.message, err);
+      throw err;
+    }
   }
 
   /** Call at the end of the stream: fails unless the archive ended cleanly. */

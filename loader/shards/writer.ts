@@ -2,7 +2,9 @@
 // shards of about `shardBytes`, each streamed straight into the store
 // (multipart upload on S3) - a shard is never held in memory. The bytes that
 // go out pass through TarScanner, so the index records the offsets actually
-// written (PAX headers for long names included), not a prediction of them.
+// written (PAX headers for long names included), not a prediction of them,
+// and members are grouped into samples by the indexer's SampleGrouper, so a
+// shard built here indexes to the same samples as any other writer's.
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { SadpError, Status } from '../../common/errors.js';
@@ -19,6 +21,9 @@ import {
   type ShardIndex,
 } from './format.js';
 import { TarScanner, type TarRecord } from './tar-scanner.js';
+import { isRegularType } from './tar-header.js';
+import { splitMemberName } from './member-name.js';
+import { SampleGrouper } from './sample-grouper.js';
 import { throwIfCancelled } from '../../common/signals.js';
 
 export interface Sample {
@@ -74,18 +79,22 @@ function invalidSample(key: string, why: string): SadpError {
   });
 }
 
+/** The sample must read back as itself under the WebDataset naming rules (member-name.ts). */
 function checkSample(sample: Sample): void {
   const base = sample.key.slice(sample.key.lastIndexOf('/') + 1);
   if (base === '' || base.includes('.') || sample.key.startsWith('/') || /^__.*__$/.test(base)) {
     throw invalidSample(sample.key, 'keys need a non-empty basename without dots, not wrapped in __');
   }
-  const exts = new Set<string>();
+  const fields = new Set<string>();
   for (const m of sample.members) {
-    if (m.ext === '' || exts.has(m.ext))
-      throw invalidSample(sample.key, `empty or repeated extension "${m.ext}"`);
-    exts.add(m.ext);
+    const name = splitMemberName(`${sample.key}.${m.ext}`);
+    if (m.ext === '' || name.skip !== undefined || name.key !== sample.key) {
+      throw invalidSample(sample.key, `extension "${m.ext}" does not name a field of this key`);
+    }
+    if (fields.has(name.ext)) throw invalidSample(sample.key, `empty or repeated extension "${m.ext}"`);
+    fields.add(name.ext);
   }
-  if (exts.size === 0) throw invalidSample(sample.key, 'no members');
+  if (fields.size === 0) throw invalidSample(sample.key, 'no members');
 }
 
 /** Tar bytes of a sample when every name fits a ustar header (the common case). */
@@ -98,7 +107,8 @@ class ShardSink {
   private readonly pack = tar.pack();
   private readonly scanner: TarScanner;
   private readonly records: TarRecord[] = [];
-  private readonly names: Array<{ key: string; name: string; ext: string }> = [];
+  private readonly names: string[] = [];
+  private readonly keys = new Set<string>();
   private readonly upload: Promise<{ size: number; etag: string }>;
   private failure: Promise<never>;
   samples = 0;
@@ -112,6 +122,9 @@ class ShardSink {
   ) {
     this.scanner = new TarScanner(`${store.url}/${key}`);
     const { pack, scanner, records } = this;
+    // abort() destroys the pack with the build's own error, which the caller
+    // already has; without a listener streamx would also raise it uncaught.
+    pack.on('error', () => undefined);
     async function* bytes(): AsyncGenerator<Buffer> {
       for await (const chunk of pack as AsyncIterable<Buffer>) {
         scanner.push(chunk, records);
@@ -136,9 +149,11 @@ class ShardSink {
   }
 
   async add(sample: Sample): Promise<void> {
+    if (this.keys.has(sample.key)) throw invalidSample(sample.key, `key repeated in shard ${this.key}`);
+    this.keys.add(sample.key);
     for (const m of sample.members) {
       const name = `${sample.key}.${m.ext}`;
-      this.names.push({ key: sample.key, name, ext: m.ext });
+      this.names.push(name);
       const written = new Promise<void>((resolve, reject) => {
         this.pack.entry(
           { name, size: m.data.length, mtime: this.mtime, mode: 0o644, type: 'file' },
@@ -155,7 +170,7 @@ class ShardSink {
   }
 
   /** Finishes the tar, waits for the upload, and returns the shard's samples. */
-  async close(): Promise<{ size: number; etag: string; samples: SampleEntry[] }> {
+  async close(): Promise<{ size: number; etag: string; samples: SampleEntry[]; extensions: Set<string> }> {
     this.pack.finalize();
     const info = await this.upload;
     if (info.size !== this.scanner.offset) {
@@ -171,25 +186,23 @@ class ShardSink {
         `${this.key}: ${this.records.length} tar headers for ${this.names.length} members`,
       );
     }
-    const samples: SampleEntry[] = [];
+    const grouper = new SampleGrouper(this.key);
     this.records.forEach((rec, i) => {
-      const n = this.names[i] as { key: string; name: string; ext: string };
-      const member = {
-        name: n.name,
-        ext: n.ext,
-        headerOffset: rec.headerOffset,
-        dataOffset: rec.dataOffset,
-        size: rec.size,
-      };
-      const last = samples[samples.length - 1];
-      if (last && last.key === n.key) {
-        last.members.push(member);
-        last.end = rec.end;
-      } else {
-        samples.push({ key: n.key, offset: rec.headerOffset, end: rec.end, members: [member] });
-      }
+      grouper.add(
+        this.names[i] as string,
+        isRegularType(rec.typeflag),
+        { headerOffset: rec.headerOffset, dataOffset: rec.dataOffset, size: rec.size },
+        rec.end,
+      );
     });
-    return { ...info, samples };
+    grouper.close();
+    if (grouper.samples.length !== this.samples) {
+      throw new SadpError(
+        'SADP_INTERNAL',
+        `${this.key}: ${grouper.samples.length} samples read back from ${this.samples} written`,
+      );
+    }
+    return { ...info, samples: grouper.samples, extensions: grouper.extensions };
   }
 
   abort(err: unknown): void {
@@ -206,7 +219,7 @@ export async function buildShards(
   const shardBytes = options.shardBytes ?? BUILD_DEFAULTS.shardBytes;
   if (!/^[A-Za-z0-9_.-]+$/.test(prefix)) {
     throw new SadpError(
-      'SADP_INVALID_ARGUMENT',
+      'SADP_INVALID_OPTION',
       `shard prefix ${JSON.stringify(prefix)} must match [A-Za-z0-9_.-]+`,
       {
         status: Status.INVALID_ARGUMENT,
@@ -226,7 +239,8 @@ export async function buildShards(
     if (!sink) return;
     const s = sink;
     sink = undefined;
-    const { size, etag, samples } = await s.close();
+    const { size, etag, samples, extensions } = await s.close();
+    for (const ext of extensions) fields.add(ext);
     const firstId = nextId;
     const indexKey = `${INDEX_DIR}/${s.key.replace(/\.tar$/, '')}.idx.json`;
     const index: ShardIndex = {
@@ -265,7 +279,6 @@ export async function buildShards(
       if (sink && sink.samples > 0 && sink.estimated + size > shardBytes) await finishShard();
       sink ??= new ShardSink(store, shardFileName(prefix, shards.length), mtime, signal);
       await sink.add(sample);
-      for (const m of sample.members) fields.add(m.ext);
       seen++;
       options.onProgress?.({ samples: seen, total, bytes: bytes + sink.estimated, shards: shards.length });
     }

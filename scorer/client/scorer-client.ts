@@ -57,7 +57,7 @@ export interface ScorerClient {
   close(): void;
 }
 
-const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseMs: 100, maxMs: 2_000, jitter: 'full' };
+const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 100, maxDelayMs: 2_000, jitter: 'full' };
 
 export function createScorerClient(options: ScorerClientOptions): ScorerClient {
   const callTimeoutMs = options.callTimeoutMs ?? 30_000;

@@ -21,6 +21,7 @@
 // scores spanning 1e-300..1e300 are kept exactly. The slope a is stored as
 // slope * up with `up` a power of two, so a tiny sum_R cannot overflow it.
 import { invalidArgument } from '../../common/errors.js';
+import { invalidScore, isValidScore } from '../../common/scores.js';
 
 /** Partial sums are flushed every BLOCK elements: error grows with BLOCK + N/BLOCK, not N. */
 const BLOCK = 4096;
@@ -134,10 +135,7 @@ function normalizer(sum: number): number {
 }
 
 function badScore(what: string, id: number, value: number | undefined): Error {
-  return invalidArgument(
-    'SADP_MATH_BAD_SCORE',
-    `${what}[${id}] must be finite and >= 0, got ${String(value)}`,
-  );
+  return invalidScore(`${what}[${id}] = ${String(value)}`);
 }
 
 function checkExpectedSize(expectedSize: number, n: number): void {
@@ -185,7 +183,7 @@ export function prepare(
     for (let i = start; i < end; i++) {
       if (scored !== undefined && scored[i] === 0) continue;
       const v = values[i]!;
-      if (!(v >= 0 && v <= Number.MAX_VALUE)) throw badScore(what, i, v);
+      if (!isValidScore(v)) throw badScore(what, i, v);
       if (v > max) max = v;
       if (v < min) min = v;
       if (v > 0 && v < minPositive) minPositive = v;

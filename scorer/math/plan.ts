@@ -2,6 +2,7 @@
 // policy. Everything is a pure function of the input, so every process that
 // holds the same scores derives the same plan (and digest).
 import { invalidArgument } from '../../common/errors.js';
+import { invalidScore, isValidScore } from '../../common/scores.js';
 import { prepare, probabilityOf, smoothScaled } from './capping.js';
 import { planDigest } from './plan-codec.js';
 import { fillUniforms, prngKey } from './prng.js';
@@ -205,9 +206,7 @@ function infobatchPlan(input: PlanInput, key: PrngKey): PlanBody {
   for (let i = 0; i < n; i++) {
     if (scored[i] === 0) continue;
     const v = losses[i]!;
-    if (!(v >= 0 && v <= Number.MAX_VALUE)) {
-      throw invalidArgument('SADP_MATH_BAD_SCORE', `losses[${i}] must be finite and >= 0, got ${v}`);
-    }
+    if (!isValidScore(v)) throw invalidScore(`losses[${i}] = ${v}`);
     sum += v;
     count++;
   }

@@ -2,6 +2,7 @@
 // validation, and the inputs of a plan. No I/O here: the core makes reports
 // durable before it calls applyReport.
 import { invalidArgument } from '../../common/errors.js';
+import { invalidScore, isValidScore } from '../../common/scores.js';
 import type { PlanInput, PolicyName } from '../math/index.js';
 import {
   FLAG_LOSS,
@@ -22,8 +23,6 @@ const ReportErrorCode = {
   LENGTH_MISMATCH: 'SADP_REPORT_LENGTH_MISMATCH',
   NO_VALUES: 'SADP_REPORT_NO_VALUES',
   ID_OUT_OF_RANGE: 'SADP_REPORT_ID_OUT_OF_RANGE',
-  BAD_SCORE: 'SADP_REPORT_BAD_SCORE',
-  BAD_LOSS: 'SADP_REPORT_BAD_LOSS',
 } as const;
 
 /** A report as it arrives (protobuf arrays or typed arrays). */
@@ -143,23 +142,12 @@ export class Job {
       outIds[i] = id;
       if (outScores) {
         const s = scores[i]!;
-        // Written so NaN fails too.
-        if (!(s >= 0 && s < Infinity)) {
-          throw invalidArgument(
-            ReportErrorCode.BAD_SCORE,
-            `${where}: entry ${i} (id ${id}): score ${s} is not finite and >= 0`,
-          );
-        }
+        if (!isValidScore(s)) throw invalidScore(`${where}: entry ${i} (id ${id}): score ${s}`);
         outScores[i] = s;
       }
       if (outLosses) {
         const l = losses[i]!;
-        if (!(l >= 0 && l < Infinity)) {
-          throw invalidArgument(
-            ReportErrorCode.BAD_LOSS,
-            `${where}: entry ${i} (id ${id}): loss ${l} is not finite and >= 0`,
-          );
-        }
+        if (!isValidScore(l)) throw invalidScore(`${where}: entry ${i} (id ${id}): loss ${l}`);
         outLosses[i] = l;
       }
     }

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, invalidArgument, toGrpcError } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
+import { serverTlsCredentials, type TlsOptions } from '../../common/tls.js';
 import { addStandardServices, pb, ScorerService, SCORER_SERVICE_NAME, type sadp } from '../../proto/index.js';
 import { openStore, type ObjectStore, type S3Options } from '../../storage/index.js';
 import type { EpochPlan } from '../math/index.js';
@@ -27,7 +28,9 @@ export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | '
   logger?: Logger;
   /** Largest request accepted. Default 16 MiB: a 1M-entry report with scores and losses is ~20 MB, so big reporters must split; 65,536-entry reports are ~1.3 MB. */
   maxReceiveMessageBytes?: number;
-  /** Transport security; default insecure (plaintext on a loopback or mesh-encrypted network). */
+  /** TLS (cert + key; mutual with ca + requireClientCert); default plaintext (loopback or a mesh-encrypted network). */
+  tls?: TlsOptions;
+  /** Prebuilt gRPC credentials instead of `tls` (custom setups). */
   credentials?: grpc.ServerCredentials;
   /** Server keepalive ping interval. Default 60 s, below the 350 s idle cutoff of cloud L4 load balancers. */
   keepaliveTimeMs?: number;
@@ -259,7 +262,7 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
     port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
         formatHostPort(host, options.port ?? 0),
-        options.credentials ?? grpc.ServerCredentials.createInsecure(),
+        options.credentials ?? serverTlsCredentials(options.tls),
         (err, p) => (err ? reject(err) : resolve(p)),
       ),
     );

@@ -40,8 +40,8 @@ test('the loader’s scorer errors name the code once', () => {
   assert.equal(err.code, 'SADP_JOB_NOT_FOUND');
   assert.equal(err.message, 'describe job x: job x not found');
   const other = scorerError(
-    wire(new SadpError('SADP_SPEC_INVALID', 'spec.epochs: bad', { status: Status.INVALID_ARGUMENT })),
+    wire(new SadpError('SADP_INVALID_JOB_SPEC', 'spec.epochs: bad', { status: Status.INVALID_ARGUMENT })),
     'plan of job x epoch 0',
   );
-  assert.doesNotMatch(other.message, /SADP_SPEC_INVALID/);
+  assert.doesNotMatch(other.message, /SADP_INVALID_JOB_SPEC/);
 });

@@ -11,13 +11,13 @@ test('backoff is full jitter below min(max, base * 2^(attempt - 1)); sleep is ca
       fc.integer({ min: 1, max: 40 }),
       fc.double({ min: 0, max: 0.999999, noNaN: true }),
       (attempt, u) => {
-        const d = backoffDelayMs(attempt, { baseMs: 100, maxMs: 5000, random: () => u });
+        const d = backoffDelayMs(attempt, { baseDelayMs: 100, maxDelayMs: 5000, random: () => u });
         const ceiling = Math.min(5000, 100 * 2 ** (attempt - 1));
         assert.ok(d >= 0 && d < ceiling, `${d} vs ${ceiling}`);
       },
     ),
   );
-  assert.equal(backoffDelayMs(3, { baseMs: 100, maxMs: 5000, random: () => 0 }), 0);
+  assert.equal(backoffDelayMs(3, { baseDelayMs: 100, maxDelayMs: 5000, random: () => 0 }), 0);
   const controller = new AbortController();
   const sleeping = sleep(60_000, controller.signal);
   controller.abort();
@@ -30,7 +30,12 @@ test('equal jitter keeps half of the ceiling fixed', () => {
       fc.integer({ min: 1, max: 40 }),
       fc.double({ min: 0, max: 0.999999, noNaN: true }),
       (attempt, u) => {
-        const d = backoffDelayMs(attempt, { baseMs: 250, maxMs: 10_000, jitter: 'equal', random: () => u });
+        const d = backoffDelayMs(attempt, {
+          baseDelayMs: 250,
+          maxDelayMs: 10_000,
+          jitter: 'equal',
+          random: () => u,
+        });
         const ceiling = Math.min(10_000, 250 * 2 ** (attempt - 1));
         assert.ok(d >= ceiling / 2 - 0.5 && d <= ceiling + 0.5, `${d} vs ${ceiling}`);
       },
@@ -53,8 +58,8 @@ test('retry retries what the classifier calls transient, up to `attempts` calls,
       },
       {
         attempts: 3,
-        baseMs: 1,
-        maxMs: 1,
+        baseDelayMs: 1,
+        maxDelayMs: 1,
         classify,
         what: 'test',
         random: () => 0,
@@ -75,8 +80,8 @@ test('retry stops at the first failure the classifier calls permanent, and retur
   await assert.rejects(
     retry(() => (++calls === 1 ? Promise.reject(transient) : Promise.reject(fatal)), {
       attempts: 10,
-      baseMs: 1,
-      maxMs: 1,
+      baseDelayMs: 1,
+      maxDelayMs: 1,
       random: () => 0,
       classify,
       what: 'test',
@@ -90,7 +95,7 @@ test('retry stops at the first failure the classifier calls permanent, and retur
       seen.push(attempt);
       return attempt < 3 ? Promise.reject(transient) : Promise.resolve('ok');
     },
-    { attempts: Infinity, baseMs: 1, maxMs: 1, random: () => 0, classify, what: 'test' },
+    { attempts: Infinity, baseDelayMs: 1, maxDelayMs: 1, random: () => 0, classify, what: 'test' },
   );
   assert.equal(value, 'ok');
   assert.deepEqual(seen, [1, 2, 3]);
@@ -100,8 +105,8 @@ test('retry rejects with SADP_CANCELLED naming the work when its signal aborts d
   const controller = new AbortController();
   const run = retry(() => Promise.reject(transient), {
     attempts: Infinity,
-    baseMs: 60_000,
-    maxMs: 60_000,
+    baseDelayMs: 60_000,
+    maxDelayMs: 60_000,
     random: () => 0.5,
     classify,
     signal: controller.signal,

@@ -43,8 +43,8 @@ export interface FaultEnvOptions {
    * machine's queueing can cause, so only an injected stall trips it.
    */
   idleTimeoutMs?: number;
-  baseBackoffMs?: number;
-  maxBackoffMs?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
   proxySeed?: number;
 }
 
@@ -66,8 +66,8 @@ export async function startFaultEnv(options: FaultEnvOptions = {}): Promise<Faul
     planner: 'ranges',
     gapBytes: 0,
     maxAttempts: options.maxAttempts ?? 5,
-    baseBackoffMs: options.baseBackoffMs ?? 5,
-    maxBackoffMs: options.maxBackoffMs ?? 50,
+    baseDelayMs: options.baseDelayMs ?? 5,
+    maxDelayMs: options.maxDelayMs ?? 50,
     idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
   };
   const loader = await stack.startLoader({

@@ -147,7 +147,7 @@ test('credentials that do not expire are resolved once, not per GET', async () =
 test('a 412 from the server is SADP_OBJECT_CHANGED naming the shard, range and samples, and is not retried', async () => {
   const { dataset, client } = await openRemoteVia(fx, proxy.endpoint);
   try {
-    const reader = createRangeReader({ maxAttempts: 4, baseBackoffMs: 1, maxBackoffMs: 2 });
+    const reader = createRangeReader({ maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 2 });
     const id = dataset.manifest.shards[1]!.firstId;
     const key = dataset.shardKey(1);
     const fired = proxy.stats['precondition-failed'];

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { isSadpError } from '../../common/errors.js';
+import { isSadpError, type SadpErrorCode } from '../../common/errors.js';
 import { openStore, PART_SIZE, type ObjectStore } from '../../storage/index.js';
 import { startTempS3, type TempS3 } from '../helpers/temp-s3.js';
 
@@ -23,7 +23,11 @@ async function listAll(store: ObjectStore, prefix: string): Promise<string[]> {
   return keys;
 }
 
-async function rejectsWith(promise: Promise<unknown>, code: string, includes: string[]): Promise<void> {
+async function rejectsWith(
+  promise: Promise<unknown>,
+  code: SadpErrorCode,
+  includes: string[],
+): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
     assert.ok(isSadpError(err, code), `expected ${code}, got ${String(err)}`);
     for (const s of includes) assert.ok(err.message.includes(s), `message "${err.message}" should name ${s}`);

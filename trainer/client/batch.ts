@@ -2,6 +2,7 @@
 // padding flags) plus the raw member bytes per field, and the epoch's info.
 import type { sadp } from '../../proto/index.js';
 import { invalidArgument } from '../../common/errors.js';
+import { invalidScore, isValidScore } from '../../common/scores.js';
 import { protocolError } from './errors.js';
 
 /** The shape of one epoch for this rank (EpochInfo on the wire, uint64 as number). */
@@ -197,10 +198,9 @@ function checkValues(
   for (let j = 0; j < batch.size; j++) {
     if (batch.padded[j]) continue;
     const v = values[j]!;
-    if (!Number.isFinite(v) || v < 0) {
-      throw invalidArgument(
-        'SADP_ACK_INVALID',
-        `ack of batch ${batch.index}: ${what} of sample id ${batch.ids[j]} (key ${batch.keys[j]}) is ${v}; must be finite and >= 0`,
+    if (!isValidScore(v)) {
+      throw invalidScore(
+        `ack of batch ${batch.index}: ${what} of sample id ${batch.ids[j]} (key ${batch.keys[j]}) = ${v}`,
       );
     }
     out[k++] = v;

@@ -460,8 +460,8 @@ class EpochStreamImpl implements EpochStream {
           // Equal jitter: half the step is fixed so a run of attempts always
           // spans a restart, half is random so trainers spread out.
           backoffDelayMs(failures, {
-            baseMs: this.options.baseDelayMs,
-            maxMs: this.options.maxDelayMs,
+            baseDelayMs: this.options.baseDelayMs,
+            maxDelayMs: this.options.maxDelayMs,
             jitter: 'equal',
           }),
           signal,

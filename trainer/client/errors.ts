@@ -1,7 +1,7 @@
 // Errors of the loader client: which gRPC statuses a reconnect can fix, and
 // the typed error a trainer gets for the ones it cannot.
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { SadpError, Status, type StatusCode } from '../../common/errors.js';
+import { SadpError, Status, type SadpErrorCode, type StatusCode } from '../../common/errors.js';
 
 /**
  * Statuses that a reconnect with the same cursor can never fix: the request,
@@ -38,7 +38,7 @@ export class LoaderCallError extends SadpError {
   readonly remoteCode: string | undefined;
   readonly details: string;
 
-  constructor(code: string, message: string, grpcCode: number, details: string, cause?: unknown) {
+  constructor(code: SadpErrorCode, message: string, grpcCode: number, details: string, cause?: unknown) {
     super(code, message, {
       status: (KNOWN.has(grpcCode) ? grpcCode : Status.INTERNAL) as StatusCode,
       cause,
@@ -61,8 +61,8 @@ export function grpcStatusOf(err: unknown): { code: number; details: string } {
   return { code: GrpcStatus.UNKNOWN, details: err instanceof Error ? err.message : String(err) };
 }
 
-export function statusName(code: number): string {
-  return (GrpcStatus as unknown as Record<number, string>)[code] ?? `STATUS_${code}`;
+export function statusName(code: number): keyof typeof GrpcStatus | `STATUS_${number}` {
+  return (GrpcStatus as unknown as Record<number, keyof typeof GrpcStatus>)[code] ?? `STATUS_${code}`;
 }
 
 export function protocolError(message: string): LoaderCallError {

@@ -64,8 +64,8 @@ export function createLoaderClient(options: LoaderClientOptions): LoaderClient {
           },
           {
             attempts: resolved.maxAttempts,
-            baseMs: resolved.baseDelayMs,
-            maxMs: resolved.maxDelayMs,
+            baseDelayMs: resolved.baseDelayMs,
+            maxDelayMs: resolved.maxDelayMs,
             jitter: 'equal',
             classify: (err) => isRetryableStatus(grpcStatusOf(err).code),
             signal: req.signal,

@@ -1,15 +1,10 @@
 // Options of the loader client, their defaults, and the gRPC channel they
 // compile to. Every default is documented where it is set.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { invalidArgument } from '../../common/errors.js';
+import { clientTlsCredentials, type TlsOptions } from '../../common/tls.js';
 
-export interface TlsOptions {
-  /** PEM CA bundle that signs the loader's certificate; unset = system roots. */
-  ca?: Uint8Array;
-  /** PEM client certificate and key for mutual TLS. */
-  cert?: Uint8Array;
-  key?: Uint8Array;
-}
+export type { TlsOptions } from '../../common/tls.js';
 
 interface ReconnectOptions {
   /**
@@ -65,7 +60,7 @@ export interface LoaderClientOptions {
    * timeouts of cloud L4 load balancers (AWS NLB drops idle flows after
    * 350 s), so a stream survives a long training step.
    */
-  keepaliveMs?: number;
+  keepaliveTimeMs?: number;
   /**
    * HTTP/2 flow-control window in bytes. Default 8 MiB: a few 3 MiB parts
    * in flight, so one batch is not throttled to one window per round trip
@@ -126,20 +121,12 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
       `loadBalancing must be round_robin or pick_first, got ${JSON.stringify(loadBalancing)}`,
     );
   }
-  const keepaliveMs = positive('keepaliveMs', options.keepaliveMs, 30_000);
+  const keepaliveTimeMs = positive('keepaliveTimeMs', options.keepaliveTimeMs, 30_000);
   const maxReceive = positive('maxReceiveMessageBytes', options.maxReceiveMessageBytes, 8 * 1024 * 1024);
   const window = positive('flowControlWindow', options.flowControlWindow, 8 * 1024 * 1024);
   const tls = options.tls;
-  const credentials =
-    tls === undefined
-      ? grpc.credentials.createInsecure()
-      : tls === true
-        ? grpc.credentials.createSsl()
-        : grpc.credentials.createSsl(
-            tls.ca ? Buffer.from(tls.ca) : null,
-            tls.key ? Buffer.from(tls.key) : null,
-            tls.cert ? Buffer.from(tls.cert) : null,
-          );
+  // `true`: TLS verified against the system roots.
+  const credentials = clientTlsCredentials(tls === true ? {} : tls);
   return {
     address: options.address,
     token: options.token,
@@ -151,8 +138,8 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
     maxPendingAcks: Math.floor(positive('maxPendingAcks', options.maxPendingAcks, 1024)),
     credentials,
     channelOptions: {
-      'grpc.keepalive_time_ms': keepaliveMs,
-      'grpc.keepalive_timeout_ms': Math.min(20_000, keepaliveMs),
+      'grpc.keepalive_time_ms': keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': Math.min(20_000, keepaliveTimeMs),
       'grpc.max_receive_message_length': maxReceive,
       'grpc-node.flow_control_window': window,
       'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [loadBalancing]: {} }] }),

@@ -369,17 +369,14 @@ function parts(layer: WeightLayer): [string, tf.Variable][] {
 
 function checkWeights(weights: Float32Array, batch: number): void {
   if (weights.length !== batch) {
-    throw invalidArgument(
-      'SADP_SNN_BAD_WEIGHT',
-      `${weights.length} importance weights for ${batch} examples`,
-    );
+    throw invalidArgument('SADP_SNN_BAD_INPUT', `${weights.length} importance weights for ${batch} examples`);
   }
   for (let i = 0; i < batch; i++) {
     const w = weights[i]!;
     // The score divides the weight out, so it must be > 0 (the loader's w = (S/N)/p is).
     if (!(w > 0 && Number.isFinite(w))) {
       throw invalidArgument(
-        'SADP_SNN_BAD_WEIGHT',
+        'SADP_SNN_BAD_INPUT',
         `importance weight ${w} of example ${i} is not finite and > 0`,
       );
     }

@@ -1,7 +1,9 @@
 // The test split used for per-epoch accuracy: either Debian's Fashion-MNIST
 // idx files, or any dataset built by `sadp shards build` (read whole, shard
-// by shard, through the loader's dataset reader; a test split is small).
+// by shard, through the loader's dataset reader and its `cutSample`, which
+// checks every member's header against the index; a test split is small).
 import { SadpError, Status } from '../../common/errors.js';
+import { cutSample, openDataset } from '../../loader/index.js';
 import { readFashionMnist } from '../../common/datasets/fashion-mnist.js';
 import { decodeImageBatch, type Batch, type EpochInfo } from '../client/index.js';
 import type { EvalSource } from './options.js';
@@ -45,8 +47,6 @@ export async function loadEvalSet(
       source: `fashion-mnist:test (${source.dir})`,
     };
   }
-  // Only needed for manifests; keeps the trainer free of the loader otherwise.
-  const { openDataset } = await import('../../loader/index.js');
   const dataset = await openDataset(source.url, { s3: source.s3, signal });
   const count = Math.min(dataset.size, limit);
   const inputs = new Float32Array(count * pixels);
@@ -75,16 +75,16 @@ export async function loadEvalSet(
     if (samples.length === 0) continue;
     const start = samples[0]!.offset;
     const end = samples[samples.length - 1]!.end;
-    const bytes = await dataset.store.get(dataset.shardKey(s), { start, end, signal });
+    const shardKey = dataset.shardKey(s);
+    // Pinned to the indexed ETag: a shard rewritten since indexing fails instead of cutting wrong bytes.
+    const bytes = await dataset.store.get(shardKey, { start, end, ifMatch: index.etag || undefined, signal });
     const fields: Record<string, Uint8Array[]> = {};
     for (const f of dataset.manifest.fields)
       fields[f] = new Array<Uint8Array>(samples.length).fill(new Uint8Array(0));
-    samples.forEach((sample, j) => {
-      for (const m of sample.members) {
-        (fields[m.ext] ??= new Array<Uint8Array>(samples.length).fill(new Uint8Array(0)))[j] = bytes.subarray(
-          m.dataOffset - start,
-          m.dataOffset - start + m.size,
-        );
+    samples.forEach((_, j) => {
+      const cut = cutSample(bytes, start, index, index.firstId + j, shardKey);
+      for (const [ext, data] of Object.entries(cut.fields)) {
+        (fields[ext] ??= new Array<Uint8Array>(samples.length).fill(new Uint8Array(0)))[j] = data;
       }
     });
     const batch: Batch = {

@@ -13,7 +13,12 @@ import { isRetryableScorerError, scorerError, type ScorerClient } from '../../..
 import type { LoaderMetrics } from '../metrics.js';
 
 /** Transient failures are retried for as long as the loader runs (until its signal aborts). */
-const FORWARD_RETRY: RetryPolicy = { attempts: Infinity, baseMs: 100, maxMs: 5_000, jitter: 'full' };
+const FORWARD_RETRY: RetryPolicy = {
+  attempts: Infinity,
+  baseDelayMs: 100,
+  maxDelayMs: 5_000,
+  jitter: 'full',
+};
 
 /** Told once whether an ack's entries are durable at the scorer. */
 export interface ScoreTicket {

@@ -8,6 +8,7 @@ import type { sadp } from '../../../proto/index.js';
 import { deliveredTo, type EpochLayout } from '../jobs/epoch-layout.js';
 import type { EpochState } from '../jobs/job-registry.js';
 import { rpcError } from './stream-messages.js';
+import { invalidScore, isValidScore } from '../../../common/scores.js';
 
 export interface AckContext {
   layout: EpochLayout;
@@ -26,7 +27,7 @@ export interface CheckedAck {
   losses: number[];
 }
 
-/** The ack's fields, or a SadpError (OUT_OF_RANGE, FAILED_PRECONDITION or SADP_BAD_ACK) naming the batch, rank and id. */
+/** The ack's fields, or a SadpError (OUT_OF_RANGE, FAILED_PRECONDITION, SADP_ACK_INVALID or SADP_SCORE_INVALID) naming the batch, rank and id. */
 export function checkAck(ack: sadp.v1.Ack.$Properties, c: AckContext): CheckedAck {
   const { layout, state, rank } = c;
   const index = ack.index ?? 0;
@@ -47,7 +48,7 @@ export function checkAck(ack: sadp.v1.Ack.$Properties, c: AckContext): CheckedAc
     );
   }
   const invalid = (msg: string): SadpError =>
-    rpcError(Status.INVALID_ARGUMENT, `${what}: ${msg}`, 'SADP_BAD_ACK');
+    rpcError(Status.INVALID_ARGUMENT, `${what}: ${msg}`, 'SADP_ACK_INVALID');
   if (scores.length !== 0 && scores.length !== ids.length) {
     throw invalid(`${scores.length} scores for ${ids.length} ids (give one per id, or none)`);
   }
@@ -66,13 +67,11 @@ export function checkAck(ack: sadp.v1.Ack.$Properties, c: AckContext): CheckedAc
     }
     if (scores.length > 0) {
       const s = scores[i] as number;
-      if (!Number.isFinite(s) || s < 0)
-        throw invalid(`scores[${i}] = ${s} (id ${id}) must be a finite number >= 0`);
+      if (!isValidScore(s)) throw invalidScore(`${what}: scores[${i}] = ${s} (id ${id})`);
     }
     if (losses.length > 0) {
       const l = losses[i] as number;
-      if (!Number.isFinite(l) || l < 0)
-        throw invalid(`losses[${i}] = ${l} (id ${id}) must be a finite number >= 0`);
+      if (!isValidScore(l)) throw invalidScore(`${what}: losses[${i}] = ${l} (id ${id})`);
     }
   }
   return { index, ids, scores, losses };

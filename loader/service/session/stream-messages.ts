@@ -1,7 +1,7 @@
 // The loader's side of StreamEpoch messages that carry no stream state:
 // EpochInfo (also DescribeEpoch's answer), the stream's error shapes and the
 // default credit window.
-import { SadpError, Status, type StatusCode } from '../../../common/errors.js';
+import { SadpError, Status, type SadpErrorCode, type StatusCode } from '../../../common/errors.js';
 import { pb, type sadp } from '../../../proto/index.js';
 import type { EpochLayout } from '../jobs/epoch-layout.js';
 import type { EpochState, JobContext } from '../jobs/job-registry.js';
@@ -30,7 +30,11 @@ export function epochInfo(ctx: JobContext, state: EpochState, layout: EpochLayou
   });
 }
 
-export function rpcError(status: StatusCode, message: string, code = 'SADP_BAD_REQUEST'): SadpError {
+export function rpcError(
+  status: StatusCode,
+  message: string,
+  code: SadpErrorCode = 'SADP_BAD_REQUEST',
+): SadpError {
   return new SadpError(code, message, { status });
 }
 

@@ -31,7 +31,7 @@ let ids: number[];
 
 /** Shard GETs only: the manifest and index reads while opening stay clean. */
 const SHARDS = /\.tar(\?|$)/;
-const FAST_RETRIES: RangeReaderOptions = { baseBackoffMs: 5, maxBackoffMs: 40, maxAttempts: 6 };
+const FAST_RETRIES: RangeReaderOptions = { baseDelayMs: 5, maxDelayMs: 40, maxAttempts: 6 };
 const AFTER_BYTES = 1000;
 
 before(async () => {

@@ -217,7 +217,7 @@ test('a storage outage ends the stream with UNAVAILABLE naming the object; the r
   const jobId = await stack.createJob({ epochs: 1, policy: pb.Policy.POLICY_RANDOM, pruneRatio: 0.5 });
   const loader = await stack.startLoader({
     s3: { ...s3OptionsForEmbedded(stack.s3), endpoint: proxy.endpoint, maxAttempts: 1 },
-    readerOptions: { maxAttempts: 2, baseBackoffMs: 1, maxBackoffMs: 5 },
+    readerOptions: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
   });
   const client = connectLoader(loader.address);
   try {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pack } from 'tar-stream';
-import { isSadpError } from '../../../common/errors.js';
+import { isSadpError, type SadpErrorCode } from '../../../common/errors.js';
 import {
   buildShards,
   indexShard,
@@ -37,7 +37,7 @@ before(async () => {
 
 after(() => tmp?.close());
 
-function expectError(code: string, ...mentions: Array<string | number>) {
+function expectError(code: SadpErrorCode, ...mentions: Array<string | number>) {
   return (err: unknown): boolean => {
     assert.ok(isSadpError(err, code), `expected ${code}, got ${String(err)}`);
     for (const m of mentions)

@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fashionMnistAvailable, readFashionMnist } from '../../../common/datasets/fashion-mnist.js';
@@ -15,10 +16,12 @@ import {
   decodeNpyUint8,
   fashionMnistSource,
   imageFolderSource,
+  indexShard,
   openDataset,
   syntheticSampleSize,
   syntheticSource,
   type DatasetManifest,
+  type Sample,
   type SampleSource,
   type ShardIndex,
 } from '../../../loader/shards/index.js';
@@ -357,6 +360,74 @@ describe('buildShards to S3 (embedded server)', () => {
         shardBytes: 100 * 1024 * 1024,
       }),
       (err: unknown) => err instanceof Error && /no-such-bucket/.test(err.message),
+    );
+  });
+});
+
+describe('buildShards groups members like the indexer', () => {
+  const temp = { dir: '' };
+  before(async () => {
+    temp.dir = await mkdtemp(join(tmpdir(), 'sadp-build-group-'));
+  });
+  after(async () => {
+    await rm(temp.dir, { recursive: true, force: true });
+  });
+
+  const sourceOf = (samples: Sample[]): SampleSource => ({ name: 'hand', samples: () => samples });
+
+  test('an upper-case extension is indexed as its lower-case field, as indexShards reads the same shard', async () => {
+    const out = join(temp.dir, 'upper');
+    const manifest = await buildShards(
+      sourceOf([
+        {
+          key: 'a/0001',
+          members: [
+            { ext: 'JPG', data: Buffer.from('img') },
+            { ext: 'cls', data: Buffer.from('1') },
+          ],
+        },
+        { key: 'a/0002', members: [{ ext: 'Seg.PNG', data: Buffer.from('seg') }] },
+      ]),
+      { out },
+    );
+    assert.deepEqual(manifest.fields, ['cls', 'jpg', 'seg.png']);
+    const built = JSON.parse(
+      await readFile(join(out, manifest.shards[0]?.index ?? ''), 'utf8'),
+    ) as ShardIndex;
+    assert.deepEqual(
+      built.samples.map((s) => s.members.map((m) => [m.name, m.ext])),
+      [
+        [
+          ['a/0001.JPG', 'jpg'],
+          ['a/0001.cls', 'cls'],
+        ],
+        [['a/0002.Seg.PNG', 'seg.png']],
+      ],
+    );
+    const { index } = await indexShard(openStore(out), manifest.shards[0]?.url ?? '');
+    assert.deepEqual(index.samples, built.samples);
+  });
+
+  test('a key repeated in a shard or an extension repeated up to case -> SADP_SOURCE_INVALID naming the key', async () => {
+    const one = (key: string, ext = 'cls'): Sample => ({ key, members: [{ ext, data: Buffer.from('1') }] });
+    await assert.rejects(
+      buildShards(sourceOf([one('k1'), one('k2'), one('k1')]), { out: join(temp.dir, 'rep') }),
+      (err: unknown) => isSadpError(err, 'SADP_SOURCE_INVALID') && err.message.includes('"k1"'),
+    );
+    await assert.rejects(
+      buildShards(
+        sourceOf([
+          {
+            key: 'k3',
+            members: [
+              { ext: 'jpg', data: Buffer.from('1') },
+              { ext: 'JPG', data: Buffer.from('2') },
+            ],
+          },
+        ]),
+        { out: join(temp.dir, 'case') },
+      ),
+      (err: unknown) => isSadpError(err, 'SADP_SOURCE_INVALID') && err.message.includes('"k3"'),
     );
   });
 });

@@ -101,7 +101,7 @@ test('a plan whose chunks do not hash to the announced digest is SADP_PLAN_CORRU
       call.end();
     },
   });
-  const client = createScorerClient({ address, retry: { baseMs: 1, maxMs: 1 } });
+  const client = createScorerClient({ address, retry: { baseDelayMs: 1, maxDelayMs: 1 } });
   t.after(() => client.close());
   await assert.rejects(
     client.getPlan('j', 0),
@@ -130,7 +130,7 @@ test('transient statuses are retried under the policy; exhausted retries are SAD
       else cb({ code: grpc.status.UNAVAILABLE, details: 'overloaded' });
     },
   });
-  const client = createScorerClient({ address, retry: { attempts: 4, baseMs: 1, maxMs: 1 } });
+  const client = createScorerClient({ address, retry: { attempts: 4, baseDelayMs: 1, maxDelayMs: 1 } });
   t.after(() => client.close());
   assert.equal((await client.describeJob('flaky')).plannedEpochs, 1);
   assert.equal(calls, 3);

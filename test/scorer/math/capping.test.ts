@@ -168,7 +168,7 @@ describe('cappedProbabilities (Eq. 28)', () => {
     for (const bad of [Number.NaN, -1, Number.POSITIVE_INFINITY]) {
       assert.throws(
         () => cappedProbabilities(Float64Array.from([1, bad, 2]), 1, out),
-        (err: unknown) => isSadpError(err, 'SADP_MATH_BAD_SCORE') && err.message.includes('scores[1]'),
+        (err: unknown) => isSadpError(err, 'SADP_SCORE_INVALID') && err.message.includes('scores[1]'),
       );
     }
     assert.throws(

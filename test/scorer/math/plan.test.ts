@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Status, isSadpError } from '../../../common/errors.js';
+import { Status, isSadpError, type SadpErrorCode } from '../../../common/errors.js';
 import {
   decodePlan,
   defaultHyperparameters,
@@ -411,7 +411,7 @@ describe('encodePlan / decodePlan', () => {
     const bytes = encodePlan(planEpoch(input(n)));
     const flipped = bytes.slice();
     flipped[200] = flipped[200]! ^ 1;
-    const corrupt = (code: string, fragment: string) => (err: unknown) =>
+    const corrupt = (code: SadpErrorCode, fragment: string) => (err: unknown) =>
       isSadpError(err, code) && err.status === Status.DATA_LOSS && err.message.includes(fragment);
     assert.throws(() => decodePlan(flipped), corrupt('SADP_PLAN_CORRUPT', 'SHA-256'));
     assert.throws(
@@ -428,7 +428,7 @@ describe('encodePlan / decodePlan', () => {
 describe('input validation', () => {
   test('names the bad field', () => {
     const n = 10;
-    const cases: [Partial<PlanInput>, string, string][] = [
+    const cases: [Partial<PlanInput>, SadpErrorCode, string][] = [
       [{ policy: 'nope' as PlanInput['policy'] }, 'SADP_MATH_BAD_POLICY', 'nope'],
       [{ datasetSize: 0 }, 'SADP_MATH_BAD_DATASET_SIZE', 'N'],
       [{ epoch: 100 }, 'SADP_MATH_BAD_EPOCH', '[0, 100)'],
@@ -436,7 +436,7 @@ describe('input validation', () => {
       [{ scored: new Uint8Array(11) }, 'SADP_MATH_BAD_INPUT_LENGTH', 'scored'],
       [
         { scores: Float64Array.from({ length: n }, (_, i) => (i === 5 ? -1 : 1)) },
-        'SADP_MATH_BAD_SCORE',
+        'SADP_SCORE_INVALID',
         'scores[5]',
       ],
       [
@@ -444,7 +444,7 @@ describe('input validation', () => {
           policy: 'sadp-loss',
           losses: Float64Array.from({ length: n }, (_, i) => (i === 7 ? Number.NaN : 1)),
         },
-        'SADP_MATH_BAD_SCORE',
+        'SADP_SCORE_INVALID',
         'losses[7]',
       ],
       [{ smoothing: -0.1 }, 'SADP_MATH_BAD_SMOOTHING', '-0.1'],

@@ -457,7 +457,7 @@ test('acks with bad scores are refused naming the sample', async (t) => {
     await assert.rejects(batch.ack({ scores: [1, 2] }), /2 scores for 3 samples/);
     await assert.rejects(
       batch.ack({ scores: [1, Number.NaN, 2] }),
-      (err: unknown) => isSadpError(err, 'SADP_ACK_INVALID') && err.message.includes(`id ${batch.ids[1]}`),
+      (err: unknown) => isSadpError(err, 'SADP_SCORE_INVALID') && err.message.includes(`id ${batch.ids[1]}`),
     );
     await assert.rejects(batch.ack({ losses: [1, 2, -1] }), /losses of sample id/);
     await batch.ack();

@@ -261,7 +261,7 @@ test('checkpoints round-trip and bad inputs are rejected with codes naming the c
   w[5] = 0;
   await assert.rejects(
     a.scoreBatch(x, y, w),
-    (e) => isSadpError(e, 'SADP_SNN_BAD_WEIGHT') && /example 5/.test(e.message),
+    (e) => isSadpError(e, 'SADP_SNN_BAD_INPUT') && /example 5/.test(e.message),
   );
   await assert.rejects(a.scoreBatch(x.subarray(1), y), (e) => isSadpError(e, 'SADP_SNN_BAD_INPUT'));
   for (const m of [a, b, other]) m.dispose();

@@ -133,10 +133,11 @@ def _check(what: str, values: Any, batch: Batch) -> Optional[List[float]]:
         if batch.padded[j]:
             continue
         if not math.isfinite(v) or v < 0:
+            # The rule and code of common/scores.ts on the TypeScript side.
             raise invalid_argument(
-                "SADP_ACK_INVALID",
-                f"ack of batch {batch.index}: {what} of sample id {batch.ids[j]} (key {batch.keys[j]}) is {v}; "
-                "must be finite and >= 0",
+                "SADP_SCORE_INVALID",
+                f"ack of batch {batch.index}: {what} of sample id {batch.ids[j]} (key {batch.keys[j]}) = {v} "
+                "must be a finite number >= 0",
             )
         out.append(v)
     return out

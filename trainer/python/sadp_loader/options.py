@@ -66,7 +66,7 @@ class ClientOptions:
     reconnect: ReconnectOptions = field(default_factory=ReconnectOptions)
     #: HTTP/2 keepalive ping interval: far below cloud L4 load balancers' idle
     #: timeouts (AWS NLB drops idle flows after 350 s).
-    keepalive_ms: float = 30_000
+    keepalive_time_ms: float = 30_000
     #: Scored acks not yet confirmed by ScoresCommitted, kept for resending after
     #: a reconnect; beyond this the oldest are dropped (counted in
     #: ``stats.dropped_acks``). About 2.5 MB at batch size 128.
@@ -92,7 +92,7 @@ def validate(options: ClientOptions) -> ClientOptions:
         )
     _positive("deadline_ms", options.deadline_ms)
     _positive("idle_timeout_ms", options.idle_timeout_ms, allow_zero=True)
-    _positive("keepalive_ms", options.keepalive_ms)
+    _positive("keepalive_time_ms", options.keepalive_time_ms)
     _positive("max_pending_acks", options.max_pending_acks)
     _positive("reconnect.max_attempts", options.reconnect.max_attempts)
     _positive("reconnect.base_delay_ms", options.reconnect.base_delay_ms)
@@ -105,7 +105,7 @@ def validate(options: ClientOptions) -> ClientOptions:
 
 
 def channel_options(options: ClientOptions) -> List[Tuple[str, Any]]:
-    keepalive = int(options.keepalive_ms)
+    keepalive = int(options.keepalive_time_ms)
     return [
         ("grpc.max_receive_message_length", int(options.max_receive_message_bytes)),
         ("grpc.keepalive_time_ms", keepalive),

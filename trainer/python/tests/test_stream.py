@@ -84,7 +84,7 @@ def test_ack_values_are_checked_naming_the_sample(loader_address, scorer, small)
         batch = next(iter(stream))
         with pytest.raises(SadpError) as e:
             batch.ack(scores=[1.0, float("nan"), 1.0, 1.0])
-        assert e.value.code == "SADP_ACK_INVALID" and e.value.grpc_code == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.code == "SADP_SCORE_INVALID" and e.value.grpc_code == grpc.StatusCode.INVALID_ARGUMENT
         assert f"id {batch.ids[1]}" in str(e.value)
         with pytest.raises(SadpError, match="3 scores for 4 samples"):
             batch.ack(scores=[1.0, 1.0, 1.0])
