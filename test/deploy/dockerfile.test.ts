@@ -102,6 +102,14 @@ test('multi-stage: a build stage with dev dependencies, a runtime stage on the s
     ),
     'the .proto files are read at run time',
   );
+  // npm ci runs postinstall (patch-package), which needs patches/ in place first.
+  const patchesAt = runtime.instructions.findIndex(
+    (i) => i.getKeyword() === 'COPY' && /^patches\s/.test(i.getArgumentsContent() ?? ''),
+  );
+  const installAt = runtime.instructions.findIndex(
+    (i) => i.getKeyword() === 'RUN' && /\bnpm ci\b/.test(i.getArgumentsContent() ?? ''),
+  );
+  assert.ok(patchesAt >= 0 && patchesAt < installAt, 'patches/ is copied before npm ci applies it');
 });
 
 test('runtime runs as a numeric non-root user, the UID the manifests run as', () => {
