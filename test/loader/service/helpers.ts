@@ -59,17 +59,26 @@ let jobCounter = 0;
 export async function startStack(): Promise<Stack> {
   const tmp = await startTempS3({ prefix: 'sadp-loader-', buckets: [BUCKET] });
   const { dir, s3, s3Options, client: s3Client } = tmp;
-  await buildShards(
-    syntheticSource({ count: SAMPLES, meanBytes: MEAN_BYTES, seed: SOURCE_SEED, classes: 10 }),
-    {
-      out: `s3://${BUCKET}/ds`,
-      client: s3Client,
-      shardBytes: 48 * 1024,
-    },
-  );
   const manifestUrl = `s3://${BUCKET}/ds/manifest.json`;
-  const dataset = await openDataset(manifestUrl, { client: s3Client });
-  const scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'scorer') });
+  let dataset: Dataset;
+  let scorer: ScorerServer;
+  try {
+    await buildShards(
+      syntheticSource({ count: SAMPLES, meanBytes: MEAN_BYTES, seed: SOURCE_SEED, classes: 10 }),
+      {
+        out: `s3://${BUCKET}/ds`,
+        client: s3Client,
+        shardBytes: 48 * 1024,
+      },
+    );
+    dataset = await openDataset(manifestUrl, { client: s3Client });
+    scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'scorer') });
+  } catch (err) {
+    // A rig that fails to start must not leave a server listening: the test
+    // file's process would never exit.
+    await tmp.close();
+    throw err;
+  }
   const scorerClient = createScorerClient({ address: scorer.address });
   const scorerRpc = new ScorerRpc(scorer.address, grpc.credentials.createInsecure());
   const loaders: LoaderServer[] = [];
