@@ -30,3 +30,4 @@ export {
 export { rangeReaderConfigShape } from './reader-config.js';
 export { planRanges, sortUniqueIds, type SampleLayout } from './range-plan.js';
 export { cutSample, type FetchedSample } from './cut.js';
+export type { Arena } from './slab-pool.js';

@@ -170,6 +170,12 @@ export interface RangeReader {
    * while anything may still read the samples' fields.
    */
   recycle(samples: readonly FetchedSample[]): void;
+  /**
+   * Memory for several read() calls whose samples are recycled together
+   * (a prefetch window's ranges): they share slabs instead of each read
+   * starting a slab of its own.
+   */
+  arena(): Arena;
   /** Stops the read threads, if any (reads after close fail). */
   close(): Promise<void>;
 }
@@ -185,6 +191,8 @@ export interface ReadPriority {
    * without planning or counting them again.
    */
   asSpan?: boolean;
+  /** Where the ranges' bytes go (reader.arena()); default a new arena for this read. */
+  arena?: Arena;
 }
 
 export interface ResolvedRangeReaderOptions {
@@ -354,6 +362,10 @@ class RangeReaderImpl implements RangeReader {
     this.slabs.recycle(samples);
   }
 
+  arena(): Arena {
+    return this.slabs.arena();
+  }
+
   close(): Promise<void> {
     return this.threads?.close() ?? Promise.resolve();
   }
@@ -456,7 +468,7 @@ class RangeReaderImpl implements RangeReader {
         })
       : this.plan(dataset, ids);
     const byId = new Map<number, FetchedSample>();
-    const arena = this.slabs.arena();
+    const arena = options.arena ?? this.slabs.arena();
 
     // One controller per read(): the first failure stops the sibling GETs, and
     // read() settles only after every GET it started has settled. At most

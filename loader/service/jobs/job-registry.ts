@@ -9,10 +9,13 @@ import type { sadp } from '../../../proto/index.js';
 import { openDataset, type Dataset, type DatasetAccess } from '../../shards/index.js';
 import { u64ToBigInt, type Plan, type ScorerClient } from '../../../scorer/index.js';
 import type { S3Client } from '../../../storage/index.js';
-import { yieldLoop } from './epoch-layout.js';
+import { shufflePlan, yieldLoop } from './epoch-layout.js';
 import { shufflePlanOffLoop } from './shuffle-thread.js';
 import type { LoaderMetrics } from '../metrics.js';
 import type { ShuffleMode } from '../options.js';
+
+/** Plans up to this many ids are shuffled on the event loop (~15 ms at 100k, bench:plan-loop). */
+const SHUFFLE_ON_LOOP_MAX_IDS = 100_000;
 
 export interface JobContext {
   jobId: string;
@@ -157,18 +160,23 @@ export class JobRegistry {
         { status: Status.FAILED_PRECONDITION },
       );
     }
-    // In a worker thread: at N = 10M this is seconds of work.
-    const perm = await shufflePlanOffLoop(
-      {
-        ids: plan.ids,
-        seed: ctx.seed,
-        epoch,
-        mode: this.options.shuffle,
-        blockShards: this.options.shuffleBlockShards,
-        shardStarts: Uint32Array.from(dataset.manifest.shards, (s) => s.firstId),
-      },
-      signal,
-    );
+    const task = {
+      ids: plan.ids,
+      seed: ctx.seed,
+      epoch,
+      mode: this.options.shuffle,
+      blockShards: this.options.shuffleBlockShards,
+    };
+    // In a worker thread at scale (N = 10M is seconds of work); a small plan
+    // shuffles on the loop in milliseconds, where starting a worker (its
+    // module graph) would cost ~0.5 s of CPU each epoch.
+    const perm =
+      plan.ids.length <= SHUFFLE_ON_LOOP_MAX_IDS
+        ? shufflePlan({ ...task, shardOf: (id) => dataset.shardIds[id] as number })
+        : await shufflePlanOffLoop(
+            { ...task, shardStarts: Uint32Array.from(dataset.manifest.shards, (s) => s.firstId) },
+            signal,
+          );
     const m = plan.ids.length;
     const order = new Uint32Array(m);
     const weights = new Float64Array(m);

@@ -12,7 +12,7 @@
 // returns it once its last batch is written or abandoned. Once every batch
 // was written, the ranges' memory goes back to the reader's slab pool.
 import { cancelledError } from '../../../common/signals.js';
-import type { FetchedSample, RangeReader, ReadPlan } from '../../fetch/index.js';
+import type { Arena, FetchedSample, RangeReader, ReadPlan } from '../../fetch/index.js';
 import type { Dataset } from '../../shards/index.js';
 import type { ByteBudget } from './byte-budget.js';
 
@@ -84,6 +84,8 @@ class WindowReadImpl implements WindowRead {
   private firstError: unknown;
   /** Each range read's samples, kept to hand their memory back (reader.recycle) once every batch is written. */
   private readonly results: FetchedSample[][] = [];
+  /** One arena for all the window's ranges: per-sample ranges share slabs, recycled together. */
+  private readonly arena: Arena;
 
   constructor(
     members: readonly WindowMember[],
@@ -94,6 +96,7 @@ class WindowReadImpl implements WindowRead {
     preReserved: boolean,
   ) {
     if (preReserved) this.held = reserved;
+    this.arena = deps.reader.arena();
     this.pending = plan.count;
     this.open = new Set(members.keys());
     const { ids, first, count } = plan;
@@ -159,6 +162,7 @@ class WindowReadImpl implements WindowRead {
             priority: level,
             onReceived: deps.onReceived,
             asSpan: true,
+            arena: this.arena,
           })
           .then(
             (samples) => {
