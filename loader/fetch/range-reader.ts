@@ -64,10 +64,11 @@ export interface RangeReaderOptions {
   idleTimeoutMs?: number;
   /**
    * How each read() turns selected samples into GETs (see read-planner.ts):
-   * `auto` (default) minimises requests x perRequestUs + bytes x perByteUs
-   * with costs measured from this reader's own GETs; `min-bytes` does the
-   * same within maxWasteRatio; `whole-shard` reads one span per shard;
-   * `ranges` is the fixed gapBytes + maxWasteRatio rule.
+   * `ranges` (default) is the fixed gapBytes + maxWasteRatio rule; `auto`
+   * minimises requests x perRequestUs + bytes x perByteUs with costs
+   * measured from this reader's own GETs; `min-bytes` does the same within
+   * maxWasteRatio; `whole-shard` reads one span per shard. The default is
+   * the mode bench:loader measured fastest (BENCHMARKS.md).
    */
   planner?: ReadPlannerMode;
   /** A fixed cost model instead of the online estimate (tests, benchmarks, dry runs). */

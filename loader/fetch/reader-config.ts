@@ -15,7 +15,9 @@ export const RANGE_READER_DEFAULTS = {
   baseDelayMs: 100,
   maxDelayMs: 5_000,
   idleTimeoutMs: 15_000,
-  planner: 'auto',
+  // Measured fastest in every bench:loader case, on loopback and the shaped
+  // link (BENCHMARKS.md); auto's online cost model still over-merges.
+  planner: 'ranges',
   threads: 0,
 } as const;
 

@@ -1,6 +1,6 @@
 // The shipped read bound at the service level: a loader in the planner mode
-// that promises it (`min-bytes`, for links billed per byte; the default
-// `auto` trades bytes for requests by measured cost) with the default gap
+// that promises it (`min-bytes`, for links billed per byte; `auto` trades
+// bytes for requests by measured cost) with the default gap
 // merging (64 KiB) and waste bound (5 %) streams an SADP epoch, and the
 // storage request log shows every selected sample read, pruned bytes read
 // through merged gaps at most 5 % of the selected bytes, and merging really
