@@ -3,6 +3,7 @@
 // independent oracle that reads each shard whole and parses it with
 // tar-stream's extract.
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -21,6 +22,7 @@ import {
 } from '../../../storage/index.js';
 import type { FetchedSample } from '../../../loader/fetch/index.js';
 import { mulberry32 } from '../../helpers/random.js';
+import { startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
 import { startTempS3 } from '../../helpers/temp-s3.js';
 import { tarMembers } from '../../helpers/tar.js';
 
@@ -96,6 +98,29 @@ export async function openRemoteVia(
   const client = createS3Client({ ...s3OptionsForEmbedded(fixture.s3), endpoint, maxAttempts: 1 });
   const dataset = await openDataset(`s3://${fixture.bucket}/ds/manifest.json`, { client });
   return { dataset, client };
+}
+
+/** A fixture read through the fault proxy, whose request log is the storage side's view. */
+export interface ProxiedFixture {
+  fx: Fixture;
+  proxy: FaultProxy;
+  remote: { dataset: Dataset; client: S3Client };
+}
+
+/** The proxied fixture for this test file: started before its tests, closed after them. */
+export function useProxiedFixture(options: Parameters<typeof startFixture>[0]): ProxiedFixture {
+  const rig = {} as ProxiedFixture;
+  before(async () => {
+    rig.fx = await startFixture(options);
+    rig.proxy = await startFaultProxy({ target: rig.fx.s3.endpoint });
+    rig.remote = await openRemoteVia(rig.fx, rig.proxy.endpoint);
+  });
+  after(async () => {
+    rig.remote?.client.destroy();
+    await rig.proxy?.close();
+    await rig.fx?.close();
+  });
+  return rig;
 }
 
 /** Every sample of `dataset`, by a full sequential read and parse of each shard. */

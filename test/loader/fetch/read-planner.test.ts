@@ -4,7 +4,7 @@
 // pure estimate equal to the reader's plan, and the same decisions seen from
 // the storage side: the fault proxy's request log of a real read.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   READ_PLANNER_MODES,
@@ -17,10 +17,8 @@ import {
   type ReadCostModel,
 } from '../../../loader/fetch/index.js';
 import { layoutOf } from './sample-layouts.js';
-import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
-import { diffSamples, openRemoteVia, startFixture, type Fixture } from './fixtures.js';
-import type { Dataset } from '../../../loader/shards/index.js';
-import type { S3Client } from '../../../storage/index.js';
+import { parseRangeHeader } from '../../helpers/s3-fault-proxy.js';
+import { diffSamples, useProxiedFixture } from './fixtures.js';
 
 const KB = 1000;
 /** Break-even gap 100 KB: 100 us per GET, 0.001 us per byte. */
@@ -215,21 +213,7 @@ test('with the reader concurrency given, latency is the floor of recent GETs hid
 });
 
 // From the storage side: what the proxy saw.
-let fx: Fixture;
-let proxy: FaultProxy;
-let remote: { dataset: Dataset; client: S3Client };
-
-before(async () => {
-  fx = await startFixture({ samples: 120, shardBytes: 96 * 1024, seed: 9 });
-  proxy = await startFaultProxy({ target: fx.s3.endpoint });
-  remote = await openRemoteVia(fx, proxy.endpoint);
-});
-
-after(async () => {
-  remote.client.destroy();
-  await proxy.close();
-  await fx.close();
-});
+const rig = useProxiedFixture({ samples: 120, shardBytes: 96 * 1024, seed: 9 });
 
 const SHARDS = /\.tar(\?|$)/;
 
@@ -238,22 +222,22 @@ async function readLogged(
   ids: number[],
   options: Parameters<typeof createRangeReader>[0],
 ): Promise<Array<{ path: string; start: number; end: number }>> {
-  const from = proxy.requestLog.length;
+  const from = rig.proxy.requestLog.length;
   const reader = createRangeReader(options);
-  const got = await reader.read(remote.dataset, ids);
-  assert.equal(diffSamples(ids, got, fx.reference), undefined);
-  return proxy.requestLog
+  const got = await reader.read(rig.remote.dataset, ids);
+  assert.equal(diffSamples(ids, got, rig.fx.reference), undefined);
+  return rig.proxy.requestLog
     .slice(from)
     .filter((r) => SHARDS.test(r.path))
     .map((r) => ({ path: r.path, ...parseRangeHeader(r.range)! }));
 }
 
 function selectedBytes(ids: number[]): number {
-  return ids.reduce((sum, id) => sum + remote.dataset.ends[id]! - remote.dataset.offsets[id]!, 0);
+  return ids.reduce((sum, id) => sum + rig.remote.dataset.ends[id]! - rig.remote.dataset.offsets[id]!, 0);
 }
 
 test('storage request log: auto reads a dense shard with one GET and a sparse one per sample; min-bytes stays within its bound', async () => {
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   const entry = (s: number) => ds.manifest.shards[s]!;
   // Shard 0 dense (all but every 4th sample), shard 1 sparse (every 4th),
   // and a cost model whose break-even gap lies between the two shards' gaps.
@@ -296,7 +280,7 @@ test('storage request log: auto reads a dense shard with one GET and a sparse on
 test('the reader reports the planner mode, cost model and mix; an unknown mode is refused', async () => {
   const reader = createRangeReader({ planner: 'whole-shard', cost: { perRequestUs: 5, perByteUs: 0.5 } });
   const ids = [0, 2, 4, 6];
-  await reader.read(remote.dataset, ids);
+  await reader.read(rig.remote.dataset, ids);
   const p = reader.planner;
   assert.equal(p.mode, 'whole-shard');
   assert.equal(p.plans, 1);

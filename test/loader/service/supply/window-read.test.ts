@@ -5,34 +5,18 @@
 // min-bytes stays within its bound; the awaited batch's ranges go first; and
 // the window's budget reservation comes back exactly once.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   createRangeReader,
   type RangeReaderOptions,
   type ReadCostModel,
 } from '../../../../loader/fetch/index.js';
-import type { Dataset } from '../../../../loader/shards/index.js';
-import type { S3Client } from '../../../../storage/index.js';
 import { BatchFetch, type BatchSpec, type FetchDeps } from '../../../../loader/service/supply/batch-fetch.js';
 import { createByteBudget } from '../../../../loader/service/supply/byte-budget.js';
-import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../../helpers/s3-fault-proxy.js';
-import { diffSamples, openRemoteVia, startFixture, type Fixture } from '../../fetch/fixtures.js';
+import { parseRangeHeader } from '../../../helpers/s3-fault-proxy.js';
+import { diffSamples, useProxiedFixture } from '../../fetch/fixtures.js';
 
-let fx: Fixture;
-let proxy: FaultProxy;
-let remote: { dataset: Dataset; client: S3Client };
-
-before(async () => {
-  fx = await startFixture({ samples: 160, shardBytes: 96 * 1024, seed: 5 });
-  proxy = await startFaultProxy({ target: fx.s3.endpoint });
-  remote = await openRemoteVia(fx, proxy.endpoint);
-});
-
-after(async () => {
-  remote.client.destroy();
-  await proxy.close();
-  await fx.close();
-});
+const rig = useProxiedFixture({ samples: 160, shardBytes: 96 * 1024, seed: 5 });
 
 const SHARDS = /\.tar(\?|$)/;
 const BATCHES = 4;
@@ -44,17 +28,17 @@ interface Get {
 }
 
 function shardIds(s: number): number[] {
-  const e = remote.dataset.manifest.shards[s]!;
+  const e = rig.remote.dataset.manifest.shards[s]!;
   return Array.from({ length: e.samples }, (_, k) => e.firstId + k);
 }
 
 function shardName(s: number): string {
-  return remote.dataset.manifest.shards[s]!.url.split('/').pop()!;
+  return rig.remote.dataset.manifest.shards[s]!.url.split('/').pop()!;
 }
 
 /** Batch k holds every BATCHES-th of `ids` from position k (a shuffle spreads a shard over the batches). */
 function deal(ids: number[]): BatchSpec[] {
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   return Array.from({ length: BATCHES }, (_, k) => {
     const mine = ids.filter((_, i) => i % BATCHES === k);
     return {
@@ -77,18 +61,18 @@ async function fetchLogged(
   reader: RangeReaderOptions,
   how: { window: boolean; awaited?: number },
 ): Promise<Get[]> {
-  const from = proxy.requestLog.length;
+  const from = rig.proxy.requestLog.length;
   const budget = createByteBudget(64 * 1024 * 1024);
-  const deps: FetchDeps = { budget, reader: createRangeReader(reader), dataset: remote.dataset };
+  const deps: FetchDeps = { budget, reader: createRangeReader(reader), dataset: rig.remote.dataset };
   const fetches = how.window
     ? BatchFetch.startWindow(specs, deps, how.awaited)
     : specs.flatMap((s) => BatchFetch.startWindow([s], deps, how.awaited));
   for (const f of fetches) {
-    assert.equal(diffSamples(f.spec.ids, await f.ready, fx.reference), undefined);
+    assert.equal(diffSamples(f.spec.ids, await f.ready, rig.fx.reference), undefined);
     f.release();
   }
   assert.equal(budget.used, 0, 'every reservation returned');
-  return proxy.requestLog
+  return rig.proxy.requestLog
     .slice(from)
     .filter((r) => SHARDS.test(r.path))
     .map((r) => ({ shard: r.path.split('/').pop()!, ...parseRangeHeader(r.range)! }));
@@ -106,7 +90,7 @@ function overlaps(gets: Get[]): number {
 }
 
 function gaps(ids: number[]): number[] {
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   return ids.slice(1).map((id, k) => ds.offsets[id]! - ds.ends[ids[k]!]!);
 }
 
@@ -123,7 +107,7 @@ test('a window reads each shard once: one span per shard for all its batches, wh
     [shardName(0), shardName(1)],
   );
   assert.equal(overlaps(window), 0);
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   for (const [s, g] of window.entries()) {
     const mine = ids.filter((id) => ds.shardIds[id] === s);
     assert.deepEqual([g.start, g.end], [ds.offsets[mine[0]!], ds.ends[mine.at(-1)!]]);
@@ -141,7 +125,7 @@ test('under known costs a shard dense over the window is one GET though each bat
   const specs = deal([...dense, ...sparse]);
   const windowGapMax = Math.max(...gaps(dense));
   const batchGaps = specs.flatMap((s) =>
-    gaps(Array.from(s.ids).filter((id) => remote.dataset.shardIds[id] === 0)),
+    gaps(Array.from(s.ids).filter((id) => rig.remote.dataset.shardIds[id] === 0)),
   );
   const batchGapMin = Math.min(...batchGaps, ...gaps(sparse));
   assert.ok(
@@ -151,7 +135,7 @@ test('under known costs a shard dense over the window is one GET though each bat
   // Break-even gap between the two: merging a window's gaps pays, a single batch's does not.
   const cost: ReadCostModel = { perRequestUs: (windowGapMax + batchGapMin) / 2, perByteUs: 1 };
   const window = await fetchLogged(specs, { planner: 'auto', cost }, { window: true });
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   const on = (gets: Get[], s: number): Get[] => gets.filter((g) => g.shard === shardName(s));
   assert.deepEqual(
     on(window, 0).map((g) => [g.start, g.end]),
@@ -169,7 +153,7 @@ test('under known costs a shard dense over the window is one GET though each bat
 });
 
 test('min-bytes over a window stays within maxWasteRatio of the selected bytes (storage request log)', async () => {
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   const ids = [...shardIds(0), ...shardIds(1), ...shardIds(2)].filter((id) => id % 3 !== 1);
   const selected = ids.reduce((sum, id) => sum + ds.ends[id]! - ds.offsets[id]!, 0);
   // Requests so dear that every gap would pay: only the bound holds merging back.
@@ -194,7 +178,7 @@ test("the awaited batch's ranges are read first", async () => {
   // with gapBytes 0 each is its own GET; one GET at a time shows the order.
   const ids = [...shardIds(0), ...shardIds(1)].filter((_, i) => i % 2 === 0);
   const specs = deal(ids);
-  const ds = remote.dataset;
+  const ds = rig.remote.dataset;
   for (const awaited of [2, 3]) {
     const gets = await fetchLogged(
       specs,
@@ -216,7 +200,7 @@ test('abandoning a window returns its reservation once; a batch given up alone l
   const specs = deal(ids);
   const budget = createByteBudget(64 * 1024 * 1024);
   const reader = createRangeReader({ planner: 'ranges', gapBytes: 0 });
-  const deps: FetchDeps = { budget, reader, dataset: remote.dataset };
+  const deps: FetchDeps = { budget, reader, dataset: rig.remote.dataset };
   const fetches = BatchFetch.startWindow(specs, deps, 0);
   await new Promise((resolve) => setImmediate(resolve));
   const reserved = budget.used;
@@ -224,7 +208,7 @@ test('abandoning a window returns its reservation once; a batch given up alone l
   // One batch given up: the others still arrive whole.
   fetches[1]!.dispose();
   for (const k of [0, 2]) {
-    assert.equal(diffSamples(specs[k]!.ids, await fetches[k]!.ready, fx.reference), undefined);
+    assert.equal(diffSamples(specs[k]!.ids, await fetches[k]!.ready, rig.fx.reference), undefined);
     fetches[k]!.release();
     fetches[k]!.release();
   }
