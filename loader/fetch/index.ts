@@ -1,16 +1,13 @@
 // Public API of the range reader: fetch only the selected samples of
 // WebDataset shards from object storage.
+export { createRangeReader, type RangeReader } from './range-reader.js';
+export type { IoStats, RangeRequestEvent, PlannerStats } from './reader-metrics.js';
 export {
-  createRangeReader,
   resolveRangeReaderOptions,
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
-  type RangeReader,
   type RangeReaderOptions,
-  type IoStats,
-  type RangeRequestEvent,
-  type PlannerStats,
-} from './range-reader.js';
+} from './reader-config.js';
 export {
   READ_PLANNER_MODES,
   breakEvenGapBytes,

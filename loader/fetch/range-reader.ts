@@ -1,143 +1,33 @@
 // The range reader: fetches exactly the selected samples of a dataset from
 // its shards with few, merged byte-range GETs, bounded concurrency and
 // retries, then cuts the bytes into tar members checked against the index.
+// Its options and their defaults are in reader-config.ts, its metrics in
+// reader-metrics.ts.
 import { setMaxListeners } from 'node:events';
 import { cancelledError } from '../../common/signals.js';
 import { SadpError, Status, isSadpError } from '../../common/errors.js';
-import { counter, gauge } from '../../common/metrics.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
 import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
 import { createPool } from '../../common/pool.js';
 import { sortUniqueIds, type RangePlan } from './range-plan.js';
 import { createCostEstimator, type CostEstimator } from './cost-estimator.js';
+import { breakEvenGapBytes, planReads, type ReadCostModel, type ReadPlan } from './read-planner.js';
 import {
-  READ_PLANNER_MODES,
-  breakEvenGapBytes,
-  planReads,
-  type ReadCostModel,
-  type ReadPlan,
-  type ReadPlannerMode,
-} from './read-planner.js';
-import { RANGE_READER_DEFAULTS, RANGE_READER_LIMITS } from './reader-config.js';
+  resolveRangeReaderOptions,
+  type RangeReaderOptions,
+  type ResolvedRangeReaderOptions,
+} from './reader-config.js';
+import {
+  fetchMetrics,
+  type FetchMetrics,
+  type IoStats,
+  type PlannerStats,
+  type RangeRequestEvent,
+} from './reader-metrics.js';
 import { cutSample, type FetchedSample } from './cut.js';
 import { createReadThreads, type ReadThreads } from './read-threads.js';
 import { createSlabPool, type Arena, type SlabPool } from './slab-pool.js';
-import type { S3Options } from '../../storage/index.js';
-
-export interface RangeReaderOptions {
-  /**
-   * Merge two byte ranges of the same shard when the gap between them (the
-   * pruned samples in between) is below this; contiguous samples are always
-   * merged. Default 64 KiB, chosen by bench/io.ts: on ImageNet-shaped samples
-   * (lognormal, mean 110 KB) it is the largest swept gap that keeps bytes
-   * fetched within 5 % of the selected bytes at every r (measured 1.014-1.023;
-   * 128 KiB gives 1.11-1.14), and it saves 8-13 % of the GETs that gap 0
-   * needs. For datasets of much smaller samples lower it: a gap spans about
-   * gapBytes / (mean sample size) pruned samples.
-   */
-  gapBytes?: number;
-  /**
-   * Bound on the bytes of pruned samples a read may fetch, as a fraction of
-   * the selected bytes it delivers; default 0.05 (the I/O target: at most 5 %
-   * over the selected bytes). It keeps a fixed gapBytes from pulling in dozens
-   * of small pruned samples (a 64 KiB gap spans ~25 Fashion-MNIST samples)
-   * while leaving ImageNet-sized merges as they are.
-   */
-  maxWasteRatio?: number;
-  /** Cap on one merged GET's length; default 8 MiB (S3's recommended part size). A larger sample gets its own GET. */
-  maxRequestBytes?: number;
-  /**
-   * Global bound on in-flight GETs across all shards and read() calls;
-   * default 64. Throughput per GET round trip is the binding limit on a
-   * high-latency link: 16 GETs at 50 ms first-byte latency cap a loader at
-   * ~290 samples/s, while 64 kept 0.8 of the no-latency rate in bench:loader.
-   */
-  concurrency?: number;
-  /** Attempts per range, first one included; default 5. */
-  maxAttempts?: number;
-  /** Backoff ceiling of the first retry; default 100 ms, doubling per attempt (full jitter). */
-  baseDelayMs?: number;
-  /** Upper bound on one backoff; default 5,000 ms. */
-  maxDelayMs?: number;
-  /** Abort a GET whose headers or body make no progress for this long, and resume it; default 15,000 ms. */
-  idleTimeoutMs?: number;
-  /**
-   * How each read() turns selected samples into GETs (see read-planner.ts):
-   * `ranges` (default) is the fixed gapBytes + maxWasteRatio rule; `auto`
-   * minimises requests x perRequestUs + bytes x perByteUs with costs
-   * measured from this reader's own GETs; `min-bytes` does the same within
-   * maxWasteRatio; `whole-shard` reads one span per shard. The default is
-   * the mode bench:loader measured fastest (BENCHMARKS.md).
-   */
-  planner?: ReadPlannerMode;
-  /** A fixed cost model instead of the online estimate (tests, benchmarks, dry runs). */
-  cost?: ReadCostModel;
-  /** Export Prometheus counters (sadp_fetch_*) from common/metrics; default false. */
-  metrics?: boolean;
-  /**
-   * Worker threads that run each range's GET + cut (read-threads.ts), for a
-   * loader whose one core saturates; 0 (default) reads on the calling thread.
-   * Default 0 by measurement: on a 2-core machine shared with its trainers a
-   * thread raised the loader's CPU per sample and did not raise throughput
-   * (BENCHMARKS.md). Only s3:// and file:// stores are read in threads.
-   */
-  threads?: number;
-  /** How read threads open s3:// stores (their own client); the loader passes its S3 options. */
-  threadS3?: S3Options;
-}
-
-/** What the planner chose, cumulative over every read(), and its current cost model. */
-export interface PlannerStats {
-  mode: ReadPlannerMode;
-  /** The cost model the next plan will use. */
-  perRequestUs: number;
-  perByteUs: number;
-  /** perRequestUs / perByteUs: gaps below it are read rather than skipped (auto, min-bytes). */
-  breakEvenGapBytes: number;
-  /** GETs whose duration fed the estimate. */
-  costSamples: number;
-  plans: number;
-  /** Shards (per plan) read as one span / per-sample ranges / a mix. */
-  shardsSpan: number;
-  shardsRanges: number;
-  shardsMixed: number;
-  /** Sum of the plans' modelled time, us. */
-  estimatedUs: number;
-  /** Sums over the plans: GETs, bytes they request, selected bytes they deliver. */
-  requests: number;
-  bytesRequested: number;
-  bytesSelected: number;
-}
-
-export interface IoStats {
-  /** GETs issued, retries included. */
-  requests: number;
-  /** GETs that were retries of a failed or partial attempt. */
-  retries: number;
-  /**
-   * The part of `retries` whose attempt made no progress for `idleTimeoutMs`:
-   * a stalled body, or a healthy one queued behind a busy server. Kept apart
-   * because only this kind can be caused by load rather than by a fault.
-   */
-  idleTimeoutRetries: number;
-  /** Sum of the lengths of every GET issued (a resumed retry counts only the bytes it asks for). */
-  bytesRequested: number;
-  /** Body bytes received, partial bodies included. */
-  bytesReceived: number;
-  /** Sum of the delivered samples' [offset, end) lengths. */
-  bytesDelivered: number;
-  samplesDelivered: number;
-  /** Reads that met a changed shard and were served from the re-indexed dataset. */
-  datasetReloads: number;
-}
-
-export interface RangeRequestEvent {
-  key: string;
-  start: number;
-  end: number;
-  attempt: number;
-}
 
 export interface RangeReader {
   /**
@@ -194,84 +84,6 @@ export interface ReadPriority {
   asSpan?: boolean;
   /** Where the ranges' bytes go (reader.arena()); default a new arena for this read. */
   arena?: Arena;
-}
-
-export interface ResolvedRangeReaderOptions {
-  gapBytes: number;
-  maxWasteRatio: number;
-  maxRequestBytes: number;
-  concurrency: number;
-  maxAttempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  idleTimeoutMs: number;
-  planner: ReadPlannerMode;
-  cost: ReadCostModel | undefined;
-  metrics: boolean;
-  threads: number;
-  threadS3: S3Options | undefined;
-}
-
-export const DEFAULT_GAP_BYTES = RANGE_READER_DEFAULTS.gapBytes;
-export const DEFAULT_MAX_WASTE_RATIO = RANGE_READER_DEFAULTS.maxWasteRatio;
-
-export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): ResolvedRangeReaderOptions {
-  const d = RANGE_READER_DEFAULTS;
-  const resolved: ResolvedRangeReaderOptions = {
-    gapBytes: options.gapBytes ?? d.gapBytes,
-    maxWasteRatio: options.maxWasteRatio ?? d.maxWasteRatio,
-    maxRequestBytes: options.maxRequestBytes ?? d.maxRequestBytes,
-    concurrency: options.concurrency ?? d.concurrency,
-    maxAttempts: options.maxAttempts ?? d.maxAttempts,
-    baseDelayMs: options.baseDelayMs ?? d.baseDelayMs,
-    maxDelayMs: options.maxDelayMs ?? d.maxDelayMs,
-    idleTimeoutMs: options.idleTimeoutMs ?? d.idleTimeoutMs,
-    planner: options.planner ?? d.planner,
-    cost: options.cost,
-    metrics: options.metrics ?? false,
-    threads: options.threads ?? d.threads,
-    threadS3: options.threadS3,
-  };
-  const check = (name: keyof ResolvedRangeReaderOptions, ok: boolean): void => {
-    if (!ok) {
-      throw new SadpError(
-        'SADP_INVALID_OPTION',
-        `range reader option ${name} = ${JSON.stringify(resolved[name])} is invalid`,
-        {
-          status: Status.INVALID_ARGUMENT,
-        },
-      );
-    }
-  };
-  check('gapBytes', Number.isFinite(resolved.gapBytes) && resolved.gapBytes >= 0);
-  check('maxWasteRatio', resolved.maxWasteRatio >= 0);
-  check('maxRequestBytes', Number.isSafeInteger(resolved.maxRequestBytes) && resolved.maxRequestBytes > 0);
-  const limits = RANGE_READER_LIMITS;
-  check(
-    'concurrency',
-    Number.isInteger(resolved.concurrency) &&
-      resolved.concurrency >= 1 &&
-      resolved.concurrency <= limits.concurrency,
-  );
-  check(
-    'maxAttempts',
-    Number.isInteger(resolved.maxAttempts) &&
-      resolved.maxAttempts >= 1 &&
-      resolved.maxAttempts <= limits.maxAttempts,
-  );
-  check('baseDelayMs', resolved.baseDelayMs >= 0);
-  check('maxDelayMs', resolved.maxDelayMs >= resolved.baseDelayMs);
-  check('idleTimeoutMs', resolved.idleTimeoutMs > 0);
-  check(
-    'threads',
-    Number.isInteger(resolved.threads) && resolved.threads >= 0 && resolved.threads <= limits.threads,
-  );
-  check('planner', (READ_PLANNER_MODES as readonly string[]).includes(resolved.planner));
-  check(
-    'cost',
-    resolved.cost === undefined || (resolved.cost.perRequestUs >= 0 && resolved.cost.perByteUs >= 0),
-  );
-  return resolved;
 }
 
 export function createRangeReader(options: RangeReaderOptions = {}): RangeReader {
@@ -609,49 +421,4 @@ const THREADED_STORE = /^(s3|file):\/\//;
 /** Full URL of a shard for messages; keys may already be absolute URLs. */
 function objectLabel(dataset: Dataset, key: string): string {
   return isAbsoluteUrl(key) ? key : `${dataset.store.url}/${key}`;
-}
-
-interface FetchMetrics {
-  planShards: ReturnType<typeof counter<'mode' | 'kind'>>;
-  planEstimate: ReturnType<typeof counter<'mode'>>;
-  planRequests: ReturnType<typeof counter<'mode'>>;
-  planBytes: ReturnType<typeof counter<'mode' | 'kind'>>;
-  costPerRequest: ReturnType<typeof gauge>;
-  costPerByte: ReturnType<typeof gauge>;
-  requests: ReturnType<typeof counter>;
-  retries: ReturnType<typeof counter<'reason'>>;
-  bytes: ReturnType<typeof counter<'kind'>>;
-  samples: ReturnType<typeof counter>;
-}
-
-function fetchMetrics(): FetchMetrics {
-  return {
-    planShards: counter(
-      'sadp_read_plan_shards_total',
-      'Shards per read plan, by planner mode and how they were read (span, ranges, mixed)',
-      ['mode', 'kind'],
-    ),
-    planEstimate: counter(
-      'sadp_read_plan_estimated_seconds_total',
-      'Modelled read time of the plans (requests x per-request cost + bytes x per-byte cost)',
-      ['mode'],
-    ),
-    planRequests: counter('sadp_read_plan_requests_total', 'GETs planned, by planner mode', ['mode']),
-    planBytes: counter(
-      'sadp_read_plan_bytes_total',
-      'Bytes the plans request and the selected bytes they deliver, by planner mode',
-      ['mode', 'kind'],
-    ),
-    costPerRequest: gauge('sadp_read_cost_per_request_us', 'Planner cost model: microseconds per GET'),
-    costPerByte: gauge('sadp_read_cost_per_byte_us', 'Planner cost model: microseconds per byte'),
-    requests: counter(
-      'sadp_fetch_requests_total',
-      'Byte-range GETs issued by range readers, retries included',
-    ),
-    retries: counter('sadp_fetch_retries_total', 'Range GETs retried, by reason', ['reason']),
-    bytes: counter('sadp_fetch_bytes_total', 'Bytes requested, received and delivered by range readers', [
-      'kind',
-    ]),
-    samples: counter('sadp_fetch_samples_total', 'Samples delivered by range readers'),
-  };
 }

@@ -3,7 +3,9 @@
 // resolveRangeReaderOptions applies the same defaults and bounds to
 // programmatic options; common/config composes the schema into `loader`.
 import { z } from 'zod';
-import { READ_PLANNER_MODES } from './read-planner.js';
+import { SadpError, Status } from '../../common/errors.js';
+import type { S3Options } from '../../storage/index.js';
+import { READ_PLANNER_MODES, type ReadCostModel, type ReadPlannerMode } from './read-planner.js';
 
 /** Defaults of every range reader option; range-reader.ts documents why each is what it is. */
 export const RANGE_READER_DEFAULTS = {
@@ -41,3 +43,143 @@ export const rangeReaderConfigShape = {
   /** Attempts per range, the first included. */
   maxAttempts: z.number().int().min(1).max(RANGE_READER_LIMITS.maxAttempts).default(d.maxAttempts),
 };
+
+export interface RangeReaderOptions {
+  /**
+   * Merge two byte ranges of the same shard when the gap between them (the
+   * pruned samples in between) is below this; contiguous samples are always
+   * merged. Default 64 KiB, chosen by bench/io.ts: on ImageNet-shaped samples
+   * (lognormal, mean 110 KB) it is the largest swept gap that keeps bytes
+   * fetched within 5 % of the selected bytes at every r (measured 1.014-1.023;
+   * 128 KiB gives 1.11-1.14), and it saves 8-13 % of the GETs that gap 0
+   * needs. For datasets of much smaller samples lower it: a gap spans about
+   * gapBytes / (mean sample size) pruned samples.
+   */
+  gapBytes?: number;
+  /**
+   * Bound on the bytes of pruned samples a read may fetch, as a fraction of
+   * the selected bytes it delivers; default 0.05 (the I/O target: at most 5 %
+   * over the selected bytes). It keeps a fixed gapBytes from pulling in dozens
+   * of small pruned samples (a 64 KiB gap spans ~25 Fashion-MNIST samples)
+   * while leaving ImageNet-sized merges as they are.
+   */
+  maxWasteRatio?: number;
+  /** Cap on one merged GET's length; default 8 MiB (S3's recommended part size). A larger sample gets its own GET. */
+  maxRequestBytes?: number;
+  /**
+   * Global bound on in-flight GETs across all shards and read() calls;
+   * default 64. Throughput per GET round trip is the binding limit on a
+   * high-latency link: 16 GETs at 50 ms first-byte latency cap a loader at
+   * ~290 samples/s, while 64 kept 0.8 of the no-latency rate in bench:loader.
+   */
+  concurrency?: number;
+  /** Attempts per range, first one included; default 5. */
+  maxAttempts?: number;
+  /** Backoff ceiling of the first retry; default 100 ms, doubling per attempt (full jitter). */
+  baseDelayMs?: number;
+  /** Upper bound on one backoff; default 5,000 ms. */
+  maxDelayMs?: number;
+  /** Abort a GET whose headers or body make no progress for this long, and resume it; default 15,000 ms. */
+  idleTimeoutMs?: number;
+  /**
+   * How each read() turns selected samples into GETs (see read-planner.ts):
+   * `ranges` (default) is the fixed gapBytes + maxWasteRatio rule; `auto`
+   * minimises requests x perRequestUs + bytes x perByteUs with costs
+   * measured from this reader's own GETs; `min-bytes` does the same within
+   * maxWasteRatio; `whole-shard` reads one span per shard. The default is
+   * the mode bench:loader measured fastest (BENCHMARKS.md).
+   */
+  planner?: ReadPlannerMode;
+  /** A fixed cost model instead of the online estimate (tests, benchmarks, dry runs). */
+  cost?: ReadCostModel;
+  /** Export Prometheus counters (sadp_fetch_*) from common/metrics; default false. */
+  metrics?: boolean;
+  /**
+   * Worker threads that run each range's GET + cut (read-threads.ts), for a
+   * loader whose one core saturates; 0 (default) reads on the calling thread.
+   * Default 0 by measurement: on a 2-core machine shared with its trainers a
+   * thread raised the loader's CPU per sample and did not raise throughput
+   * (BENCHMARKS.md). Only s3:// and file:// stores are read in threads.
+   */
+  threads?: number;
+  /** How read threads open s3:// stores (their own client); the loader passes its S3 options. */
+  threadS3?: S3Options;
+}
+
+export interface ResolvedRangeReaderOptions {
+  gapBytes: number;
+  maxWasteRatio: number;
+  maxRequestBytes: number;
+  concurrency: number;
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  idleTimeoutMs: number;
+  planner: ReadPlannerMode;
+  cost: ReadCostModel | undefined;
+  metrics: boolean;
+  threads: number;
+  threadS3: S3Options | undefined;
+}
+
+export const DEFAULT_GAP_BYTES = RANGE_READER_DEFAULTS.gapBytes;
+export const DEFAULT_MAX_WASTE_RATIO = RANGE_READER_DEFAULTS.maxWasteRatio;
+
+export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): ResolvedRangeReaderOptions {
+  const d = RANGE_READER_DEFAULTS;
+  const resolved: ResolvedRangeReaderOptions = {
+    gapBytes: options.gapBytes ?? d.gapBytes,
+    maxWasteRatio: options.maxWasteRatio ?? d.maxWasteRatio,
+    maxRequestBytes: options.maxRequestBytes ?? d.maxRequestBytes,
+    concurrency: options.concurrency ?? d.concurrency,
+    maxAttempts: options.maxAttempts ?? d.maxAttempts,
+    baseDelayMs: options.baseDelayMs ?? d.baseDelayMs,
+    maxDelayMs: options.maxDelayMs ?? d.maxDelayMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? d.idleTimeoutMs,
+    planner: options.planner ?? d.planner,
+    cost: options.cost,
+    metrics: options.metrics ?? false,
+    threads: options.threads ?? d.threads,
+    threadS3: options.threadS3,
+  };
+  const check = (name: keyof ResolvedRangeReaderOptions, ok: boolean): void => {
+    if (!ok) {
+      throw new SadpError(
+        'SADP_INVALID_OPTION',
+        `range reader option ${name} = ${JSON.stringify(resolved[name])} is invalid`,
+        {
+          status: Status.INVALID_ARGUMENT,
+        },
+      );
+    }
+  };
+  check('gapBytes', Number.isFinite(resolved.gapBytes) && resolved.gapBytes >= 0);
+  check('maxWasteRatio', resolved.maxWasteRatio >= 0);
+  check('maxRequestBytes', Number.isSafeInteger(resolved.maxRequestBytes) && resolved.maxRequestBytes > 0);
+  const limits = RANGE_READER_LIMITS;
+  check(
+    'concurrency',
+    Number.isInteger(resolved.concurrency) &&
+      resolved.concurrency >= 1 &&
+      resolved.concurrency <= limits.concurrency,
+  );
+  check(
+    'maxAttempts',
+    Number.isInteger(resolved.maxAttempts) &&
+      resolved.maxAttempts >= 1 &&
+      resolved.maxAttempts <= limits.maxAttempts,
+  );
+  check('baseDelayMs', resolved.baseDelayMs >= 0);
+  check('maxDelayMs', resolved.maxDelayMs >= resolved.baseDelayMs);
+  check('idleTimeoutMs', resolved.idleTimeoutMs > 0);
+  check(
+    'threads',
+    Number.isInteger(resolved.threads) && resolved.threads >= 0 && resolved.threads <= limits.threads,
+  );
+  check('planner', (READ_PLANNER_MODES as readonly string[]).includes(resolved.planner));
+  check(
+    'cost',
+    resolved.cost === undefined || (resolved.cost.perRequestUs >= 0 && resolved.cost.perByteUs >= 0),
+  );
+  return resolved;
+}
