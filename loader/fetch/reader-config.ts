@@ -17,8 +17,8 @@ export const RANGE_READER_DEFAULTS = {
   baseDelayMs: 100,
   maxDelayMs: 5_000,
   idleTimeoutMs: 15_000,
-  // Measured fastest in every bench:loader case, on loopback and the shaped
-  // link (BENCHMARKS.md); auto's online cost model still over-merges.
+  // Fastest (or within 1 %) in every bench:loader case, on loopback and the
+  // shaped link (BENCHMARKS.md); auto's online cost model still over-merges.
   planner: 'ranges',
   threads: 0,
 } as const;
