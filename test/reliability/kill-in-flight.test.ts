@@ -64,7 +64,7 @@ interface ChildEvent {
   cursor?: number;
 }
 
-/** Runs the trainer child; `killAtBatch` SIGKILLs it when it printed that many batches. */
+/** Runs the trainer child; with `killAtBatch` it SIGKILLs itself right after printing that many batches. */
 async function runTrainer(
   args: string[],
   killAtBatch?: number,
@@ -73,18 +73,16 @@ async function runTrainer(
   const fromSource = here.endsWith('.ts');
   const script = join(dirname(here), fromSource ? 'trainer-child.ts' : 'trainer-child.js');
   const argv = fromSource ? ['--import', import.meta.resolve('tsx'), script] : [script];
-  const proc = spawn(process.execPath, [...argv, ...args], {
+  const kill = killAtBatch === undefined ? [] : ['--kill-at', String(killAtBatch)];
+  const proc = spawn(process.execPath, [...argv, ...args, ...kill], {
     env: cleanEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const events: ChildEvent[] = [];
-  let batches = 0;
   createInterface({ input: proc.stdout }).on('line', (line) => {
-    const e = JSON.parse(line) as ChildEvent;
-    events.push(e);
-    if (e.event === 'batch' && ++batches === killAtBatch) proc.kill('SIGKILL');
+    events.push(JSON.parse(line) as ChildEvent);
   });
   const exit = await new Promise<string>((resolve) =>
     proc.once('close', (code, signal) => resolve(String(signal ?? code))),

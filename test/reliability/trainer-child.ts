@@ -7,7 +7,11 @@
 // resumes there: cursor and resent scores. A SIGKILL can land anywhere.
 //
 //   node trainer-child.js --loader H:P --job J --epoch E --world W --rank R
-//     --batch B --checkpoint FILE --every N
+//     --batch B --checkpoint FILE --every N [--kill-at K]
+// --kill-at K: SIGKILLs itself right after printing its K-th batch (stdout
+// to a pipe is synchronous on Linux, so that line is out and nothing after
+// it happened: no ack, no checkpoint). A kill sent by the parent when it
+// reads line K would race with the batches the child prints meanwhile.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLoaderClient } from '../../trainer/client/index.js';
@@ -29,12 +33,14 @@ const { values } = parseArgs({
     batch: { type: 'string' },
     checkpoint: { type: 'string' },
     every: { type: 'string' },
+    'kill-at': { type: 'string' },
   },
 });
 const num = (v: string | undefined): number => Number(v ?? NaN);
 const file = values.checkpoint ?? '';
 const epoch = num(values.epoch);
 const every = num(values.every);
+const killAt = values['kill-at'] === undefined ? undefined : num(values['kill-at']);
 const emit = (event: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(event)}\n`);
 };
@@ -59,10 +65,12 @@ const stream = client.epoch({
 });
 emit({ event: 'start', cursor: resumed?.cursor ?? 0, resent: resumed?.pending.length ?? 0 });
 let sinceCheckpoint = 0;
+let printed = 0;
 for await (const batch of stream) {
   const ids: number[] = [];
   for (let j = 0; j < batch.size; j++) if (!batch.padded[j]) ids.push(batch.ids[j] as number);
   emit({ event: 'batch', index: batch.index, ids });
+  if (++printed === killAt) process.kill(process.pid, 'SIGKILL');
   const scores = Float64Array.from(batch.ids, (id) => scoreFor(id, epoch));
   await batch.ack({ scores });
   if (++sinceCheckpoint >= every) {
