@@ -39,6 +39,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoaderStats } from '../loader/index.js';
+import type { Logger } from '../common/logger.js';
 import type { S3Options } from '../storage/index.js';
 import type { sadp } from '../proto/index.js';
 import type * as grpcTypes from '@grpc/grpc-js';
@@ -95,6 +96,8 @@ interface RankEpoch {
   rank: number;
   epoch: number;
   openedAt: number;
+  /** When the rank's first batch arrived (0: none). */
+  firstBatchAt: number;
   lastAckAt: number;
   samples: number;
   bytes: number;
@@ -112,12 +115,60 @@ type Msg =
   | { type: 'epoch'; result: RankEpoch }
   | { type: 'done' }
   | { type: 'job-ok' }
-  | { type: 'stats'; stats: LoaderStats | PeerStats; rss: number; peakRss: number }
+  | {
+      type: 'stats';
+      stats: LoaderStats | PeerStats;
+      rss: number;
+      peakRss: number;
+      /** The loader's setup log lines (job opened, epoch plan loaded) since the last stats. */
+      events?: LogEvent[];
+    }
+  | { type: 'events'; events: LogEvent[] }
   | { type: 'raw'; seconds: number; bytes: number; objects: number }
   | { type: 'cpu'; userMs: number; systemMs: number }
   | { type: 'error'; message: string };
 
 const now = (): number => performance.timeOrigin + performance.now();
+
+/** A log line of a child (pino JSON) with its wall-clock time in ms. */
+interface LogEvent {
+  msg: string;
+  at: number;
+  [field: string]: unknown;
+}
+
+/** The epoch-setup lines a child logs, kept for the case's timeline. */
+const TIMELINE_MESSAGES = new Set(['job opened', 'epoch plan loaded', 'plan computed']);
+
+/** A logger whose timeline lines are kept in memory until taken. */
+async function captureLogger(): Promise<{
+  logger: Logger;
+  take: () => LogEvent[];
+}> {
+  const { Writable } = await import('node:stream');
+  const { createLogger } = await import('../common/logger.js');
+  let events: LogEvent[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        const o = JSON.parse(line) as { msg?: string; time?: string };
+        if (o.msg && TIMELINE_MESSAGES.has(o.msg))
+          events.push({ ...o, msg: o.msg, at: Date.parse(o.time ?? '') });
+      }
+      cb();
+    },
+  });
+  const logger = createLogger({ level: 'info', destination });
+  return {
+    logger,
+    take: () => {
+      const out = events;
+      events = [];
+      return out;
+    },
+  };
+}
 const send = (m: Msg): void => void process.send?.(m);
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -126,7 +177,13 @@ const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 async function roleScorer(): Promise<void> {
   const { createScorerClient, createScorerServer } = await import('../scorer/index.js');
   const dir = await mkdtemp(join(tmpdir(), 'sadpb-scorer-'));
-  const scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'state') });
+  const capture = await captureLogger();
+  const scorer = await createScorerServer({
+    host: '127.0.0.1',
+    port: 0,
+    stateUrl: join(dir, 'state'),
+    logger: capture.logger,
+  });
   const client = createScorerClient({ address: scorer.address });
   process.on(
     'message',
@@ -138,6 +195,7 @@ async function roleScorer(): Promise<void> {
           .then(() => rm(dir, { recursive: true, force: true }))
           .finally(() => process.exit(0));
       }
+      if (m.type === 'events') send({ type: 'events', events: capture.take() });
       if (m.type !== 'job') return;
       const r = m.r ?? 0;
       client
@@ -185,9 +243,11 @@ async function roleLoader(args: {
   readThreads?: number;
 }): Promise<void> {
   const { createLoaderServer } = await import('../loader/index.js');
+  const capture = await captureLogger();
   const server = await createLoaderServer({
     scorerAddress: args.scorerAddress,
     s3: args.s3,
+    logger: capture.logger,
     // The read planner's mode; ignored by a loader without one (see the header).
     readerOptions: { planner: args.mode, threads: args.readThreads ?? 0 },
   });
@@ -195,7 +255,13 @@ async function roleLoader(args: {
   send({ type: 'ready', address: server.address });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'stats')
-      send({ type: 'stats', stats: server.stats(), rss: process.memoryUsage.rss(), peakRss: rss.peak() });
+      send({
+        type: 'stats',
+        stats: server.stats(),
+        rss: process.memoryUsage.rss(),
+        peakRss: rss.peak(),
+        events: capture.take(),
+      });
     if (m.type === 'stop') {
       rss.stop();
       void server.close(1_000).finally(() => process.exit(0));
@@ -374,6 +440,7 @@ async function roleTrainer(rank: number): Promise<void> {
           rank,
           epoch,
           openedAt: now(),
+          firstBatchAt: 0,
           lastAckAt: 0,
           samples: 0,
           bytes: 0,
@@ -381,6 +448,7 @@ async function roleTrainer(rank: number): Promise<void> {
           selectedBytes: 0,
         };
         for await (const batch of stream) {
+          if (r.firstBatchAt === 0) r.firstBatchAt = now();
           r.samples += batch.size;
           for (const list of Object.values(batch.fields)) for (const b of list) r.bytes += b.byteLength;
           const jpg = batch.fields.jpg ?? [];
@@ -613,6 +681,60 @@ interface CaseResult {
   rssPeakMiB: number | null;
   /** The loader's read-planner cost model after the case (us per GET, us per KB) and the GETs it was fitted on. */
   plannerCost?: { perRequestUs: number; perKbUs: number; costSamples: number };
+  /** Where the epoch's time went, ms from the first OpenEpoch (loader cases). */
+  timeline?: Timeline;
+}
+
+/**
+ * One epoch's critical path, ms after the first rank called StreamEpoch:
+ * the loader's job setup and plan load (from its log), the scorer's plan
+ * task, each rank's first batch and last ack.
+ */
+interface Timeline {
+  jobOpenedMs?: number;
+  describeMs?: number;
+  datasetMs?: number;
+  planLoadedMs?: number;
+  gateMs?: number;
+  getPlanMs?: number;
+  shuffleMs?: number;
+  scorerTaskMs?: number;
+  scorerComputeMs?: number;
+  firstBatchMs: number[];
+  lastAckMs: number[];
+  /** Time to the last rank's first batch over the epoch time. */
+  startShare: number;
+  /** The slowest rank's lead over the fastest at the end, over the epoch time. */
+  tailShare: number;
+}
+
+function timelineOf(job: string, ranks: RankEpoch[], loader: LogEvent[], scorer: LogEvent[]): Timeline {
+  const t0 = Math.min(...ranks.map((x) => x.openedAt));
+  const rel = (at: number | undefined): number | undefined => (at ? Math.round(at - t0) : undefined);
+  const num = (e: LogEvent | undefined, k: string): number | undefined =>
+    typeof e?.[k] === 'number' ? e[k] : undefined;
+  const opened = loader.find((e) => e.msg === 'job opened' && e.job === job);
+  const loaded = loader.find((e) => e.msg === 'epoch plan loaded' && e.job === job);
+  const planned = scorer.find((e) => e.msg === 'plan computed' && e.jobId === job);
+  const byRank = [...ranks].sort((a, b) => a.rank - b.rank);
+  const firstBatchMs = byRank.map((x) => Math.round(x.firstBatchAt - t0));
+  const lastAckMs = byRank.map((x) => Math.round(x.lastAckAt - t0));
+  const epochMs = Math.max(...lastAckMs);
+  return {
+    jobOpenedMs: rel(opened?.at),
+    describeMs: num(opened, 'describeMs'),
+    datasetMs: num(opened, 'datasetMs'),
+    planLoadedMs: rel(loaded?.at),
+    gateMs: num(loaded, 'gateMs'),
+    getPlanMs: num(loaded, 'planMs'),
+    shuffleMs: num(loaded, 'shuffleMs'),
+    scorerTaskMs: num(planned, 'taskMs'),
+    scorerComputeMs: num(planned, 'computeMs'),
+    firstBatchMs,
+    lastAckMs,
+    startShare: round(Math.max(...firstBatchMs) / epochMs, 3),
+    tailShare: round((epochMs - Math.min(...lastAckMs)) / epochMs, 3),
+  };
 }
 
 interface LinkEnv {
@@ -765,6 +887,8 @@ async function main(): Promise<void> {
       const job = `b${++jobNo}-${kind}-${r}`;
       env.scorer.send({ type: 'job', jobId: job, samples: config.samples, r, epochs: config.epochs });
       await env.scorer.next('job-ok');
+      env.scorer.send({ type: 'events' });
+      await env.scorer.next('events');
       server.send({ type: 'stats' });
       const before = await server.next('stats');
       const cpu0 = await cpuMs(server);
@@ -789,6 +913,8 @@ async function main(): Promise<void> {
       const cpu1 = await cpuMs(server);
       server.send({ type: 'stats' });
       const after = await server.next('stats');
+      env.scorer.send({ type: 'events' });
+      const scorerEvents = (await env.scorer.next('events')).events;
       const all = perRank.flat();
       const epochSeconds: number[] = [];
       for (let e = 0; e < config.epochs; e++) {
@@ -823,6 +949,17 @@ async function main(): Promise<void> {
         cpuUsPerSample: round(((cpu1 - cpu0) * 1000) / Math.max(1, samples), 0),
         rssPeakMiB: round(after.peakRss / MiB, 0),
       };
+      if (config.epochs === 1) {
+        result.timeline = timelineOf(job, all, after.events ?? [], scorerEvents);
+        const t = result.timeline;
+        log(
+          `${env.name} r=${r} ${kind} timeline (ms after the first OpenEpoch): job opened ${t.jobOpenedMs} ` +
+            `(describe ${t.describeMs}, dataset ${t.datasetMs}), plan loaded ${t.planLoadedMs} (gate ${t.gateMs}, ` +
+            `GetPlan ${t.getPlanMs} [scorer task ${t.scorerTaskMs}, compute ${t.scorerComputeMs}], shuffle ${t.shuffleMs}), ` +
+            `first batch ${t.firstBatchMs.join('/')}, last ack ${t.lastAckMs.join('/')}; ` +
+            `start ${(t.startShare * 100).toFixed(0)} %, tail ${(t.tailShare * 100).toFixed(0)} % of the epoch`,
+        );
+      }
       if ('planner' in after.stats) {
         const p = after.stats.planner;
         result.plannerCost = {

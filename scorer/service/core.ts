@@ -503,6 +503,7 @@ class Core implements ScorerCore {
     const wantSnapshot = seq > rt.snapshotRequested;
     if (wantSnapshot) rt.snapshotRequested = seq;
     const release = holdApply(rt);
+    const started = performance.now();
     let computed: PlanTaskResult;
     try {
       computed = await runPlanTask(job.planTask(epoch, wantSnapshot), `job ${job.jobId} epoch ${epoch}`);
@@ -513,6 +514,8 @@ class Core implements ScorerCore {
       release();
     }
     const { plan, envelope, snapshot } = computed;
+    // The task's wall time: computeMs plus encoding plus, in a worker, the hand-off.
+    const taskMs = performance.now() - started;
     this.metrics.planComputeSeconds.observe({ policy: job.record.policy }, plan.stats.computeMs / 1000);
 
     const writeSnapshot = async (): Promise<void> => {
@@ -555,6 +558,7 @@ class Core implements ScorerCore {
         scored: job.scoredCount,
         seq,
         computeMs: Math.round(plan.stats.computeMs * 10) / 10,
+        taskMs: Math.round(taskMs * 10) / 10,
         digest: plan.digest,
       },
       'plan computed',

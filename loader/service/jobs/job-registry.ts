@@ -115,7 +115,9 @@ export class JobRegistry {
 
   private async loadJob(jobId: string): Promise<JobContext> {
     const { scorer, signal, logger } = this.options;
+    const started = performance.now();
     const job = await scorer.describeJob(jobId, { signal });
+    const described = performance.now();
     const spec = job.spec;
     if (!spec) throw new SadpError('SADP_SCORER_ERROR', `scorer returned job ${jobId} without a spec`);
     const datasetUrl = spec.datasetUrl ?? '';
@@ -133,8 +135,17 @@ export class JobRegistry {
         { status: Status.FAILED_PRECONDITION },
       );
     }
+    const opened = performance.now();
     logger.info(
-      { job: jobId, dataset: datasetUrl, samples: dataset.size, shards: dataset.shardCount, epochs },
+      {
+        job: jobId,
+        dataset: datasetUrl,
+        samples: dataset.size,
+        shards: dataset.shardCount,
+        epochs,
+        describeMs: Math.round(described - started),
+        datasetMs: Math.round(opened - described),
+      },
       'job opened',
     );
     return {
@@ -149,9 +160,11 @@ export class JobRegistry {
 
   private async loadEpoch(ctx: JobContext, epoch: number): Promise<EpochState> {
     const { scorer, signal, logger, metrics } = this.options;
-    await this.options.beforePlan(ctx.jobId, epoch, signal);
     const started = performance.now();
+    await this.options.beforePlan(ctx.jobId, epoch, signal);
+    const gated = performance.now();
     const plan = await scorer.getPlan(ctx.jobId, epoch, { signal });
+    const fetched = performance.now();
     const { dataset } = ctx;
     if (plan.datasetSize !== dataset.size) {
       throw new SadpError(
@@ -177,6 +190,7 @@ export class JobRegistry {
             { ...task, shardStarts: Uint32Array.from(dataset.manifest.shards, (s) => s.firstId) },
             signal,
           );
+    const shuffled = performance.now();
     const m = plan.ids.length;
     const order = new Uint32Array(m);
     const weights = new Float64Array(m);
@@ -204,6 +218,10 @@ export class JobRegistry {
         selectedBytes,
         datasetBytes,
         digest: plan.digest,
+        // Where the epoch's setup time went: plan gate, GetPlan, shuffle, order.
+        gateMs: Math.round(gated - started),
+        planMs: Math.round(fetched - gated),
+        shuffleMs: Math.round(shuffled - fetched),
         ms: Math.round(performance.now() - started),
       },
       'epoch plan loaded',
