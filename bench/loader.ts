@@ -138,7 +138,7 @@ interface LogEvent {
 }
 
 /** The epoch-setup lines a child logs, kept for the case's timeline. */
-const TIMELINE_MESSAGES = new Set(['job opened', 'epoch plan loaded', 'plan computed']);
+const TIMELINE_MESSAGES = new Set(['job opened', 'epoch plan fetched', 'epoch plan loaded', 'plan computed']);
 
 /** A logger whose timeline lines are kept in memory until taken. */
 async function captureLogger(): Promise<{
@@ -695,6 +695,7 @@ interface Timeline {
   describeMs?: number;
   datasetMs?: number;
   planLoadedMs?: number;
+  planFetchedMs?: number;
   gateMs?: number;
   getPlanMs?: number;
   shuffleMs?: number;
@@ -715,6 +716,8 @@ function timelineOf(job: string, ranks: RankEpoch[], loader: LogEvent[], scorer:
     typeof e?.[k] === 'number' ? e[k] : undefined;
   const opened = loader.find((e) => e.msg === 'job opened' && e.job === job);
   const loaded = loader.find((e) => e.msg === 'epoch plan loaded' && e.job === job);
+  // Loaders that fetch the plan beside the dataset log it apart.
+  const fetched = loader.find((e) => e.msg === 'epoch plan fetched' && e.job === job) ?? loaded;
   const planned = scorer.find((e) => e.msg === 'plan computed' && e.jobId === job);
   const byRank = [...ranks].sort((a, b) => a.rank - b.rank);
   const firstBatchMs = byRank.map((x) => Math.round(x.firstBatchAt - t0));
@@ -725,8 +728,9 @@ function timelineOf(job: string, ranks: RankEpoch[], loader: LogEvent[], scorer:
     describeMs: num(opened, 'describeMs'),
     datasetMs: num(opened, 'datasetMs'),
     planLoadedMs: rel(loaded?.at),
-    gateMs: num(loaded, 'gateMs'),
-    getPlanMs: num(loaded, 'planMs'),
+    planFetchedMs: rel(fetched?.at),
+    gateMs: num(fetched, 'gateMs'),
+    getPlanMs: num(fetched, 'planMs'),
     shuffleMs: num(loaded, 'shuffleMs'),
     scorerTaskMs: num(planned, 'taskMs'),
     scorerComputeMs: num(planned, 'computeMs'),
@@ -954,8 +958,9 @@ async function main(): Promise<void> {
         const t = result.timeline;
         log(
           `${env.name} r=${r} ${kind} timeline (ms after the first OpenEpoch): job opened ${t.jobOpenedMs} ` +
-            `(describe ${t.describeMs}, dataset ${t.datasetMs}), plan loaded ${t.planLoadedMs} (gate ${t.gateMs}, ` +
-            `GetPlan ${t.getPlanMs} [scorer task ${t.scorerTaskMs}, compute ${t.scorerComputeMs}], shuffle ${t.shuffleMs}), ` +
+            `(describe ${t.describeMs}, dataset ${t.datasetMs}), plan fetched ${t.planFetchedMs} (gate ${t.gateMs}, ` +
+            `GetPlan ${t.getPlanMs} [scorer task ${t.scorerTaskMs}, compute ${t.scorerComputeMs}]), ` +
+            `plan loaded ${t.planLoadedMs} (shuffle ${t.shuffleMs}), ` +
             `first batch ${t.firstBatchMs.join('/')}, last ack ${t.lastAckMs.join('/')}; ` +
             `start ${(t.startShare * 100).toFixed(0)} %, tail ${(t.tailShare * 100).toFixed(0)} % of the epoch`,
         );
