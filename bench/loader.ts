@@ -25,6 +25,9 @@
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
+// --epochs <n>: epochs per case (default 1); each case prints each epoch's
+// timeline: job setup, plan fetch and load, each rank's open, first batch
+// and last ack, from the epoch boundary for epochs after the first.
 // --read-threads <n>: the loaders' read threads (readerOptions.threads; default 0).
 // --profile <dir>: the loaders and the peer run under `node --cpu-prof`; their
 // profiles go to <dir>/<process>/ and the run ends with each one's self time
@@ -138,7 +141,13 @@ interface LogEvent {
 }
 
 /** The epoch-setup lines a child logs, kept for the case's timeline. */
-const TIMELINE_MESSAGES = new Set(['job opened', 'epoch plan fetched', 'epoch plan loaded', 'plan computed']);
+const TIMELINE_MESSAGES = new Set([
+  'job opened',
+  'epoch plan fetched',
+  'epoch plan loaded',
+  'plan computed',
+  'next epoch prefetched at boundary',
+]);
 
 /** A logger whose timeline lines are kept in memory until taken. */
 async function captureLogger(): Promise<{
@@ -681,26 +690,31 @@ interface CaseResult {
   rssPeakMiB: number | null;
   /** The loader's read-planner cost model after the case (us per GET, us per KB) and the GETs it was fitted on. */
   plannerCost?: { perRequestUs: number; perKbUs: number; costSamples: number };
-  /** Where the epoch's time went, ms from the first OpenEpoch (loader cases). */
-  timeline?: Timeline;
+  /** Where each epoch's time went (timelineOf). */
+  timeline?: Timeline[];
 }
 
 /**
- * One epoch's critical path, ms after the first rank called StreamEpoch:
- * the loader's job setup and plan load (from its log), the scorer's plan
- * task, each rank's first batch and last ack.
+ * One epoch's critical path, ms after its start: the first rank's StreamEpoch
+ * call for epoch 0, the last ack of the epoch before (the boundary) for the
+ * others. The loader's job setup and plan load (from its log), the scorer's
+ * plan task, each rank's open, first batch and last ack.
  */
 interface Timeline {
+  epoch: number;
   jobOpenedMs?: number;
   describeMs?: number;
   datasetMs?: number;
   planLoadedMs?: number;
   planFetchedMs?: number;
+  /** When the loader's boundary prefetch had the plan and started warming the ranks' first batches (epoch > 0). */
+  prefetchedMs?: number;
   gateMs?: number;
   getPlanMs?: number;
   shuffleMs?: number;
   scorerTaskMs?: number;
   scorerComputeMs?: number;
+  openedMs: number[];
   firstBatchMs: number[];
   lastAckMs: number[];
   /** Time to the last rank's first batch over the epoch time. */
@@ -709,31 +723,48 @@ interface Timeline {
   tailShare: number;
 }
 
-function timelineOf(job: string, ranks: RankEpoch[], loader: LogEvent[], scorer: LogEvent[]): Timeline {
-  const t0 = Math.min(...ranks.map((x) => x.openedAt));
+function timelineOf(
+  job: string,
+  epoch: number,
+  ranks: RankEpoch[],
+  previous: RankEpoch[],
+  loader: LogEvent[],
+  scorer: LogEvent[],
+): Timeline {
+  const t0 =
+    previous.length > 0
+      ? Math.max(...previous.map((x) => x.lastAckAt))
+      : Math.min(...ranks.map((x) => x.openedAt));
   const rel = (at: number | undefined): number | undefined => (at ? Math.round(at - t0) : undefined);
   const num = (e: LogEvent | undefined, k: string): number | undefined =>
     typeof e?.[k] === 'number' ? e[k] : undefined;
-  const opened = loader.find((e) => e.msg === 'job opened' && e.job === job);
-  const loaded = loader.find((e) => e.msg === 'epoch plan loaded' && e.job === job);
+  const find = (msg: string, jobKey = 'job'): LogEvent | undefined =>
+    loader.find((e) => e.msg === msg && e[jobKey] === job && (e.epoch === undefined || e.epoch === epoch));
+  const opened = epoch === 0 ? find('job opened') : undefined;
+  const loaded = find('epoch plan loaded');
   // Loaders that fetch the plan beside the dataset log it apart.
-  const fetched = loader.find((e) => e.msg === 'epoch plan fetched' && e.job === job) ?? loaded;
-  const planned = scorer.find((e) => e.msg === 'plan computed' && e.jobId === job);
+  const fetched = find('epoch plan fetched') ?? loaded;
+  const prefetched = find('next epoch prefetched at boundary');
+  const planned = scorer.find((e) => e.msg === 'plan computed' && e.jobId === job && e.epoch === epoch);
   const byRank = [...ranks].sort((a, b) => a.rank - b.rank);
+  const openedMs = byRank.map((x) => Math.round(x.openedAt - t0));
   const firstBatchMs = byRank.map((x) => Math.round(x.firstBatchAt - t0));
   const lastAckMs = byRank.map((x) => Math.round(x.lastAckAt - t0));
   const epochMs = Math.max(...lastAckMs);
   return {
+    epoch,
     jobOpenedMs: rel(opened?.at),
     describeMs: num(opened, 'describeMs'),
     datasetMs: num(opened, 'datasetMs'),
     planLoadedMs: rel(loaded?.at),
     planFetchedMs: rel(fetched?.at),
+    prefetchedMs: rel(prefetched?.at),
     gateMs: num(fetched, 'gateMs'),
     getPlanMs: num(fetched, 'planMs'),
     shuffleMs: num(loaded, 'shuffleMs'),
     scorerTaskMs: num(planned, 'taskMs'),
     scorerComputeMs: num(planned, 'computeMs'),
+    openedMs,
     firstBatchMs,
     lastAckMs,
     startShare: round(Math.max(...firstBatchMs) / epochMs, 3),
@@ -752,7 +783,10 @@ interface LinkEnv {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
-  const config = quick ? QUICK : FULL;
+  const epochsAt = process.argv.indexOf('--epochs');
+  const config = { ...(quick ? QUICK : FULL) };
+  // --epochs <n>: epochs per case (each after the first also shows the epoch boundary).
+  if (epochsAt >= 0) config.epochs = Math.max(1, Number(process.argv[epochsAt + 1]));
   const t0 = Date.now();
   const log = (line: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`);
   requireTools();
@@ -953,14 +987,20 @@ async function main(): Promise<void> {
         cpuUsPerSample: round(((cpu1 - cpu0) * 1000) / Math.max(1, samples), 0),
         rssPeakMiB: round(after.peakRss / MiB, 0),
       };
-      if (config.epochs === 1) {
-        result.timeline = timelineOf(job, all, after.events ?? [], scorerEvents);
-        const t = result.timeline;
+      result.timeline = [];
+      for (let e = 0; e < config.epochs; e++) {
+        const ranks = all.filter((x) => x.epoch === e);
+        const previous = all.filter((x) => x.epoch === e - 1);
+        const t = timelineOf(job, e, ranks, previous, after.events ?? [], scorerEvents);
+        result.timeline.push(t);
         log(
-          `${env.name} r=${r} ${kind} timeline (ms after the first OpenEpoch): job opened ${t.jobOpenedMs} ` +
-            `(describe ${t.describeMs}, dataset ${t.datasetMs}), plan fetched ${t.planFetchedMs} (gate ${t.gateMs}, ` +
+          `${env.name} r=${r} ${kind} epoch ${e} timeline (ms after ${e === 0 ? 'the first OpenEpoch' : 'the last ack of the epoch before'}): ` +
+            (e === 0
+              ? `job opened ${t.jobOpenedMs} (describe ${t.describeMs}, dataset ${t.datasetMs}), `
+              : '') +
+            `ranks opened ${t.openedMs.join('/')}, plan fetched ${t.planFetchedMs} (gate ${t.gateMs}, ` +
             `GetPlan ${t.getPlanMs} [scorer task ${t.scorerTaskMs}, compute ${t.scorerComputeMs}]), ` +
-            `plan loaded ${t.planLoadedMs} (shuffle ${t.shuffleMs}), ` +
+            `plan loaded ${t.planLoadedMs} (shuffle ${t.shuffleMs}), boundary prefetch ${t.prefetchedMs}, ` +
             `first batch ${t.firstBatchMs.join('/')}, last ack ${t.lastAckMs.join('/')}; ` +
             `start ${(t.startShare * 100).toFixed(0)} %, tail ${(t.tailShare * 100).toFixed(0)} % of the epoch`,
         );

@@ -78,7 +78,11 @@ function remember<K, V>(map: Map<K, Promise<V>>, key: K, load: () => Promise<V>)
   return p;
 }
 
+/** Datasets kept for later jobs on them (jobs hold their own reference). */
+const MAX_DATASETS = 8;
+
 export class JobRegistry {
+  private readonly datasets = new Map<string, Promise<Dataset>>();
   private readonly heads = new Map<string, Promise<JobHead>>();
   private readonly jobs = new Map<string, Promise<JobContext>>();
   /** Plans requested (plan gate, then GetPlan) per job and epoch, before or while the epoch state is built. */
@@ -175,7 +179,7 @@ export class JobRegistry {
   }
 
   private async loadJob(jobId: string): Promise<JobContext> {
-    const { signal, logger } = this.options;
+    const { logger } = this.options;
     const started = performance.now();
     const head = await this.head(jobId);
     const described = performance.now();
@@ -183,11 +187,7 @@ export class JobRegistry {
     const datasetUrl = spec?.datasetUrl ?? '';
     const datasetSize = spec?.datasetSize ?? 0;
     const { epochs } = head;
-    const dataset = await openDataset(datasetUrl, {
-      client: datasetUrl.startsWith('s3://') ? this.options.s3Client() : undefined,
-      signal,
-      access: this.options.datasetAccess,
-    });
+    const dataset = await this.dataset(datasetUrl);
     if (dataset.size !== datasetSize) {
       throw new SadpError(
         'SADP_DATASET_MISMATCH',
@@ -209,6 +209,39 @@ export class JobRegistry {
       'job opened',
     );
     return { ...head, dataset };
+  }
+
+  /**
+   * The dataset at `url`, shared by every job on it: a job on a dataset
+   * already open here costs one HEAD of its manifest (reopen(): opened again
+   * when the ETag changed, i.e. it was re-indexed) instead of the manifest
+   * and every shard index. A manifest without an ETag is always read anew.
+   */
+  private async dataset(url: string): Promise<Dataset> {
+    // Cached URLs passed openDataset's location check under this same datasetAccess.
+    const { signal } = this.options;
+    const cached = this.datasets.get(url);
+    if (cached) {
+      this.datasets.delete(url);
+      this.datasets.set(url, cached);
+      const known = await cached.catch(() => undefined);
+      if (known?.reopen && known.manifestEtag !== '') {
+        const latest = await known.reopen(signal);
+        if (latest !== known && this.datasets.get(url) === cached)
+          this.datasets.set(url, Promise.resolve(latest));
+        return latest;
+      }
+    }
+    const opening = remember(this.datasets, url, () =>
+      openDataset(url, {
+        client: url.startsWith('s3://') ? this.options.s3Client() : undefined,
+        signal,
+        access: this.options.datasetAccess,
+      }),
+    );
+    while (this.datasets.size > MAX_DATASETS)
+      this.datasets.delete(this.datasets.keys().next().value as string);
+    return opening;
   }
 
   private async loadPlan(jobId: string, epoch: number): Promise<Plan> {

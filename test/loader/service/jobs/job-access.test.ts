@@ -1,7 +1,8 @@
 // Opening an epoch: the caller is checked on the described job first, then
 // the epoch's plan (plan gate, GetPlan) is requested while the job's dataset
 // opens, not after it; a caller that fails the check never starts a plan.
-// Real scorer over gRPC, real dataset on the embedded S3 server.
+// Jobs on one dataset share it until its manifest changes. Real scorer over
+// gRPC, real dataset on the embedded S3 server.
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
@@ -11,6 +12,7 @@ import { createJobAccess } from '../../../../loader/service/jobs/job-access.js';
 import { JobRegistry } from '../../../../loader/service/jobs/job-registry.js';
 import { loaderMetrics } from '../../../../loader/service/metrics.js';
 import type { ScorerClient } from '../../../../scorer/index.js';
+import { openStore } from '../../../../storage/index.js';
 import { useStack } from '../helpers.js';
 
 const stack = useStack();
@@ -89,4 +91,25 @@ test('a caller refused by the token check or the epoch range starts no plan', as
     events.filter((e) => e.startsWith('GetPlan')),
     [],
   );
+});
+
+test('jobs on one dataset share it; after the manifest changes the next job reads it anew', async (t) => {
+  const lifetime = new AbortController();
+  t.after(() => lifetime.abort());
+  const events: string[] = [];
+  const registry = rig(events, lifetime.signal);
+  const a = await registry.job(await stack.createJob());
+  const b = await registry.job(await stack.createJob());
+  assert.equal(b.dataset, a.dataset);
+  // The same samples under a rewritten manifest (new bytes, new ETag), as a re-index leaves it.
+  const bucket = new URL(stack.manifestUrl).host;
+  const ds = openStore(`s3://${bucket}/ds`, { client: stack.s3Client });
+  const manifest: unknown = JSON.parse(Buffer.from(await ds.get('manifest.json')).toString('utf8'));
+  await ds.put('manifest.json', Buffer.from(`${JSON.stringify(manifest, null, 3)}\n\n`));
+  const c = await registry.job(await stack.createJob());
+  assert.notEqual(c.dataset, a.dataset);
+  assert.notEqual(c.dataset.manifestEtag, a.dataset.manifestEtag);
+  assert.equal(c.dataset.size, a.dataset.size);
+  const d = await registry.job(await stack.createJob());
+  assert.equal(d.dataset, c.dataset);
 });
