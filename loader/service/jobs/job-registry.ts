@@ -95,14 +95,14 @@ export class JobRegistry {
     onAbort(options.signal, () => void this.shuffleThread.close());
   }
 
-  /** Shuffle threads started so far (one while none failed). */
-  get shuffleThreadsStarted(): number {
-    return this.shuffleThread.threadsStarted;
-  }
-
   /** The job as the scorer describes it (DescribeJob, once). */
   head(jobId: string, signal?: AbortSignal): Promise<JobHead> {
-    const p = this.heads.get(jobId) ?? remember(this.heads, jobId, () => this.loadHead(jobId));
+    let p = this.heads.get(jobId);
+    if (!p) {
+      p = remember(this.heads, jobId, () => this.loadHead(jobId));
+      // Callers refused by the token check leave heads without jobs: bound them too.
+      while (this.heads.size > MAX_JOBS) this.heads.delete(this.heads.keys().next().value as string);
+    }
     return raceSignal(p, signal, `describing job ${jobId}`);
   }
 
