@@ -25,6 +25,9 @@
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
+// --epochs <n>: epochs per case (default 1); each case prints each epoch's
+// timeline: job setup, plan fetch and load, each rank's open, first batch
+// and last ack, from the epoch boundary for epochs after the first.
 // --read-threads <n>: the loaders' read threads (readerOptions.threads; default 0).
 // --profile <dir>: the loaders and the peer run under `node --cpu-prof`; their
 // profiles go to <dir>/<process>/ and the run ends with each one's self time
@@ -39,6 +42,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoaderStats } from '../loader/index.js';
+import type { Logger } from '../common/logger.js';
 import type { S3Options } from '../storage/index.js';
 import type { sadp } from '../proto/index.js';
 import type * as grpcTypes from '@grpc/grpc-js';
@@ -95,6 +99,8 @@ interface RankEpoch {
   rank: number;
   epoch: number;
   openedAt: number;
+  /** When the rank's first batch arrived (0: none). */
+  firstBatchAt: number;
   lastAckAt: number;
   samples: number;
   bytes: number;
@@ -112,12 +118,66 @@ type Msg =
   | { type: 'epoch'; result: RankEpoch }
   | { type: 'done' }
   | { type: 'job-ok' }
-  | { type: 'stats'; stats: LoaderStats | PeerStats; rss: number; peakRss: number }
+  | {
+      type: 'stats';
+      stats: LoaderStats | PeerStats;
+      rss: number;
+      peakRss: number;
+      /** The loader's setup log lines (job opened, epoch plan loaded) since the last stats. */
+      events?: LogEvent[];
+    }
+  | { type: 'events'; events: LogEvent[] }
   | { type: 'raw'; seconds: number; bytes: number; objects: number }
   | { type: 'cpu'; userMs: number; systemMs: number }
   | { type: 'error'; message: string };
 
 const now = (): number => performance.timeOrigin + performance.now();
+
+/** A log line of a child (pino JSON) with its wall-clock time in ms. */
+interface LogEvent {
+  msg: string;
+  at: number;
+  [field: string]: unknown;
+}
+
+/** The epoch-setup lines a child logs, kept for the case's timeline. */
+const TIMELINE_MESSAGES = new Set([
+  'job opened',
+  'epoch plan fetched',
+  'epoch plan loaded',
+  'plan computed',
+  'next epoch prefetched at boundary',
+]);
+
+/** A logger whose timeline lines are kept in memory until taken. */
+async function captureLogger(): Promise<{
+  logger: Logger;
+  take: () => LogEvent[];
+}> {
+  const { Writable } = await import('node:stream');
+  const { createLogger } = await import('../common/logger.js');
+  let events: LogEvent[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        const o = JSON.parse(line) as { msg?: string; time?: string };
+        if (o.msg && TIMELINE_MESSAGES.has(o.msg))
+          events.push({ ...o, msg: o.msg, at: Date.parse(o.time ?? '') });
+      }
+      cb();
+    },
+  });
+  const logger = createLogger({ level: 'info', destination });
+  return {
+    logger,
+    take: () => {
+      const out = events;
+      events = [];
+      return out;
+    },
+  };
+}
 const send = (m: Msg): void => void process.send?.(m);
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -126,7 +186,13 @@ const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 async function roleScorer(): Promise<void> {
   const { createScorerClient, createScorerServer } = await import('../scorer/index.js');
   const dir = await mkdtemp(join(tmpdir(), 'sadpb-scorer-'));
-  const scorer = await createScorerServer({ host: '127.0.0.1', port: 0, stateUrl: join(dir, 'state') });
+  const capture = await captureLogger();
+  const scorer = await createScorerServer({
+    host: '127.0.0.1',
+    port: 0,
+    stateUrl: join(dir, 'state'),
+    logger: capture.logger,
+  });
   const client = createScorerClient({ address: scorer.address });
   process.on(
     'message',
@@ -138,6 +204,7 @@ async function roleScorer(): Promise<void> {
           .then(() => rm(dir, { recursive: true, force: true }))
           .finally(() => process.exit(0));
       }
+      if (m.type === 'events') send({ type: 'events', events: capture.take() });
       if (m.type !== 'job') return;
       const r = m.r ?? 0;
       client
@@ -185,9 +252,11 @@ async function roleLoader(args: {
   readThreads?: number;
 }): Promise<void> {
   const { createLoaderServer } = await import('../loader/index.js');
+  const capture = await captureLogger();
   const server = await createLoaderServer({
     scorerAddress: args.scorerAddress,
     s3: args.s3,
+    logger: capture.logger,
     // The read planner's mode; ignored by a loader without one (see the header).
     readerOptions: { planner: args.mode, threads: args.readThreads ?? 0 },
   });
@@ -195,7 +264,13 @@ async function roleLoader(args: {
   send({ type: 'ready', address: server.address });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'stats')
-      send({ type: 'stats', stats: server.stats(), rss: process.memoryUsage.rss(), peakRss: rss.peak() });
+      send({
+        type: 'stats',
+        stats: server.stats(),
+        rss: process.memoryUsage.rss(),
+        peakRss: rss.peak(),
+        events: capture.take(),
+      });
     if (m.type === 'stop') {
       rss.stop();
       void server.close(1_000).finally(() => process.exit(0));
@@ -374,6 +449,7 @@ async function roleTrainer(rank: number): Promise<void> {
           rank,
           epoch,
           openedAt: now(),
+          firstBatchAt: 0,
           lastAckAt: 0,
           samples: 0,
           bytes: 0,
@@ -381,6 +457,7 @@ async function roleTrainer(rank: number): Promise<void> {
           selectedBytes: 0,
         };
         for await (const batch of stream) {
+          if (r.firstBatchAt === 0) r.firstBatchAt = now();
           r.samples += batch.size;
           for (const list of Object.values(batch.fields)) for (const b of list) r.bytes += b.byteLength;
           const jpg = batch.fields.jpg ?? [];
@@ -613,6 +690,86 @@ interface CaseResult {
   rssPeakMiB: number | null;
   /** The loader's read-planner cost model after the case (us per GET, us per KB) and the GETs it was fitted on. */
   plannerCost?: { perRequestUs: number; perKbUs: number; costSamples: number };
+  /** Where each epoch's time went (timelineOf). */
+  timeline?: Timeline[];
+}
+
+/**
+ * One epoch's critical path, ms after its start: the first rank's StreamEpoch
+ * call for epoch 0, the last ack of the epoch before (the boundary) for the
+ * others. The loader's job setup and plan load (from its log), the scorer's
+ * plan task, each rank's open, first batch and last ack.
+ */
+interface Timeline {
+  epoch: number;
+  jobOpenedMs?: number;
+  describeMs?: number;
+  datasetMs?: number;
+  planLoadedMs?: number;
+  planFetchedMs?: number;
+  /** When the loader's boundary prefetch had the plan and started warming the ranks' first batches (epoch > 0). */
+  prefetchedMs?: number;
+  gateMs?: number;
+  getPlanMs?: number;
+  shuffleMs?: number;
+  scorerTaskMs?: number;
+  scorerComputeMs?: number;
+  openedMs: number[];
+  firstBatchMs: number[];
+  lastAckMs: number[];
+  /** Time to the last rank's first batch over the epoch time. */
+  startShare: number;
+  /** The slowest rank's lead over the fastest at the end, over the epoch time. */
+  tailShare: number;
+}
+
+function timelineOf(
+  job: string,
+  epoch: number,
+  ranks: RankEpoch[],
+  previous: RankEpoch[],
+  loader: LogEvent[],
+  scorer: LogEvent[],
+): Timeline {
+  const t0 =
+    previous.length > 0
+      ? Math.max(...previous.map((x) => x.lastAckAt))
+      : Math.min(...ranks.map((x) => x.openedAt));
+  const rel = (at: number | undefined): number | undefined => (at ? Math.round(at - t0) : undefined);
+  const num = (e: LogEvent | undefined, k: string): number | undefined =>
+    typeof e?.[k] === 'number' ? e[k] : undefined;
+  const find = (msg: string, jobKey = 'job'): LogEvent | undefined =>
+    loader.find((e) => e.msg === msg && e[jobKey] === job && (e.epoch === undefined || e.epoch === epoch));
+  const opened = epoch === 0 ? find('job opened') : undefined;
+  const loaded = find('epoch plan loaded');
+  // Loaders that fetch the plan beside the dataset log it apart.
+  const fetched = find('epoch plan fetched') ?? loaded;
+  const prefetched = find('next epoch prefetched at boundary');
+  const planned = scorer.find((e) => e.msg === 'plan computed' && e.jobId === job && e.epoch === epoch);
+  const byRank = [...ranks].sort((a, b) => a.rank - b.rank);
+  const openedMs = byRank.map((x) => Math.round(x.openedAt - t0));
+  const firstBatchMs = byRank.map((x) => Math.round(x.firstBatchAt - t0));
+  const lastAckMs = byRank.map((x) => Math.round(x.lastAckAt - t0));
+  const epochMs = Math.max(...lastAckMs);
+  return {
+    epoch,
+    jobOpenedMs: rel(opened?.at),
+    describeMs: num(opened, 'describeMs'),
+    datasetMs: num(opened, 'datasetMs'),
+    planLoadedMs: rel(loaded?.at),
+    planFetchedMs: rel(fetched?.at),
+    prefetchedMs: rel(prefetched?.at),
+    gateMs: num(fetched, 'gateMs'),
+    getPlanMs: num(fetched, 'planMs'),
+    shuffleMs: num(loaded, 'shuffleMs'),
+    scorerTaskMs: num(planned, 'taskMs'),
+    scorerComputeMs: num(planned, 'computeMs'),
+    openedMs,
+    firstBatchMs,
+    lastAckMs,
+    startShare: round(Math.max(...firstBatchMs) / epochMs, 3),
+    tailShare: round((epochMs - Math.min(...lastAckMs)) / epochMs, 3),
+  };
 }
 
 interface LinkEnv {
@@ -626,7 +783,10 @@ interface LinkEnv {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
-  const config = quick ? QUICK : FULL;
+  const epochsAt = process.argv.indexOf('--epochs');
+  const config = { ...(quick ? QUICK : FULL) };
+  // --epochs <n>: epochs per case (each after the first also shows the epoch boundary).
+  if (epochsAt >= 0) config.epochs = Math.max(1, Number(process.argv[epochsAt + 1]));
   const t0 = Date.now();
   const log = (line: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`);
   requireTools();
@@ -765,6 +925,8 @@ async function main(): Promise<void> {
       const job = `b${++jobNo}-${kind}-${r}`;
       env.scorer.send({ type: 'job', jobId: job, samples: config.samples, r, epochs: config.epochs });
       await env.scorer.next('job-ok');
+      env.scorer.send({ type: 'events' });
+      await env.scorer.next('events');
       server.send({ type: 'stats' });
       const before = await server.next('stats');
       const cpu0 = await cpuMs(server);
@@ -789,6 +951,8 @@ async function main(): Promise<void> {
       const cpu1 = await cpuMs(server);
       server.send({ type: 'stats' });
       const after = await server.next('stats');
+      env.scorer.send({ type: 'events' });
+      const scorerEvents = (await env.scorer.next('events')).events;
       const all = perRank.flat();
       const epochSeconds: number[] = [];
       for (let e = 0; e < config.epochs; e++) {
@@ -823,6 +987,24 @@ async function main(): Promise<void> {
         cpuUsPerSample: round(((cpu1 - cpu0) * 1000) / Math.max(1, samples), 0),
         rssPeakMiB: round(after.peakRss / MiB, 0),
       };
+      result.timeline = [];
+      for (let e = 0; e < config.epochs; e++) {
+        const ranks = all.filter((x) => x.epoch === e);
+        const previous = all.filter((x) => x.epoch === e - 1);
+        const t = timelineOf(job, e, ranks, previous, after.events ?? [], scorerEvents);
+        result.timeline.push(t);
+        log(
+          `${env.name} r=${r} ${kind} epoch ${e} timeline (ms after ${e === 0 ? 'the first OpenEpoch' : 'the last ack of the epoch before'}): ` +
+            (e === 0
+              ? `job opened ${t.jobOpenedMs} (describe ${t.describeMs}, dataset ${t.datasetMs}), `
+              : '') +
+            `ranks opened ${t.openedMs.join('/')}, plan fetched ${t.planFetchedMs} (gate ${t.gateMs}, ` +
+            `GetPlan ${t.getPlanMs} [scorer task ${t.scorerTaskMs}, compute ${t.scorerComputeMs}]), ` +
+            `plan loaded ${t.planLoadedMs} (shuffle ${t.shuffleMs}), boundary prefetch ${t.prefetchedMs}, ` +
+            `first batch ${t.firstBatchMs.join('/')}, last ack ${t.lastAckMs.join('/')}; ` +
+            `start ${(t.startShare * 100).toFixed(0)} %, tail ${(t.tailShare * 100).toFixed(0)} % of the epoch`,
+        );
+      }
       if ('planner' in after.stats) {
         const p = after.stats.planner;
         result.plannerCost = {

@@ -17,7 +17,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { packageRoot } from '../common/paths.js';
 import { openStore } from '../storage/index.js';
 import { encodePlan, openScorerCore, planEpoch } from '../scorer/index.js';
-import { shufflePlan, shufflePlanAsync, shufflePlanOffLoop } from '../loader/index.js';
+import { createShuffleThread, shufflePlan, shufflePlanAsync } from '../loader/index.js';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 2_000_000 : 10_000_000;
@@ -81,6 +81,33 @@ try {
   const idle = await maxBlockMs(() => new Promise((r) => setTimeout(r, 2_000)));
   record('idle', idle);
   log(`idle loop (2 s): max block ${idle.maxMs} ms (loop CPU ${idle.maxCpuMs} ms)`);
+  // Small jobs are planned on the loop (plan-thread.ts PLAN_ON_LOOP_MAX_EXAMPLES):
+  // the loop block of a plan + snapshot there, every example scored, around the bound.
+  for (const n of [50_000, 100_000, 200_000]) {
+    const small = await openScorerCore({
+      store: openStore(join(dir, `loop-${n}`)),
+      planOnLoopMaxExamples: Number.MAX_SAFE_INTEGER,
+    });
+    await small.createJob({
+      jobId: 's',
+      datasetSize: n,
+      policy: 'sadp',
+      pruneRatio: 0.5,
+      epochs: 4,
+      seed: 3n,
+    });
+    const ids = Uint32Array.from({ length: n }, (_, i) => i);
+    const scores = Float64Array.from(ids, (i) => ((i * 2654435761) % 1000) / 1000 + 0.01);
+    await small.reportScores('s', { epoch: 0, ids, scores, losses: scores });
+    await small.getPlan('s', 0); // warm-up (JIT)
+    const m = await maxBlockMs(async () => {
+      for (let e = 1; e < 4; e++) await small.getPlan('s', e);
+    });
+    record(`scorerOnLoop-${n}`, m);
+    log(`scorer getPlan on the loop at N = ${n}: max loop block ${m.maxMs} ms (loop CPU ${m.maxCpuMs} ms)`);
+    await small.close();
+  }
+
   const core = await openScorerCore({ store: openStore(dir) });
   await core.createJob({ jobId: 'j', datasetSize: N, policy: 'sadp', pruneRatio: 0.5, epochs: 4, seed: 3n });
   const chunk = 1 << 20;
@@ -104,6 +131,12 @@ try {
   record('scorerWorker', off);
   log(
     `scorer getPlan (worker thread): max loop block ${off.maxMs} ms (loop CPU ${off.maxCpuMs} ms), wall ${off.wallMs} ms`,
+  );
+  // The next epoch's plan in the same, kept thread (no thread start).
+  const kept = await maxBlockMs(() => core.getPlan('j', 1));
+  record('scorerWorkerKept', kept);
+  log(
+    `scorer getPlan of the next epoch (kept thread): max loop block ${kept.maxMs} ms (loop CPU ${kept.maxCpuMs} ms), wall ${kept.wallMs} ms`,
   );
 
   // The old path: the same computation on the loop.
@@ -131,9 +164,10 @@ try {
   const plan = off.value;
   const shardOf = (id: number): number => Math.floor(id / SHARD_SAMPLES);
   const shardStarts = Uint32Array.from({ length: Math.ceil(N / SHARD_SAMPLES) }, (_, s) => s * SHARD_SAMPLES);
+  const shuffleThread = createShuffleThread();
   for (const mode of ['global', 'shard-buffer'] as const) {
     const shuffleInput = { ids: plan.ids, seed: 3n, epoch: 0, mode, blockShards: 4, shardOf };
-    const worker = await maxBlockMs(() => shufflePlanOffLoop({ ...shuffleInput, shardStarts }));
+    const worker = await maxBlockMs(() => shuffleThread.shuffle({ ...shuffleInput, shardStarts }));
     record(`loaderShuffle-${mode}`, worker);
     const sliced = await maxBlockMs(() => shufflePlanAsync(shuffleInput));
     record(`loaderShuffleSliced-${mode}`, sliced);
@@ -145,6 +179,7 @@ try {
         `one piece ${whole.maxMs} (${whole.maxCpuMs}) ms`,
     );
   }
+  await shuffleThread.close();
   await core.close();
 } finally {
   await rm(dir, { recursive: true, force: true });

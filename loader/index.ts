@@ -7,7 +7,7 @@ export {
   epochLayout,
   shufflePlan,
   shufflePlanAsync,
-  shufflePlanOffLoop,
+  createShuffleThread,
   batchSpan,
   orderIndexAt,
   type LoaderServer,

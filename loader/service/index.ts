@@ -3,4 +3,4 @@ export { createLoaderServer, type LoaderServer } from './server.js';
 export { loaderConfigSchema, type LoaderServerOptions, type ShuffleMode } from './options.js';
 export type { LoaderStats } from './stages.js';
 export { epochLayout, shufflePlan, shufflePlanAsync, batchSpan, orderIndexAt } from './jobs/epoch-layout.js';
-export { shufflePlanOffLoop } from './jobs/shuffle-thread.js';
+export { createShuffleThread } from './jobs/shuffle-thread.js';

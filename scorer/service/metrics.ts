@@ -25,6 +25,15 @@ export function scorerMetrics() {
       [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       ['policy'],
     ),
+    planTasks: counter(
+      'sadp_scorer_plan_tasks_total',
+      'Epoch plans computed, by where: on the event loop (small jobs) or in the plan thread.',
+      ['where'],
+    ),
+    planThreadsStarted: counter(
+      'sadp_scorer_plan_threads_started_total',
+      'Plan threads started: one per scorer unless a plan thread failed.',
+    ),
     logWriteSeconds: histogram(
       'sadp_scorer_log_write_seconds',
       'Time to make one group of score reports durable.',

@@ -246,6 +246,7 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
     maxQueuedReportBytes: options.maxQueuedReportBytes,
     maxGroupBytes: options.maxGroupBytes,
     planCacheSize: options.planCacheSize,
+    planOnLoopMaxExamples: options.planOnLoopMaxExamples,
     compactionConcurrency: options.compactionConcurrency,
   };
   const core = await openScorerCore(coreOptions);
