@@ -611,8 +611,17 @@ interface CaseResult {
   fetchedOverSelected: number;
   cpuUsPerSample: number | null;
   rssPeakMiB: number | null;
-  /** The loader's read-planner cost model after the case (us per GET, us per KB) and the GETs it was fitted on. */
-  plannerCost?: { perRequestUs: number; perKbUs: number; costSamples: number };
+  /**
+   * The loader's read-planner cost model after the case (CPU us per GET and per KB,
+   * first-byte latency in ms, link us per KB) and the GETs it was fitted on.
+   */
+  plannerCost?: {
+    perRequestUs: number;
+    perKbUs: number;
+    latencyMs: number;
+    linkPerKbUs: number;
+    costSamples: number;
+  };
 }
 
 interface LinkEnv {
@@ -828,6 +837,8 @@ async function main(): Promise<void> {
         result.plannerCost = {
           perRequestUs: round(p.perRequestUs, 0),
           perKbUs: round(p.perByteUs * 1000, 3),
+          latencyMs: round(p.latencyUs / 1000, 2),
+          linkPerKbUs: round(p.linkPerByteUs * 1000, 3),
           costSamples: p.costSamples,
         };
       }
@@ -836,7 +847,8 @@ async function main(): Promise<void> {
           `${result.getsPerSample} GETs/sample, fetched/selected ${result.fetchedOverSelected}, ` +
           `${result.cpuUsPerSample} CPU us/sample, RSS peak ${result.rssPeakMiB} MiB` +
           (result.plannerCost
-            ? `, cost model ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB`
+            ? `, cost model CPU ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB, ` +
+              `latency ${result.plannerCost.latencyMs} ms, link ${result.plannerCost.linkPerKbUs} us/KB`
             : ''),
       );
       return result;
