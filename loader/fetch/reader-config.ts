@@ -17,8 +17,8 @@ export const RANGE_READER_DEFAULTS = {
   baseDelayMs: 100,
   maxDelayMs: 5_000,
   idleTimeoutMs: 15_000,
-  // Minimises the modelled time (read-planner.ts); as fast as ranges or
-  // faster in bench:loader (BENCHMARKS.md), reading about the selected bytes.
+  // Minimises the modelled time (read-planner.ts); in bench:loader as fast
+  // as ranges within the noise, at 1.000-1.006x the selected bytes (BENCHMARKS.md).
   planner: 'auto',
   threads: 0,
 } as const;
