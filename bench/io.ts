@@ -388,13 +388,20 @@ function imagenetLayout(
 }
 
 /**
- * Cost models for the planner dry run: the reader's prior (S3-like, 64 GETs
- * in flight), S3 at 20 ms first byte over 64 connections and 1 Gbit/s, and
- * a CPU-bound loopback (bench:get: ~160 us per GET, ~1.2 us per KB).
+ * Cost models for the planner dry run (read-planner.ts: the longest of CPU,
+ * latency and link time): the reader's prior, S3 at 20 ms first byte over 64
+ * GETs in flight and a 10 Gbit/s link, and a CPU-bound loopback (bench:get:
+ * ~160 us per GET, ~1.2 us per KB, nothing else binding).
  */
 const DRY_RUN_COSTS: Record<string, ReadCostModel> = {
   prior: DEFAULT_READ_COST,
-  's3-1gbit': { perRequestUs: 20_000 / 64 + 150, perByteUs: 1 / 125 + 0.0012 },
+  's3-10gbit': {
+    perRequestUs: 150,
+    perByteUs: 0.0012,
+    latencyUs: 20_000,
+    concurrency: 64,
+    linkPerByteUs: 1 / 1250,
+  },
   loopback: { perRequestUs: 160, perByteUs: 0.0012 },
 };
 

@@ -20,7 +20,13 @@
 //             protocol (what WebDataset or Mosaic behind a service do);
 // - raw:      whole-object GetObject of every shard, bytes discarded (ceiling).
 // Also on loopback: the loader in 'min-bytes' at r >= 0.3, and 50 ms added
-// per request (auto, r = 0) against the same run without it.
+// per request by the fault proxy (auto, r = 0, `auto-50ms`) against the same
+// loader through the same proxy adding nothing (`auto-proxy`): the proxy
+// relays every byte in JavaScript on the loader's two cores, and that relay,
+// not the latency, bounded the 50 ms case against the direct `auto`
+// (SADP_BENCH_TIMELINE below shows it), so latency50Ratio compares through
+// the proxy both ways; the ratio against the direct loader is kept as
+// latency50RatioDirect.
 // Trainers are separate processes using the real SDK, acking every batch.
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
@@ -33,10 +39,16 @@
 // profiles go to <dir>/<process>/ and the run ends with each one's self time
 // grouped by package (bench/cpu-profile.ts). Off by default (it costs CPU).
 //
+// SADP_BENCH_TIMELINE=<dir>: each loader writes the start of every storage GET
+// (ms since the epoch, key, byte range) and each trainer every batch it got,
+// to <dir>/loader-<mode>-<pid>.log and <dir>/trainer-<rank>-<pid>.log: the
+// timeline of an epoch, to find its critical path.
+//
 // Until the loader has a read planner, `planner` is passed through and
 // ignored: `auto`, `ranges` and `min-bytes` then all read per-sample ranges
 // (`planner: false` in the results says so).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -178,6 +190,19 @@ async function captureLogger(): Promise<{
     },
   };
 }
+
+/** SADP_BENCH_TIMELINE's directory (undefined: no timeline). */
+const TIMELINE_DIR = process.env.SADP_BENCH_TIMELINE;
+
+/** Timeline lines of this process, written at exit (nothing while it is measured). */
+function timeline(name: string): (line: string) => void {
+  if (TIMELINE_DIR === undefined) return () => undefined;
+  const lines: string[] = [];
+  process.on('exit', () =>
+    appendFileSync(join(TIMELINE_DIR, `${name}-${process.pid}.log`), lines.join('\n') + '\n'),
+  );
+  return (line) => void lines.push(`${now().toFixed(1)} ${line}`);
+}
 const send = (m: Msg): void => void process.send?.(m);
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -253,10 +278,14 @@ async function roleLoader(args: {
 }): Promise<void> {
   const { createLoaderServer } = await import('../loader/index.js');
   const capture = await captureLogger();
+  const log = timeline(`loader-${args.mode}`);
   const server = await createLoaderServer({
     scorerAddress: args.scorerAddress,
     s3: args.s3,
     logger: capture.logger,
+    ...(TIMELINE_DIR === undefined
+      ? {}
+      : { onStorageRequest: (r) => log(`get ${r.key} ${r.start} ${r.end} ${r.attempt}`) }),
     // The read planner's mode; ignored by a loader without one (see the header).
     readerOptions: { planner: args.mode, threads: args.readThreads ?? 0 },
   });
@@ -434,6 +463,7 @@ interface RunRequest {
 
 async function roleTrainer(rank: number): Promise<void> {
   const { createLoaderClient } = await import('../trainer/client/index.js');
+  const log = timeline(`trainer-${rank}`);
   const run = async (req: RunRequest): Promise<void> => {
     const client = createLoaderClient({ address: req.address });
     try {
@@ -456,8 +486,10 @@ async function roleTrainer(rank: number): Promise<void> {
           selectedCount: 0,
           selectedBytes: 0,
         };
+        log(`open ${req.job} ${epoch}`);
         for await (const batch of stream) {
           if (r.firstBatchAt === 0) r.firstBatchAt = now();
+          log(`batch ${req.job} ${epoch} ${r.samples}`);
           r.samples += batch.size;
           for (const list of Object.values(batch.fields)) for (const b of list) r.bytes += b.byteLength;
           const jpg = batch.fields.jpg ?? [];
@@ -680,7 +712,7 @@ async function nginxEtag(path: string): Promise<{ etag: string; size: number }> 
 interface CaseResult {
   link: LinkName;
   r: number;
-  kind: 'auto' | 'ranges' | 'min-bytes' | 'peer' | 'raw' | 'auto-50ms';
+  kind: 'auto' | 'ranges' | 'min-bytes' | 'peer' | 'raw' | 'auto-50ms' | 'auto-proxy';
   epochSeconds: number;
   samplesPerSecond: number;
   samples: number;
@@ -688,8 +720,17 @@ interface CaseResult {
   fetchedOverSelected: number;
   cpuUsPerSample: number | null;
   rssPeakMiB: number | null;
-  /** The loader's read-planner cost model after the case (us per GET, us per KB) and the GETs it was fitted on. */
-  plannerCost?: { perRequestUs: number; perKbUs: number; costSamples: number };
+  /**
+   * The loader's read-planner cost model after the case (CPU us per GET and per KB,
+   * first-byte latency in ms, link us per KB) and the GETs it was fitted on.
+   */
+  plannerCost?: {
+    perRequestUs: number;
+    perKbUs: number;
+    latencyMs: number;
+    linkPerKbUs: number;
+    costSamples: number;
+  };
   /** Where each epoch's time went (timelineOf). */
   timeline?: Timeline[];
 }
@@ -776,7 +817,7 @@ interface LinkEnv {
   name: LinkName;
   scorer: Child;
   trainers: Child[];
-  servers: Record<'auto' | 'ranges' | 'min-bytes' | 'peer' | 'auto-50ms', Child | undefined>;
+  servers: Record<'auto' | 'ranges' | 'min-bytes' | 'peer' | 'auto-50ms' | 'auto-proxy', Child | undefined>;
   addresses: Record<string, string>;
   raw: Child;
 }
@@ -869,6 +910,7 @@ async function main(): Promise<void> {
         'min-bytes': undefined,
         peer: undefined,
         'auto-50ms': undefined,
+        'auto-proxy': undefined,
       };
       const addresses: Record<string, string> = {};
       servers.auto = start(
@@ -899,6 +941,14 @@ async function main(): Promise<void> {
           { scorerAddress, s3: { ...s3, endpoint: slow }, mode: 'auto', readThreads: READ_THREADS },
           ns,
         );
+        const relay = start('proxy(0ms)', 'proxy', { target: origin, latencyMs: 0 }, ns);
+        const relayed = (await relay.next('ready')).endpoint as string;
+        servers['auto-proxy'] = start(
+          `loader-auto-proxy(${name})`,
+          'loader',
+          { scorerAddress, s3: { ...s3, endpoint: relayed }, mode: 'auto', readThreads: READ_THREADS },
+          ns,
+        );
       }
       for (const [k, c] of Object.entries(servers))
         if (c) addresses[k] = (await c.next('ready')).address as string;
@@ -909,7 +959,7 @@ async function main(): Promise<void> {
       const raw = start(`raw(${name})`, 'raw', { s3, keys, concurrency: 16 }, ns);
       await raw.next('ready');
       log(
-        `${name}: scorer, loaders (auto, ranges${name === 'loopback' ? ', min-bytes, auto+50ms' : ''}), peer, ${config.world} trainers, raw reader up`,
+        `${name}: scorer, loaders (auto, ranges${name === 'loopback' ? ', min-bytes, auto+50ms, auto+proxy' : ''}), peer, ${config.world} trainers, raw reader up`,
       );
       return { name, scorer, trainers, servers, addresses, raw };
     };
@@ -1010,6 +1060,8 @@ async function main(): Promise<void> {
         result.plannerCost = {
           perRequestUs: round(p.perRequestUs, 0),
           perKbUs: round(p.perByteUs * 1000, 3),
+          latencyMs: round(p.latencyUs / 1000, 2),
+          linkPerKbUs: round(p.linkPerByteUs * 1000, 3),
           costSamples: p.costSamples,
         };
       }
@@ -1018,7 +1070,8 @@ async function main(): Promise<void> {
           `${result.getsPerSample} GETs/sample, fetched/selected ${result.fetchedOverSelected}, ` +
           `${result.cpuUsPerSample} CPU us/sample, RSS peak ${result.rssPeakMiB} MiB` +
           (result.plannerCost
-            ? `, cost model ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB`
+            ? `, cost model CPU ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB, ` +
+              `latency ${result.plannerCost.latencyMs} ms, link ${result.plannerCost.linkPerKbUs} us/KB`
             : ''),
       );
       return result;
@@ -1051,7 +1104,11 @@ async function main(): Promise<void> {
         for (const kind of ['auto', 'ranges', 'peer'] as const) results.push(await runCase(env, kind, r));
         if (env.name === 'loopback' && r >= 0.3) results.push(await runCase(env, 'min-bytes', r));
       }
-      if (env.name === 'loopback') results.push(await runCase(env, 'auto-50ms', 0));
+      if (env.name === 'loopback') {
+        // Side by side, the reference first.
+        results.push(await runCase(env, 'auto-proxy', 0));
+        results.push(await runCase(env, 'auto-50ms', 0));
+      }
     }
   } finally {
     await Promise.all(children.map((c) => c.stop()));
@@ -1084,9 +1141,14 @@ async function main(): Promise<void> {
     ),
     latency50Ratio: ratio(
       pick('loopback', 'auto-50ms', 0)?.samplesPerSecond,
-      pick('loopback', 'auto', 0)?.samplesPerSecond,
+      pick('loopback', 'auto-proxy', 0)?.samplesPerSecond,
     ),
   };
+  // The same 50 ms case against the loader reading nginx directly (no relay).
+  const latency50RatioDirect = ratio(
+    pick('loopback', 'auto-50ms', 0)?.samplesPerSecond,
+    pick('loopback', 'auto', 0)?.samplesPerSecond,
+  );
   const out = {
     benchmark: 'loader',
     generatedAt: new Date().toISOString(),
@@ -1108,6 +1170,7 @@ async function main(): Promise<void> {
       link: `veth + tbf 1gbit both ends, +${LINK_LATENCY_MS} ms per request (fault proxy)`,
     },
     goals,
+    latency50RatioDirect,
     targets: {
       cpuUsPerSampleR0: '<= 300',
       timeRatio: {

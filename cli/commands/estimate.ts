@@ -123,8 +123,14 @@ function table(est: RunEstimate, link: LinkModel): string {
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   const p = est.planner;
   const notes = [
-    `planner: ${p.mode}, ${p.cost.perRequestUs.toFixed(0)} us per GET + ${p.cost.perByteUs.toPrecision(2)} us per byte ` +
-      `(break-even gap ${fmtBytes(p.breakEvenGapBytes)}), ` +
+    `planner: ${p.mode}, time = max(CPU ${p.cost.perRequestUs.toFixed(0)} us per GET + ${p.cost.perByteUs.toPrecision(2)} us per byte` +
+      (p.cost.latencyUs === undefined
+        ? ''
+        : `, latency ${(p.cost.latencyUs / 1000).toPrecision(3)} ms over ${p.cost.concurrency ?? 1} GETs in flight`) +
+      (p.cost.linkPerByteUs === undefined
+        ? ''
+        : `, link ${p.cost.linkPerByteUs.toPrecision(2)} us per byte`) +
+      `) (break-even gap ${fmtBytes(p.breakEvenGapBytes)}), ` +
       (p.windowBatches === 1 ? 'one read per batch' : `one read per ${p.windowBatches} batches of a rank`),
     `link: ${link.latencyMs} ms per GET, ${fmtBytes(link.bandwidthBytesPerSecond)}/s, $${link.getPricePer1000} per 1,000 GETs, ` +
       `$${link.egressPricePerGB + link.retrievalPricePerGB}/GB; GET rate limit ${fmtCount(est.getRateLimit)}/s`,

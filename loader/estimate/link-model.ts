@@ -41,13 +41,16 @@ export type LinkPreset = keyof typeof LINK_PRESETS;
 
 /**
  * The read planner's cost model on this link, as the loader's cost estimator
- * converges to it: with `concurrency` GETs in flight per loader a GET costs
- * its first-byte latency / concurrency, a byte the loader's share of the
- * bandwidth, each plus the loader's own CPU per GET and per byte.
+ * converges to it: the loader's CPU per GET and per byte, the link's
+ * first-byte latency overlapping across `concurrency` GETs in flight, and a
+ * byte at the loader's share of the bandwidth.
  */
 export function linkReadCost(link: LinkModel, loaders: number, concurrency: number): ReadCostModel {
   return {
-    perRequestUs: (link.latencyMs * 1000) / concurrency + CPU_PER_REQUEST_US,
-    perByteUs: (1e6 * loaders) / link.bandwidthBytesPerSecond + CPU_PER_BYTE_US,
+    perRequestUs: CPU_PER_REQUEST_US,
+    perByteUs: CPU_PER_BYTE_US,
+    latencyUs: link.latencyMs * 1000,
+    concurrency,
+    linkPerByteUs: (1e6 * loaders) / link.bandwidthBytesPerSecond,
   };
 }

@@ -1,12 +1,15 @@
 // Online estimate of the read planner's cost model from the reader's own
-// GETs. Each completed GET gives (bytes, wall time, GETs in flight on
-// average over its life); a least-squares line through the recent ones,
-// duration = L + bytes x t, gives the first-byte latency L and the per-byte
-// time t of one connection.
-// With C GETs in flight a window takes about (requests x L + bytes x t) / C,
-// so the planner's costs are L / C and t / C, plus the reader's own CPU per
-// GET and per byte (measured by bench:get), which a saturated core turns
-// into time too.
+// GETs. Each completed GET gives (bytes, wall time, time to its first byte,
+// GETs in flight on average over its life); a least-squares line through the
+// recent ones, duration = L + bytes x t, gives the per-byte time t of one
+// connection, and t / (GETs in flight) the link's aggregate time per byte
+// (connections share the link). The first-byte latency is the 10th
+// percentile of recent times to first byte (the fitted intercept when that
+// is lower), overlapping across the reader's `concurrency` GETs. The CPU
+// terms are the reader's own cost per GET and per byte (measured by
+// bench:get). read-planner.ts takes the longest of the three times, so an
+// overlapped latency no longer reads as a cheap request that pays for
+// megabytes of pruned bytes.
 //
 // Until enough GETs of different sizes arrived, the prior stands.
 import type { ReadCostModel } from './read-planner.js';
@@ -20,27 +23,33 @@ export interface CostEstimatorOptions {
   cpuPerRequestUs?: number;
   cpuPerByteUs?: number;
   /**
-   * The reader's bound on GETs in flight. Given, a GET's latency counts as
-   * hidden behind that many others (a window issues at least that many), and
-   * the latency is the lower of the fitted intercept and the 10th percentile
-   * of recent GET durations: on a saturated event loop every GET waits for
-   * callbacks, which inflates the intercept without any GET costing more.
-   * Without it, latency / GETs in flight on average (the plain fit).
+   * The reader's bound on GETs in flight: the latency overlaps across that
+   * many. Without it, across the GETs in flight on average.
    */
   concurrency?: number;
+  /** Milliseconds clock for begin/end (tests inject one); default performance.now. */
+  now?: () => number;
 }
 
 /** A GET in flight, from begin() to end() or cancel(). */
 export interface CostProbe {
   readonly startedAt: number;
   readonly inFlightAreaAtStart: number;
+  /** When its first bytes arrived (performance.now()), once they did. */
+  firstByteAt: number | undefined;
 }
 
 export interface CostEstimator {
-  /** One completed GET: its length, its wall time, and the GETs in flight on average over its life (itself included). */
-  observe(bytes: number, durationUs: number, inFlight: number): void;
+  /**
+   * One completed GET: its length, its wall time, the GETs in flight on
+   * average over its life (itself included) and, when known, the time to
+   * its first byte (else its wall time stands for it).
+   */
+  observe(bytes: number, durationUs: number, inFlight: number, firstByteUs?: number): void;
   /** A GET starts now. */
   begin(): CostProbe;
+  /** That GET's first bytes arrived now (later calls are ignored). */
+  firstByte(probe: CostProbe): void;
   /** That GET completed with `bytes`: observed with its duration and the average GETs in flight over its life. */
   end(probe: CostProbe, bytes: number): void;
   /** That GET failed: it leaves the in-flight count unobserved. */
@@ -51,15 +60,23 @@ export interface CostEstimator {
   readonly samples: number;
 }
 
-/**
- * Before any measurement: S3-like first-byte latency of ~20 ms over 64
- * connections (~310 us per request) and ~1 GB/s in aggregate, plus the
- * loader's CPU (~150 us per GET, ~1.2 us per KB on the lean path): a
- * break-even gap near 200 KB.
- */
-export const DEFAULT_READ_COST: ReadCostModel = { perRequestUs: 460, perByteUs: 0.0022 };
 export const CPU_PER_REQUEST_US = 150;
 export const CPU_PER_BYTE_US = 0.0012;
+/**
+ * Before any measurement: the loader's CPU on the lean path (~150 us per
+ * GET, ~1.2 us per KB), S3-like first-byte latency of ~20 ms over 64
+ * connections (~310 us per GET) and a 1 Gbit/s share of the link (0.008 us
+ * per byte). Cautious on purpose: a loader plans its first windows with it,
+ * and on such a link a pruned 110 KB sample costs more time than a GET, so
+ * the prior reads per-sample ranges until measurements say otherwise.
+ */
+export const DEFAULT_READ_COST: ReadCostModel = {
+  perRequestUs: CPU_PER_REQUEST_US,
+  perByteUs: CPU_PER_BYTE_US,
+  latencyUs: 20_000,
+  concurrency: 64,
+  linkPerByteUs: 0.008,
+};
 /** Observations (weighted) needed before the fit replaces the prior. */
 const MIN_WEIGHT = 16;
 /** GET durations kept for the latency floor. */
@@ -78,19 +95,29 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
   let sxy = 0;
   let sc = 0;
   let samples = 0;
-  let model: ReadCostModel = { ...prior };
+  let model: ReadCostModel =
+    options.concurrency === undefined ? { ...prior } : { ...prior, concurrency: options.concurrency };
   // GETs in flight now, and its integral over time (GET x ms): the average
   // over one GET's life is what it shared the link and the CPU with. The
   // count at its end alone misses the burst it started in.
+  const clock = options.now ?? (() => performance.now());
   let inFlight = 0;
   let area = 0;
-  let areaAt = performance.now();
+  let areaAt = clock();
+  // Time with at least one GET in flight (ms), and decayed sums of the bytes
+  // GETs delivered and of that busy time between their ends: the aggregate
+  // rate the reader achieved, whatever bound it (link, CPU, latency).
+  let busy = 0;
+  let busyAtEnd = 0;
+  let busyBytes = 0;
+  let busyMs = 0;
   const advance = (now: number): void => {
     area += inFlight * (now - areaAt);
+    if (inFlight > 0) busy += now - areaAt;
     areaAt = now;
   };
 
-  // Recent GET durations (us), for the latency floor.
+  // Recent times to first byte (us), for the latency floor.
   const recent = new Float64Array(RECENT);
   const latencyFloor = (): number => {
     const n = Math.min(samples, RECENT);
@@ -107,33 +134,50 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     const latency = (sy - t * sx) / w;
     if (!(t > 0) || !(latency >= 0)) return;
     const inFlight = Math.max(1, sc / w);
-    const perRequestUs =
-      options.concurrency === undefined
-        ? latency / inFlight
-        : Math.min(latency, latencyFloor()) / Math.max(inFlight, options.concurrency);
-    model = { perRequestUs: perRequestUs + cpuReq, perByteUs: t / inFlight + cpuByte };
+    // The fitted per-byte time, or the achieved aggregate rate when slower:
+    // bytes cost at least what they took (on a CPU-bound reader the fit
+    // sees little per-byte time), which keeps pruned bytes dear.
+    const achieved = busyBytes > 0 ? (busyMs * 1000) / busyBytes : 0;
+    model = {
+      perRequestUs: cpuReq,
+      perByteUs: cpuByte,
+      // On a saturated event loop every GET waits for callbacks, which
+      // inflates the intercept without any GET costing more: the floor of
+      // recent first bytes bounds it.
+      latencyUs: Math.min(latency, latencyFloor()),
+      concurrency: Math.max(inFlight, options.concurrency ?? 1),
+      linkPerByteUs: Math.max(t / inFlight, achieved),
+    };
   };
 
   const estimator: CostEstimator = {
     begin() {
-      const now = performance.now();
+      const now = clock();
       advance(now);
       inFlight++;
-      return { startedAt: now, inFlightAreaAtStart: area };
+      return { startedAt: now, inFlightAreaAtStart: area, firstByteAt: undefined };
+    },
+    firstByte(probe) {
+      probe.firstByteAt ??= clock();
     },
     end(probe, bytes) {
-      const now = performance.now();
+      const now = clock();
       advance(now);
       inFlight = Math.max(0, inFlight - 1);
+      busyBytes = busyBytes * decay + bytes;
+      busyMs = busyMs * decay + (busy - busyAtEnd);
+      busyAtEnd = busy;
       const ms = now - probe.startedAt;
       const average = ms > 0 ? (area - probe.inFlightAreaAtStart) / ms : 1;
-      estimator.observe(bytes, ms * 1000, Math.max(1, average));
+      const firstByte =
+        probe.firstByteAt === undefined ? undefined : (probe.firstByteAt - probe.startedAt) * 1000;
+      estimator.observe(bytes, ms * 1000, Math.max(1, average), firstByte);
     },
     cancel() {
-      advance(performance.now());
+      advance(clock());
       inFlight = Math.max(0, inFlight - 1);
     },
-    observe(bytes, durationUs, inFlight) {
+    observe(bytes, durationUs, inFlight, firstByteUs) {
       if (!(bytes > 0) || !(durationUs >= 0)) return;
       w = w * decay + 1;
       sx = sx * decay + bytes;
@@ -141,7 +185,7 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       sxx = sxx * decay + bytes * bytes;
       sxy = sxy * decay + bytes * durationUs;
       sc = sc * decay + inFlight;
-      recent[samples % RECENT] = durationUs;
+      recent[samples % RECENT] = firstByteUs ?? durationUs;
       samples++;
       refit();
     },

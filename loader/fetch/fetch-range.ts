@@ -35,6 +35,8 @@ export interface FetchObserver {
   received(bytes: number): void;
   /** A failed attempt that will be retried. */
   retry(reason: RetryReason, err: unknown): void;
+  /** The first bytes of the range arrived (once per range: the planner's latency estimate). */
+  firstByte?(): void;
 }
 
 export interface RangeTarget {
@@ -143,6 +145,7 @@ async function readOnce(
       idleTimeoutMs,
       // Per chunk only the resume point moves; counters and metrics hear once per attempt.
       onBytes: (n) => {
+        if (progress.filled === 0 && n > 0) observer.firstByte?.();
         progress.filled += n;
       },
     });

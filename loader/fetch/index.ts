@@ -12,6 +12,7 @@ export {
   READ_PLANNER_MODES,
   breakEvenGapBytes,
   estimateReads,
+  estimateUs,
   planReads,
   type ReadCostModel,
   type ReadPlan,

@@ -106,7 +106,13 @@ class RangeReaderImpl implements RangeReader {
   private readonly costs: CostEstimator;
   private readonly plannerStats: Omit<
     PlannerStats,
-    'perRequestUs' | 'perByteUs' | 'breakEvenGapBytes' | 'costSamples'
+    | 'perRequestUs'
+    | 'perByteUs'
+    | 'latencyUs'
+    | 'concurrency'
+    | 'linkPerByteUs'
+    | 'breakEvenGapBytes'
+    | 'costSamples'
   >;
   private readonly retry: RetryConfig;
   private readonly observer: FetchObserver;
@@ -189,6 +195,9 @@ class RangeReaderImpl implements RangeReader {
       ...this.plannerStats,
       perRequestUs: cost.perRequestUs,
       perByteUs: cost.perByteUs,
+      latencyUs: cost.latencyUs ?? 0,
+      concurrency: cost.concurrency ?? 1,
+      linkPerByteUs: cost.linkPerByteUs ?? 0,
       breakEvenGapBytes: breakEvenGapBytes(cost),
       costSamples: this.costs.samples,
     };
@@ -224,6 +233,8 @@ class RangeReaderImpl implements RangeReader {
       m.planBytes.inc({ mode: plan.mode, kind: 'selected' }, plan.bytesSelected);
       m.costPerRequest.set(plan.cost.perRequestUs);
       m.costPerByte.set(plan.cost.perByteUs);
+      m.costLatency.set(plan.cost.latencyUs ?? 0);
+      m.costLinkPerByte.set(plan.cost.linkPerByteUs ?? 0);
     }
     return plan;
   }
@@ -394,7 +405,7 @@ class RangeReaderImpl implements RangeReader {
         buf = await fetchRange(
           { store: dataset.store, key, label, start, end, etag: entry.etag },
           this.retry,
-          observer,
+          { ...observer, firstByte: () => this.costs.firstByte(probe) },
           signal,
           (n) => arena.alloc(n),
         );

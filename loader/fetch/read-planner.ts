@@ -1,15 +1,22 @@
 // The cost-aware read planner: for each shard, which of its selected samples
-// to fetch with one GET. Time to read is modelled as
-//   requests x perRequestUs + bytes x perByteUs,
-// so merging two neighbouring selected samples across a gap of g pruned
-// bytes saves one request and costs g bytes: it pays exactly when
-// g < perRequestUs / perByteUs (the break-even gap). Each gap decides alone,
-// so applying that rule to every gap minimises the modelled time; a dense
-// shard ends up as one span (the whole object, minus unselected head and
-// tail), a sparse one as per-sample ranges, and most as a mix.
+// to fetch with one GET. A plan (a prefetch window's reads) takes the longest
+// of three times, each a resource the reads share:
+//   CPU      requests x perRequestUs + bytes x perByteUs   (the loader's thread)
+//   latency  requests x latencyUs / concurrency            (first bytes overlap
+//                                                           across the GETs in flight)
+//   link     bytes x linkPerByteUs                         (the link's aggregate rate)
+// Merging two neighbouring selected samples across a gap of g pruned bytes
+// saves one request and costs g bytes. Merging the k smallest gaps is the
+// cheapest way to save k requests, so the planner sorts the window's gaps
+// and takes the k that minimises the modelled time: gaps are merged only
+// while the request-bound terms bind, and a link-bound window reads
+// per-sample ranges. A dense shard ends up as one span (the whole object,
+// minus unselected head and tail), a sparse one as per-sample ranges. With
+// only perRequestUs and perByteUs the model is their sum, and a gap pays
+// exactly when g < perRequestUs / perByteUs (the break-even gap).
 //
 // Modes:
-//   auto        minimise modelled time (every gap below break-even merged)
+//   auto        minimise modelled time (the best number of smallest gaps merged)
 //   min-bytes   the same, but pruned bytes fetched stay within maxWasteRatio
 //               of the selected bytes (smallest gaps merged first), for links
 //               billed per byte
@@ -33,10 +40,18 @@ import {
 export const READ_PLANNER_MODES = ['auto', 'min-bytes', 'whole-shard', 'ranges'] as const;
 export type ReadPlannerMode = (typeof READ_PLANNER_MODES)[number];
 
-/** What one GET and one byte cost, in microseconds of reader time. */
+/** What GETs and bytes cost, in microseconds (see the model at the top). */
 export interface ReadCostModel {
+  /** Loader CPU per GET (serial: one thread runs every GET's callbacks). */
   perRequestUs: number;
+  /** Loader CPU per byte. */
   perByteUs: number;
+  /** First-byte latency of one GET; default 0. */
+  latencyUs?: number;
+  /** GETs in flight that share the latency; default 1. */
+  concurrency?: number;
+  /** Link time per byte at the aggregate rate of all GETs in flight; default 0. */
+  linkPerByteUs?: number;
 }
 
 export interface ReadPlanOptions extends PlanOptions {
@@ -57,26 +72,53 @@ export interface ReadPlanMix {
 export interface ReadPlan extends RangePlan {
   mode: ReadPlannerMode;
   cost: ReadCostModel;
-  /** requests x perRequestUs + bytesRequested x perByteUs. */
+  /** Modelled time of the plan (estimateUs). */
   estimatedUs: number;
   mix: ReadPlanMix;
 }
 
-/** Gaps (pruned bytes between two selected samples) below this are cheaper to read than to skip. */
+/**
+ * Gaps (pruned bytes between two selected samples) below this are cheaper to
+ * read than to skip while a request-bound term binds: the dearer of a GET's
+ * CPU and its share of the latency, over every byte's cost. Exact for the
+ * CPU-only model; with the other terms the planner decides per window.
+ */
 export function breakEvenGapBytes(cost: ReadCostModel): number {
-  if (!(cost.perByteUs > 0)) return Infinity;
-  return cost.perRequestUs / cost.perByteUs;
+  const perByte = cost.perByteUs + (cost.linkPerByteUs ?? 0);
+  if (!(perByte > 0)) return Infinity;
+  return Math.max(cost.perRequestUs, latencyPerRequestUs(cost)) / perByte;
 }
 
+/** A GET's first-byte latency over the GETs in flight it overlaps with. */
+function latencyPerRequestUs(cost: ReadCostModel): number {
+  return (cost.latencyUs ?? 0) / Math.max(1, cost.concurrency ?? 1);
+}
+
+/** Modelled time of `requests` GETs of `bytes` in all: the longest of the CPU, latency and link times. */
 export function estimateUs(requests: number, bytes: number, cost: ReadCostModel): number {
-  return requests * cost.perRequestUs + bytes * cost.perByteUs;
+  const cpu = requests * cost.perRequestUs + bytes * cost.perByteUs;
+  const latency = requests * latencyPerRequestUs(cost);
+  const link = bytes * (cost.linkPerByteUs ?? 0);
+  return Math.max(cpu, latency, link);
+}
+
+/** Whether every field of `cost` is in range (the reader's option check uses it too). */
+export function validCost(cost: ReadCostModel): boolean {
+  const nonNegative = (x: number | undefined): boolean => x === undefined || x >= 0;
+  return (
+    cost.perRequestUs >= 0 &&
+    cost.perByteUs >= 0 &&
+    nonNegative(cost.latencyUs) &&
+    nonNegative(cost.linkPerByteUs) &&
+    (cost.concurrency === undefined || cost.concurrency >= 1)
+  );
 }
 
 function checkCost(cost: ReadCostModel): void {
-  if (!(cost.perRequestUs >= 0) || !(cost.perByteUs >= 0)) {
+  if (!validCost(cost)) {
     throw new SadpError(
       'SADP_INVALID_OPTION',
-      `read cost model needs perRequestUs >= 0 and perByteUs >= 0, got ${cost.perRequestUs} and ${cost.perByteUs}`,
+      `read cost model needs perRequestUs, perByteUs, latencyUs, linkPerByteUs >= 0 and concurrency >= 1, got ${JSON.stringify(cost)}`,
       { status: Status.INVALID_ARGUMENT },
     );
   }
@@ -93,40 +135,56 @@ export function planReads(layout: SampleLayout, ids: Uint32Array, options: ReadP
   const { offsets, ends, shardIds } = layout;
   // merge[i] = 1: sample i joins the range of sample i - 1 (same shard).
   const merge = new Uint8Array(n);
+  // Gaps worth considering (auto, min-bytes) and the sample each one precedes.
   const gaps: number[] = [];
   const gapAt: number[] = [];
-  const breakEven = breakEvenGapBytes(options.cost);
   let bytesSelected = 0;
+  let requests = 0;
   for (let i = 0; i < n; i++) {
     const id = ids[i] as number;
     const a = offsets[id] as number;
     const b = ends[id] as number;
     if (!(b > a)) throw badLayout(`sample ${id} has an empty or inverted range [${a}, ${b})`);
     bytesSelected += b - a;
-    if (i === 0) continue;
-    const prev = ids[i - 1] as number;
-    if (shardIds[prev] !== shardIds[id]) continue;
+    const prev = i === 0 ? -1 : (ids[i - 1] as number);
+    if (i === 0 || shardIds[prev] !== shardIds[id]) {
+      requests++;
+      continue;
+    }
     const gap = a - (ends[prev] as number);
     if (gap < 0)
       throw badLayout(`sample ${id} at ${a} overlaps the previous selected sample ending at ${ends[prev]}`);
-    if (gap === 0 || options.mode === 'whole-shard' || (options.mode === 'auto' && gap < breakEven)) {
+    if (gap === 0 || options.mode === 'whole-shard') {
       merge[i] = 1;
-    } else if (options.mode === 'min-bytes' && gap < breakEven) {
-      gaps.push(gap);
-      gapAt.push(i);
+    } else {
+      requests++;
+      // A gap past maxRequestBytes could never join one GET.
+      if (gap < options.maxRequestBytes) {
+        gaps.push(gap);
+        gapAt.push(i);
+      }
     }
   }
-  if (options.mode === 'min-bytes' && gaps.length > 0) {
-    // Fewest requests within the waste budget: take the smallest gaps first.
-    const budget = (options.maxWasteRatio ?? Infinity) * bytesSelected;
+  if (gaps.length > 0 && options.mode !== 'whole-shard') {
+    // Merging the k smallest gaps saves k requests for the fewest bytes: take
+    // the k with the least modelled time (the first one on ties: fewer bytes),
+    // in min-bytes no more than the waste budget allows.
     const order = Array.from(gaps.keys()).sort((x, y) => (gaps[x] as number) - (gaps[y] as number));
+    const budget =
+      options.mode === 'min-bytes' ? (options.maxWasteRatio ?? Infinity) * bytesSelected : Infinity;
+    let best = estimateUs(requests, bytesSelected, options.cost);
+    let bestK = 0;
     let wasted = 0;
-    for (const k of order) {
-      const g = gaps[k] as number;
-      if (wasted + g > budget) break;
-      wasted += g;
-      merge[gapAt[k] as number] = 1;
+    for (let k = 1; k <= order.length; k++) {
+      wasted += gaps[order[k - 1] as number] as number;
+      if (wasted > budget) break;
+      const t = estimateUs(requests - k, bytesSelected + wasted, options.cost);
+      if (t < best) {
+        best = t;
+        bestK = k;
+      }
     }
+    for (let k = 0; k < bestK; k++) merge[gapAt[order[k] as number] as number] = 1;
   }
   // Ranges from the merge flags, split where a span would pass maxRequestBytes.
   const plan = mergeRanges(layout, ids, options.maxRequestBytes, (i) => merge[i] === 1);

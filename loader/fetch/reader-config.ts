@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
 import type { S3Options } from '../../storage/index.js';
-import { READ_PLANNER_MODES, type ReadCostModel, type ReadPlannerMode } from './read-planner.js';
+import { READ_PLANNER_MODES, validCost, type ReadCostModel, type ReadPlannerMode } from './read-planner.js';
 
 /** Defaults of every range reader option; range-reader.ts documents why each is what it is. */
 export const RANGE_READER_DEFAULTS = {
@@ -17,9 +17,9 @@ export const RANGE_READER_DEFAULTS = {
   baseDelayMs: 100,
   maxDelayMs: 5_000,
   idleTimeoutMs: 15_000,
-  // Fastest (or within 1 %) in every bench:loader case, on loopback and the
-  // shaped link (BENCHMARKS.md); auto's online cost model still over-merges.
-  planner: 'ranges',
+  // Minimises the modelled time (read-planner.ts); in bench:loader as fast
+  // as ranges within the noise, at 1.000-1.006x the selected bytes (BENCHMARKS.md).
+  planner: 'auto',
   threads: 0,
 } as const;
 
@@ -83,11 +83,11 @@ export interface RangeReaderOptions {
   idleTimeoutMs?: number;
   /**
    * How each read() turns selected samples into GETs (see read-planner.ts):
-   * `ranges` (default) is the fixed gapBytes + maxWasteRatio rule; `auto`
-   * minimises requests x perRequestUs + bytes x perByteUs with costs
-   * measured from this reader's own GETs; `min-bytes` does the same within
-   * maxWasteRatio; `whole-shard` reads one span per shard. The default is
-   * the mode bench:loader measured fastest (BENCHMARKS.md).
+   * `auto` (default) minimises the modelled time (the longest of the CPU,
+   * latency and link times) with costs measured from this reader's own
+   * GETs; `min-bytes` does the same within maxWasteRatio; `ranges` is the
+   * fixed gapBytes + maxWasteRatio rule; `whole-shard` reads one span per
+   * shard.
    */
   planner?: ReadPlannerMode;
   /** A fixed cost model instead of the online estimate (tests, benchmarks, dry runs). */
@@ -177,9 +177,6 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
     Number.isInteger(resolved.threads) && resolved.threads >= 0 && resolved.threads <= limits.threads,
   );
   check('planner', (READ_PLANNER_MODES as readonly string[]).includes(resolved.planner));
-  check(
-    'cost',
-    resolved.cost === undefined || (resolved.cost.perRequestUs >= 0 && resolved.cost.perByteUs >= 0),
-  );
+  check('cost', resolved.cost === undefined || validCost(resolved.cost));
   return resolved;
 }

@@ -6,10 +6,14 @@ import type { ReadPlannerMode } from './read-planner.js';
 /** What the planner chose, cumulative over every read(), and its current cost model. */
 export interface PlannerStats {
   mode: ReadPlannerMode;
-  /** The cost model the next plan will use. */
+  /** The cost model the next plan will use (read-planner.ts): CPU per GET and per byte, */
   perRequestUs: number;
   perByteUs: number;
-  /** perRequestUs / perByteUs: gaps below it are read rather than skipped (auto, min-bytes). */
+  /** first-byte latency, the GETs in flight it overlaps across, link time per byte (0, 1, 0 when not modelled). */
+  latencyUs: number;
+  concurrency: number;
+  linkPerByteUs: number;
+  /** Gaps below it are read rather than skipped while requests bind (breakEvenGapBytes). */
   breakEvenGapBytes: number;
   /** GETs whose duration fed the estimate. */
   costSamples: number;
@@ -62,6 +66,8 @@ export interface FetchMetrics {
   planBytes: ReturnType<typeof counter<'mode' | 'kind'>>;
   costPerRequest: ReturnType<typeof gauge>;
   costPerByte: ReturnType<typeof gauge>;
+  costLatency: ReturnType<typeof gauge>;
+  costLinkPerByte: ReturnType<typeof gauge>;
   requests: ReturnType<typeof counter>;
   retries: ReturnType<typeof counter<'reason'>>;
   bytes: ReturnType<typeof counter<'kind'>>;
@@ -77,7 +83,7 @@ export function fetchMetrics(): FetchMetrics {
     ),
     planEstimate: counter(
       'sadp_read_plan_estimated_seconds_total',
-      'Modelled read time of the plans (requests x per-request cost + bytes x per-byte cost)',
+      'Modelled read time of the plans (the longest of their CPU, latency and link times)',
       ['mode'],
     ),
     planRequests: counter('sadp_read_plan_requests_total', 'GETs planned, by planner mode', ['mode']),
@@ -86,8 +92,19 @@ export function fetchMetrics(): FetchMetrics {
       'Bytes the plans request and the selected bytes they deliver, by planner mode',
       ['mode', 'kind'],
     ),
-    costPerRequest: gauge('sadp_read_cost_per_request_us', 'Planner cost model: microseconds per GET'),
-    costPerByte: gauge('sadp_read_cost_per_byte_us', 'Planner cost model: microseconds per byte'),
+    costPerRequest: gauge(
+      'sadp_read_cost_per_request_us',
+      'Planner cost model: loader CPU microseconds per GET',
+    ),
+    costPerByte: gauge('sadp_read_cost_per_byte_us', 'Planner cost model: loader CPU microseconds per byte'),
+    costLatency: gauge(
+      'sadp_read_cost_latency_us',
+      'Planner cost model: first-byte latency of one GET, microseconds',
+    ),
+    costLinkPerByte: gauge(
+      'sadp_read_cost_link_per_byte_us',
+      'Planner cost model: link microseconds per byte at the aggregate rate',
+    ),
     requests: counter(
       'sadp_fetch_requests_total',
       'Byte-range GETs issued by range readers, retries included',

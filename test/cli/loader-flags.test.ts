@@ -64,7 +64,7 @@ test('unset flags leave the file and environment alone; defaults are the loader 
   });
   assert.equal(config.loader.concurrency, 2);
   assert.equal(config.loader.prefetchBatches, 4);
-  assert.equal(config.loader.readPlanner, 'ranges');
+  assert.equal(config.loader.readPlanner, 'auto');
 });
 
 test('a flag past the bound the schema states fails at parse time, naming the flag and the bound', () => {

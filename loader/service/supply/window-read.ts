@@ -112,7 +112,23 @@ class WindowReadImpl implements WindowRead {
     const priority = new Uint8Array(count).fill(1);
     const urgentIds = urgent === undefined ? undefined : members[urgent]?.ids;
     if (urgentIds) for (const id of urgentIds) priority[rangeAt[position.get(id) as number] as number] = 0;
-    this.admitted = this.admit(preReserved).then(() => this.startRanges(priority));
+    // The first member each range serves: ranges start in that order, so
+    // batch k is ready once the ranges of batches up to k are in, rather than
+    // when the plan's shard order reaches its last sample (a window-wide barrier).
+    const needed = new Uint32Array(count).fill(members.length);
+    members.forEach((m, k) => {
+      for (const id of m.ids) {
+        const r = rangeAt[position.get(id) as number] as number;
+        if (k < (needed[r] as number)) needed[r] = k;
+      }
+    });
+    const order = Array.from({ length: count }, (_, r) => r).sort(
+      (a, b) =>
+        (priority[a] as number) - (priority[b] as number) ||
+        (needed[a] as number) - (needed[b] as number) ||
+        a - b,
+    );
+    this.admitted = this.admit(preReserved).then(() => this.startRanges(priority, order));
     this.admitted.catch(() => undefined);
     this.members = members.map((m) => this.collect(m.ids, position, rangeAt));
     for (const p of this.members) p.catch(() => undefined);
@@ -149,41 +165,39 @@ class WindowReadImpl implements WindowRead {
     if (this.closed && this.abandoned) throw cancelledError(this.controller.signal, 'window read');
   }
 
-  /** Starts one read per planned range, the awaited batch's ranges first. */
-  private startRanges(priority: Uint8Array): Promise<FetchedSample[]>[] {
+  /** Starts one read per planned range in `order`: the awaited batch's ranges first, then in batch order. */
+  private startRanges(priority: Uint8Array, order: readonly number[]): Promise<FetchedSample[]>[] {
     const { plan, deps } = this;
     const reads = new Array<Promise<FetchedSample[]>>(plan.count);
-    for (const level of [0, 1]) {
-      for (let r = 0; r < plan.count; r++) {
-        if (priority[r] !== level) continue;
-        const ids = plan.ids.subarray(plan.first[r], plan.first[r + 1]);
-        const read = deps.reader
-          .read(deps.dataset, ids, this.controller.signal, {
-            priority: level,
-            onReceived: deps.onReceived,
-            asSpan: true,
-            arena: this.arena,
-          })
-          .then(
-            (samples) => {
-              this.pending--;
-              this.results.push(samples);
-              return samples;
-            },
-            (err: unknown) => {
-              this.pending--;
-              throw err;
-            },
-          )
-          .catch((err: unknown) => {
-            // The first failure stops the siblings; every batch that waits reports it.
-            this.firstError ??= err;
-            this.controller.abort(err);
-            throw this.firstError;
-          });
-        read.catch(() => undefined);
-        reads[r] = read;
-      }
+    for (const r of order) {
+      const level = priority[r] as number;
+      const ids = plan.ids.subarray(plan.first[r], plan.first[r + 1]);
+      const read = deps.reader
+        .read(deps.dataset, ids, this.controller.signal, {
+          priority: level,
+          onReceived: deps.onReceived,
+          asSpan: true,
+          arena: this.arena,
+        })
+        .then(
+          (samples) => {
+            this.pending--;
+            this.results.push(samples);
+            return samples;
+          },
+          (err: unknown) => {
+            this.pending--;
+            throw err;
+          },
+        )
+        .catch((err: unknown) => {
+          // The first failure stops the siblings; every batch that waits reports it.
+          this.firstError ??= err;
+          this.controller.abort(err);
+          throw this.firstError;
+        });
+      read.catch(() => undefined);
+      reads[r] = read;
     }
     return reads;
   }

@@ -10,6 +10,8 @@ import {
   READ_PLANNER_MODES,
   breakEvenGapBytes,
   createCostEstimator,
+  DEFAULT_READ_COST,
+  estimateUs,
   createRangeReader,
   estimateReads,
   planReads,
@@ -172,27 +174,30 @@ test('estimateReads (plain offsets and lengths, no storage) equals the plan on a
   );
 });
 
-test('the cost estimator recovers latency and per-byte time from GET durations', () => {
+test('the cost estimator recovers latency and the link’s per-byte time from GET durations', () => {
   const est = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0 });
-  assert.deepEqual(est.current(), { perRequestUs: 460, perByteUs: 0.0022 }, 'prior first');
-  // 4 GETs in flight, 20 ms first byte, 50 MB/s per connection (0.02 us per byte).
+  assert.deepEqual(est.current(), DEFAULT_READ_COST, 'prior first');
+  // 4 GETs in flight, 20 ms first byte, 50 MB/s per connection (0.02 us per byte): 200 MB/s in all.
   for (let i = 0; i < 200; i++) {
     const bytes = 10_000 + ((i * 7919) % 500_000);
     est.observe(bytes, 20_000 + bytes * 0.02, 4);
   }
   const cost = est.current();
-  assert.ok(Math.abs(cost.perRequestUs - 5_000) < 1, String(cost.perRequestUs));
-  assert.ok(Math.abs(cost.perByteUs - 0.005) < 1e-6, String(cost.perByteUs));
+  assert.ok(Math.abs((cost.latencyUs as number) - 20_000) < 1, String(cost.latencyUs));
+  assert.equal(cost.concurrency, 4);
+  assert.ok(Math.abs((cost.linkPerByteUs as number) - 0.005) < 1e-6, String(cost.linkPerByteUs));
+  assert.equal(cost.perRequestUs, 0, 'the CPU terms are the given ones');
   // All GETs of one size cannot separate the two: the model stays where it was.
   const flat = createCostEstimator();
   for (let i = 0; i < 100; i++) flat.observe(4096, 1000, 1);
-  assert.deepEqual(flat.current(), { perRequestUs: 460, perByteUs: 0.0022 });
+  assert.deepEqual(flat.current(), DEFAULT_READ_COST);
 });
 
-test('with the reader concurrency given, latency is the floor of recent GETs hidden behind that many others', () => {
+test('with the reader concurrency given, latency is the floor of recent first bytes, overlapped across that many GETs', () => {
   // 20 ms first byte, 50 MB/s per connection, every other GET delayed 200 ms more
   // (callbacks queued behind a saturated event loop): the intercept grows, the floor does not.
   const est = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0, concurrency: 64 });
+  assert.equal(est.current().concurrency, 64, 'the prior overlaps across the reader’s concurrency');
   let longest = 0;
   for (let i = 0; i < 200; i++) {
     const bytes = 10_000 + ((i * 7919) % 500_000);
@@ -201,15 +206,136 @@ test('with the reader concurrency given, latency is the floor of recent GETs hid
     est.observe(bytes, duration, 4);
   }
   const cost = est.current();
-  assert.ok(cost.perRequestUs >= 20_000 / 64 && cost.perRequestUs <= longest / 64, String(cost.perRequestUs));
-  // The plain fit would charge the queueing to every request: (20 ms + ~100 ms) / 4 in flight.
+  const latency = cost.latencyUs as number;
+  assert.ok(latency >= 20_000 && latency <= longest, String(latency));
+  assert.equal(cost.concurrency, 64);
+  // Without the reader's concurrency the same floor overlaps across the GETs in flight on average (4).
   const plain = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0 });
   for (let i = 0; i < 200; i++) {
     const bytes = 10_000 + ((i * 7919) % 500_000);
     plain.observe(bytes, 20_000 + bytes * 0.02 + (i % 2 === 1 ? 200_000 : 0), 4);
   }
-  assert.ok(plain.current().perRequestUs > 20 * cost.perRequestUs);
-  assert.equal(cost.perByteUs, plain.current().perByteUs);
+  assert.equal(plain.current().latencyUs, latency);
+  assert.equal(plain.current().concurrency, 4);
+  assert.equal(cost.linkPerByteUs, plain.current().linkPerByteUs);
+  // A GET's time to first byte, when known, is its latency sample rather than its whole duration.
+  const timed = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0, concurrency: 64 });
+  for (let i = 0; i < 200; i++) {
+    const bytes = 10_000 + ((i * 7919) % 500_000);
+    // 64 GETs share 100 MB/s: each body takes 64 x 0.01 us per byte, first bytes after 5 ms.
+    timed.observe(bytes, 5_000 + bytes * 0.64, 64, 5_000);
+  }
+  assert.ok(Math.abs((timed.current().latencyUs as number) - 5_000) < 1, String(timed.current().latencyUs));
+  assert.ok(Math.abs((timed.current().linkPerByteUs as number) - 0.01) < 1e-6);
+});
+
+test('bytes cost at least the aggregate rate the reader achieved (clock injected: no timing)', () => {
+  let t = 0;
+  const est = createCostEstimator({ concurrency: 64, now: () => t });
+  // Rounds of 8 GETs started together, first bytes after 1 ms, each body at 100 MB/s
+  // (0.01 us per byte) as if alone, then 10 ms idle: 640 kB per 2.5 busy ms, ~0.0039 us
+  // per byte in aggregate, where the fit alone sees 0.01 us per byte over ~4 in flight.
+  const sizes = Array.from({ length: 8 }, (_, k) => 10_000 + k * 20_000);
+  for (let round = 0; round < 40; round++) {
+    const start = t;
+    const probes = sizes.map(() => est.begin());
+    t = start + 1;
+    for (const p of probes) est.firstByte(p);
+    sizes.forEach((bytes, k) => {
+      t = start + 1 + bytes * 1e-5;
+      est.end(probes[k]!, bytes);
+    });
+    t += 10;
+  }
+  const cost = est.current();
+  const achieved = 2_500 / 640_000;
+  const link = cost.linkPerByteUs as number;
+  assert.ok(link > 0.8 * achieved && link < 1.25 * achieved, String(link));
+  assert.ok(Math.abs((cost.latencyUs as number) - 1_000) < 1e-6, String(cost.latencyUs));
+  assert.equal(cost.concurrency, 64);
+});
+
+test('modelled time is the longest of the CPU, latency and link times', () => {
+  const cost: ReadCostModel = {
+    perRequestUs: 100,
+    perByteUs: 0.001,
+    latencyUs: 50_000,
+    concurrency: 100,
+    linkPerByteUs: 0.01,
+  };
+  // 10 GETs of 1 MB: CPU 1,000 + 10,000, latency 10 x 500, link 100,000.
+  assert.equal(estimateUs(10, 10_000_000, cost), 100_000);
+  // 1,000 GETs of 1 kB: CPU 100,000 + 1,000, latency 500,000, link 10,000.
+  assert.equal(estimateUs(1_000, 1_000_000, cost), 500_000);
+  // 1,000 GETs of 1 kB with the latency overlapped across 10,000: CPU binds.
+  assert.equal(estimateUs(1_000, 1_000_000, { ...cost, concurrency: 10_000 }), 101_000);
+  // CPU terms only: their sum, as before the other terms existed.
+  assert.equal(estimateUs(10, 1_000, { perRequestUs: 100, perByteUs: 1 }), 2_000);
+  assert.throws(
+    () =>
+      planReads(layoutOf([[100]]), new Uint32Array([0]), {
+        ...NO_CAP,
+        mode: 'auto',
+        cost: { ...cost, concurrency: 0 },
+      }),
+    {
+      code: 'SADP_INVALID_OPTION',
+    },
+  );
+});
+
+test('under the three-term model: a link-bound window reads per-sample ranges, a request-bound one merges, ample concurrency hides latency', () => {
+  // One shard of 100 samples of 110 KB, every other one selected: 50 gaps of 110 KB.
+  const layout = layoutOf([Array<number>(100).fill(110 * KB)]);
+  const ids = sortUniqueIds(
+    Array.from({ length: 100 }, (_, i) => i).filter((i) => i % 2 === 0),
+    layout.size,
+  );
+  const lean = { perRequestUs: 150, perByteUs: 0.0012 };
+  // A 1 Gbit/s link (0.008 us per byte) with 20 ms first bytes over 64 GETs: the link binds
+  // (50 x 110 KB x 0.008 = 44 ms against 50 x 312 us = 16 ms): every pruned byte costs time.
+  const link: ReadCostModel = { ...lean, latencyUs: 20_000, concurrency: 64, linkPerByteUs: 0.008 };
+  const onLink = planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost: link });
+  assert.equal(onLink.count, 50);
+  assert.equal(onLink.bytesRequested, onLink.bytesSelected);
+  // The same link with GETs one at a time: latency binds (50 x 20 ms) and all but a few gaps merge.
+  const serial = planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost: { ...link, concurrency: 1 } });
+  assert.ok(serial.count <= 5, String(serial.count));
+  assert.ok(serial.estimatedUs < estimateUs(50, onLink.bytesSelected, { ...link, concurrency: 1 }));
+  // 50 ms first bytes with ample concurrency (1,024 GETs in flight, ~49 us each): still ranges.
+  const highLatency: ReadCostModel = { ...link, latencyUs: 50_000, concurrency: 1_024 };
+  assert.equal(planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost: highLatency }).count, 50);
+  // Merging stops where the merged bytes make another term bind: with requests binding at
+  // 64 GETs in flight, it merges just enough gaps and no more.
+  const partly: ReadCostModel = { ...lean, latencyUs: 50_000, concurrency: 64, linkPerByteUs: 0.005 };
+  const p = planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost: partly });
+  assert.ok(p.count > 1 && p.count < 50, String(p.count));
+  for (const k of [p.count - 1, p.count + 1]) {
+    const bytes = p.bytesSelected + (50 - k) * 110 * KB;
+    assert.ok(estimateUs(k, bytes, partly) >= p.estimatedUs, `merging ${50 - k} gaps models no faster`);
+  }
+});
+
+test('small samples on a CPU-bound reader: a dense shard is read whole, and min-bytes stays within its bound', () => {
+  // 1,000 samples of 4 KB, 90 % selected: 10 % pruned in single-sample gaps.
+  const layout = layoutOf([Array<number>(1_000).fill(4 * KB)]);
+  const ids = sortUniqueIds(
+    Array.from({ length: 1_000 }, (_, i) => i).filter((i) => i % 10 !== 5),
+    layout.size,
+  );
+  const cost: ReadCostModel = {
+    perRequestUs: 150,
+    perByteUs: 0.0012,
+    latencyUs: 500,
+    concurrency: 64,
+    linkPerByteUs: 0.001,
+  };
+  const auto = planReads(layout, ids, { ...NO_CAP, mode: 'auto', cost });
+  assert.equal(auto.count, 1);
+  assert.deepEqual(auto.mix, { span: 1, ranges: 0, mixed: 0 });
+  const minBytes = planReads(layout, ids, { ...NO_CAP, mode: 'min-bytes', cost });
+  assert.ok(minBytes.bytesRequested - minBytes.bytesSelected <= 0.05 * minBytes.bytesSelected);
+  assert.ok(minBytes.count > auto.count);
 });
 
 // From the storage side: what the proxy saw.

@@ -142,8 +142,11 @@ test('under known costs a shard dense over the window is one GET though each bat
     [[ds.offsets[dense[0]!], ds.ends[dense.at(-1)!]]],
     'dense shard: one GET over the window',
   );
+  // (In offset order: the window starts its ranges in batch order.)
   assert.deepEqual(
-    on(window, 1).map((g) => [g.start, g.end]),
+    on(window, 1)
+      .map((g) => [g.start, g.end])
+      .sort((a, b) => a[0]! - b[0]!),
     sparse.map((id) => [ds.offsets[id], ds.ends[id]]),
     'sparse shard: one GET per selected sample',
   );
@@ -192,6 +195,33 @@ test("the awaited batch's ranges are read first", async () => {
       new Set(gets.slice(0, urgent.length).map((g) => `${g.shard}@${g.start}`)),
       new Set(urgent.map((id) => key(ds.shardIds[id]!, ds.offsets[id]!))),
     );
+  }
+});
+
+test('after the awaited batch, ranges start in batch order: batch k does not wait for the whole window', async () => {
+  // As above: every sample its own GET, one GET at a time. Batch k's samples
+  // are spread over both shards, so plan (shard) order would interleave them.
+  const ids = [...shardIds(0), ...shardIds(1)].filter((_, i) => i % 2 === 0);
+  const specs = deal(ids);
+  const ds = rig.remote.dataset;
+  const key = (id: number): string => `${shardName(ds.shardIds[id]!)}@${ds.offsets[id]!}`;
+  for (const [awaited, expected] of [
+    [undefined, [0, 1, 2, 3]],
+    [2, [2, 0, 1, 3]],
+  ] as const) {
+    const gets = await fetchLogged(
+      specs,
+      { planner: 'ranges', gapBytes: 0, concurrency: 1 },
+      { window: true, awaited },
+    );
+    assert.equal(gets.length, ids.length);
+    let at = 0;
+    for (const k of expected) {
+      const batch = Array.from(specs[k]!.ids);
+      const seen = gets.slice(at, at + batch.length).map((g) => `${g.shard}@${g.start}`);
+      assert.deepEqual(new Set(seen), new Set(batch.map(key)), `awaited ${awaited}: batch ${k}`);
+      at += batch.length;
+    }
   }
 });
 
