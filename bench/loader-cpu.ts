@@ -3,7 +3,8 @@
 //   npm run bench:loader-cpu [-- --builds before=/path/to/old/dist,after=dist] [--samples 1024]
 //                               [--jobs 5] [--r 0] [--mode ranges] [--read-threads 0,1] [--profile dir]
 // (--profile: each loader under --cpu-prof, its self time by package printed at the end;
-// a build may carry Node flags for its loader after `+`: `semi64=dist+--max-semi-space-size=64`)
+// a build may carry Node flags for its loader after `+`: `semi64=dist+--max-semi-space-size=64`,
+// and another Node binary for its loader as `+bin=/usr/bin/node`)
 //
 // bench:loader --quick measures each case once on a fresh loader process, so
 // its r = 0 figure carries the process's warm-up (JIT, first connections,
@@ -38,9 +39,15 @@ interface Child {
   next(type: string): Promise<Record<string, unknown>>;
 }
 
-function child(dist: string, role: string, arg: unknown, execArgv: string[] = []): Child {
+function child(
+  dist: string,
+  role: string,
+  arg: unknown,
+  execArgv: string[] = [],
+  execPath = process.execPath,
+): Child {
   const proc = spawn(
-    process.execPath,
+    execPath,
     [...execArgv, join(dist, 'bench/loader.js'), '--role', role, JSON.stringify(arg)],
     { stdio: ['ignore', 'ignore', role === 'loader' ? 'ignore' : 'inherit', 'ipc'] },
   );
@@ -79,8 +86,9 @@ async function main(): Promise<void> {
     .split(',')
     .map((b) => {
       const [name, rest = ''] = b.split(/=(.*)/s) as [string, string?];
-      const [dist = '', ...nodeArgs] = rest.split('+');
-      return { name, dist, nodeArgs };
+      const [dist = '', ...extra] = rest.split('+');
+      const bin = extra.find((a) => a.startsWith('bin='))?.slice(4);
+      return { name, dist, nodeArgs: extra.filter((a) => !a.startsWith('bin=')), bin };
     });
   const threads = flag('--read-threads', '0').split(',').map(Number);
   const samples = Number(flag('--samples', '1024'));
@@ -142,7 +150,7 @@ async function main(): Promise<void> {
     children.push(scorer);
     const scorerAddress = (await scorer.next('ready')).address as string;
     const loaders: { name: string; c: Child; address: string; us: number[]; sysUs: number[] }[] = [];
-    for (const { name, dist, nodeArgs } of builds) {
+    for (const { name, dist, nodeArgs, bin } of builds) {
       for (const t of threads) {
         const label = threads.length > 1 || t > 0 ? `${name}/threads=${t}` : name;
         const execArgv = [
@@ -151,7 +159,7 @@ async function main(): Promise<void> {
             ? ['--cpu-prof', '--cpu-prof-dir', join(profile, label.replace(/[^\w.-]+/g, '_'))]
             : []),
         ];
-        const c = child(dist, 'loader', { scorerAddress, s3, mode, readThreads: t }, execArgv);
+        const c = child(dist, 'loader', { scorerAddress, s3, mode, readThreads: t }, execArgv, bin);
         children.push(c);
         loaders.push({
           name: label,
@@ -201,9 +209,11 @@ async function main(): Promise<void> {
     console.log(`\nloader CPU us per delivered sample (r = ${r}, ${mode}, ${samples} samples of ~110 KB):`);
     for (const l of loaders) {
       const warm = l.us.slice(1);
+      l.c.send({ type: 'stats' });
+      const peakMiB = ((await l.c.next('stats')).peakRss as number) / 2 ** 20;
       console.log(
         `  ${l.name}: cold ${l.us[0]?.toFixed(0)}, warm median ${median(warm).toFixed(0)} [${warm.map((x) => x.toFixed(0)).join(' ')}]` +
-          `, of which system ${median(l.sysUs.slice(1)).toFixed(0)}`,
+          `, of which system ${median(l.sysUs.slice(1)).toFixed(0)}; RSS peak ${peakMiB.toFixed(0)} MiB`,
       );
     }
     console.log(
