@@ -29,7 +29,7 @@ function groupOf(frame: ProfileNode['callFrame']): string {
   const internal = /^node:internal\/([^/]+)/.exec(url);
   if (internal) return `node:${(internal[1] as string).replace(/\.js$/, '')}`;
   if (url.startsWith('node:')) return url;
-  const own = /\/dist\/(.+)\/[^/]+$/.exec(url);
+  const own = /\/dist[^/]*\/(.+)\/[^/]+$/.exec(url);
   if (own) return `sadp:${own[1]}`;
   return url;
 }

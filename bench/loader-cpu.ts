@@ -2,7 +2,9 @@
 //
 //   npm run bench:loader-cpu [-- --builds before=/path/to/old/dist,after=dist] [--samples 1024]
 //                               [--jobs 5] [--r 0] [--mode ranges] [--read-threads 0,1] [--profile dir]
-// (--profile: each loader under --cpu-prof, its self time by package printed at the end)
+// (--profile: each loader under --cpu-prof, its self time by package printed at the end;
+// a build may carry Node flags for its loader after `+`: `semi64=dist+--max-semi-space-size=64`,
+// and another Node binary for its loader as `+bin=/usr/bin/node`)
 //
 // bench:loader --quick measures each case once on a fresh loader process, so
 // its r = 0 figure carries the process's warm-up (JIT, first connections,
@@ -37,9 +39,15 @@ interface Child {
   next(type: string): Promise<Record<string, unknown>>;
 }
 
-function child(dist: string, role: string, arg: unknown, execArgv: string[] = []): Child {
+function child(
+  dist: string,
+  role: string,
+  arg: unknown,
+  execArgv: string[] = [],
+  execPath = process.execPath,
+): Child {
   const proc = spawn(
-    process.execPath,
+    execPath,
     [...execArgv, join(dist, 'bench/loader.js'), '--role', role, JSON.stringify(arg)],
     { stdio: ['ignore', 'ignore', role === 'loader' ? 'ignore' : 'inherit', 'ipc'] },
   );
@@ -76,7 +84,12 @@ const median = (xs: number[]): number => {
 async function main(): Promise<void> {
   const builds = flag('--builds', `this=${HERE_DIST}`)
     .split(',')
-    .map((b) => b.split('=') as [string, string]);
+    .map((b) => {
+      const [name, rest = ''] = b.split(/=(.*)/s) as [string, string?];
+      const [dist = '', ...extra] = rest.split('+');
+      const bin = extra.find((a) => a.startsWith('bin='))?.slice(4);
+      return { name, dist, nodeArgs: extra.filter((a) => !a.startsWith('bin=')), bin };
+    });
   const threads = flag('--read-threads', '0').split(',').map(Number);
   const samples = Number(flag('--samples', '1024'));
   const jobs = Number(flag('--jobs', '5'));
@@ -93,7 +106,7 @@ async function main(): Promise<void> {
   let nginx: ChildProcess | undefined;
   let profiled: string[] = [];
   try {
-    const first = builds[0]?.[1] ?? HERE_DIST;
+    const first = builds[0]?.dist ?? HERE_DIST;
     const shards = (await import(join(first, 'loader/index.js'))) as typeof LoaderModule;
     await shards.buildShards(shards.syntheticSource({ count: samples, meanBytes: 110_000, seed: 12 }), {
       out: root,
@@ -136,16 +149,25 @@ async function main(): Promise<void> {
     const scorer = child(first, 'scorer', null);
     children.push(scorer);
     const scorerAddress = (await scorer.next('ready')).address as string;
-    const loaders: { name: string; c: Child; address: string; us: number[] }[] = [];
-    for (const [name, dist] of builds) {
+    const loaders: { name: string; c: Child; address: string; us: number[]; sysUs: number[] }[] = [];
+    for (const { name, dist, nodeArgs, bin } of builds) {
       for (const t of threads) {
         const label = threads.length > 1 || t > 0 ? `${name}/threads=${t}` : name;
-        const execArgv = profile
-          ? ['--cpu-prof', '--cpu-prof-dir', join(profile, label.replace(/[^\w.-]+/g, '_'))]
-          : [];
-        const c = child(dist, 'loader', { scorerAddress, s3, mode, readThreads: t }, execArgv);
+        const execArgv = [
+          ...nodeArgs,
+          ...(profile
+            ? ['--cpu-prof', '--cpu-prof-dir', join(profile, label.replace(/[^\w.-]+/g, '_'))]
+            : []),
+        ];
+        const c = child(dist, 'loader', { scorerAddress, s3, mode, readThreads: t }, execArgv, bin);
         children.push(c);
-        loaders.push({ name: label, c, address: (await c.next('ready')).address as string, us: [] });
+        loaders.push({
+          name: label,
+          c,
+          address: (await c.next('ready')).address as string,
+          us: [],
+          sysUs: [],
+        });
       }
     }
     const trainers: Child[] = [];
@@ -155,10 +177,10 @@ async function main(): Promise<void> {
       await t.next('ready');
       trainers.push(t);
     }
-    const cpuMs = async (c: Child): Promise<number> => {
+    const cpuMs = async (c: Child): Promise<{ total: number; system: number }> => {
       c.send({ type: 'cpu' });
       const m = await c.next('cpu');
-      return (m.userMs as number) + (m.systemMs as number);
+      return { total: (m.userMs as number) + (m.systemMs as number), system: m.systemMs as number };
     };
     let jobNo = 0;
     for (let j = 0; j < jobs; j++) {
@@ -174,18 +196,24 @@ async function main(): Promise<void> {
           n += ((await t.next('epoch')).result as { samples: number }).samples;
           await t.next('done');
         }
-        const us = ((await cpuMs(l.c)) - c0) * (1000 / n);
+        const c1 = await cpuMs(l.c);
+        const us = (c1.total - c0.total) * (1000 / n);
+        const sysUs = (c1.system - c0.system) * (1000 / n);
         l.us.push(us);
+        l.sysUs.push(sysUs);
         console.log(
-          `job ${j} ${l.name}: ${n} samples, ${us.toFixed(0)} CPU us/sample, load ${loadavg()[0]?.toFixed(2)}`,
+          `job ${j} ${l.name}: ${n} samples, ${us.toFixed(0)} CPU us/sample (system ${sysUs.toFixed(0)}), load ${loadavg()[0]?.toFixed(2)}`,
         );
       }
     }
     console.log(`\nloader CPU us per delivered sample (r = ${r}, ${mode}, ${samples} samples of ~110 KB):`);
     for (const l of loaders) {
       const warm = l.us.slice(1);
+      l.c.send({ type: 'stats' });
+      const peakMiB = ((await l.c.next('stats')).peakRss as number) / 2 ** 20;
       console.log(
-        `  ${l.name}: cold ${l.us[0]?.toFixed(0)}, warm median ${median(warm).toFixed(0)} [${warm.map((x) => x.toFixed(0)).join(' ')}]`,
+        `  ${l.name}: cold ${l.us[0]?.toFixed(0)}, warm median ${median(warm).toFixed(0)} [${warm.map((x) => x.toFixed(0)).join(' ')}]` +
+          `, of which system ${median(l.sysUs.slice(1)).toFixed(0)}; RSS peak ${peakMiB.toFixed(0)} MiB`,
       );
     }
     console.log(

@@ -5,7 +5,11 @@
 // takes ranges from its own arena of 1 MiB slabs (a larger range gets its
 // own buffer); a caller that is done with the samples' bytes hands them
 // back with recycle() and their slabs serve later reads. A caller that
-// never recycles just leaves the slabs to the GC.
+// never recycles just leaves the slabs to the GC. A range larger than a slab
+// (a merged span or a whole shard, what the planner picks at low pruning
+// rates) gets a buffer of its own, rounded up to whole slabs, and those are
+// recycled too: a fresh multi-MB buffer per span kept V8 in back-to-back
+// full GCs (external memory pressure) at r = 0.
 import type { FetchedSample } from './cut.js';
 
 export interface Arena {
@@ -19,6 +23,8 @@ export interface SlabPool {
   recycle(samples: readonly FetchedSample[]): void;
   /** Free slabs held. */
   readonly free: number;
+  /** Bytes held in free buffers larger than a slab (bounded by maxFree slabs' worth). */
+  readonly freeLargeBytes: number;
 }
 
 export const SLAB_BYTES = 1024 * 1024;
@@ -27,6 +33,28 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
   const pooled = new WeakSet<ArrayBuffer>();
   const free: ArrayBuffer[] = [];
   const isFree = new WeakSet<ArrayBuffer>();
+  // Free buffers larger than a slab, and their total size (at most maxFree slabs' worth).
+  const large: ArrayBuffer[] = [];
+  let largeBytes = 0;
+  const maxLargeBytes = maxFree * slabBytes;
+  const takeLarge = (n: number): ArrayBuffer => {
+    // Best fit among the few held; one more than twice the size is not worth its waste.
+    let best = -1;
+    for (let i = 0; i < large.length; i++) {
+      const size = (large[i] as ArrayBuffer).byteLength;
+      if (size >= n && size <= 2 * n && (best < 0 || size < (large[best] as ArrayBuffer).byteLength))
+        best = i;
+    }
+    if (best >= 0) {
+      const buf = large.splice(best, 1)[0] as ArrayBuffer;
+      largeBytes -= buf.byteLength;
+      isFree.delete(buf);
+      return buf;
+    }
+    const fresh = new ArrayBuffer(Math.ceil(n / slabBytes) * slabBytes);
+    pooled.add(fresh);
+    return fresh;
+  };
   const take = (): ArrayBuffer => {
     const slab = free.pop();
     if (slab) {
@@ -43,7 +71,7 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
       let used = 0;
       return {
         alloc(n) {
-          if (n > slabBytes) return Buffer.allocUnsafeSlow(n);
+          if (n > slabBytes) return Buffer.from(takeLarge(n), 0, n);
           if (!slab || used + n > slabBytes) {
             slab = take();
             used = 0;
@@ -58,7 +86,15 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
       for (const s of samples) {
         for (const name in s.fields) {
           const slab = (s.fields[name] as Uint8Array).buffer as ArrayBuffer;
-          if (!pooled.has(slab) || isFree.has(slab) || free.length >= maxFree) continue;
+          if (!pooled.has(slab) || isFree.has(slab)) continue;
+          if (slab.byteLength > slabBytes) {
+            if (largeBytes + slab.byteLength > maxLargeBytes) continue;
+            isFree.add(slab);
+            large.push(slab);
+            largeBytes += slab.byteLength;
+            continue;
+          }
+          if (free.length >= maxFree) continue;
           isFree.add(slab);
           free.push(slab);
         }
@@ -66,6 +102,9 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
     },
     get free() {
       return free.length;
+    },
+    get freeLargeBytes() {
+      return largeBytes;
     },
   };
 }

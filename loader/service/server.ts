@@ -10,6 +10,7 @@ import { SadpError, Status, toGrpcError } from '../../common/errors.js';
 import { settleWithin } from '../../common/signals.js';
 import { addStandardServices, LOADER_SERVICE_NAME, LoaderService, type sadp } from '../../proto/index.js';
 import { serverTlsCredentials } from '../../common/tls.js';
+import { applyBufferGc } from './buffer-gc.js';
 import { resolveLoaderOptions, type LoaderServerOptions, type ResolvedLoaderOptions } from './options.js';
 import type { StreamEpochCall } from './session/epoch-stream.js';
 import { createLoaderStages, type LoaderStats } from './stages.js';
@@ -38,6 +39,7 @@ export interface LoaderServer {
 
 export async function createLoaderServer(options: LoaderServerOptions): Promise<LoaderServer> {
   const resolved = resolveLoaderOptions(options);
+  applyBufferGc(resolved.bufferGc);
   const logger = resolved.logger.child({ component: 'loader' });
   const lifetime = new AbortController();
   const drainController = new AbortController();

@@ -16,7 +16,7 @@ const sampleOf = (id: number, bytes: Uint8Array): FetchedSample => ({
   bytes: bytes.byteLength,
 });
 
-test('an arena hands out disjoint views of exactly the asked size; larger ranges get their own buffer', () => {
+test('an arena hands out disjoint views of exactly the asked size; larger ranges get a buffer of their own', () => {
   const pool = createSlabPool(4);
   const arena = pool.arena();
   const a = arena.alloc(300_000);
@@ -33,8 +33,52 @@ test('an arena hands out disjoint views of exactly the asked size; larger ranges
   a.fill(1);
   b.fill(2);
   assert.ok(a.every((x) => x === 1) && b.every((x) => x === 2));
+  assert.notEqual(big.buffer, a.buffer);
+  assert.notEqual(big.buffer, c.buffer);
   pool.recycle([sampleOf(1, big)]);
-  assert.equal(pool.free, 0, 'a buffer of its own is not pooled');
+  assert.equal(pool.free, 0, 'a buffer of its own is not held among the slabs');
+  assert.equal(
+    pool.freeLargeBytes,
+    2 * SLAB_BYTES,
+    'it is held (rounded up to whole slabs) for larger ranges',
+  );
+});
+
+test('recycled large buffers serve later large ranges that fit (best fit, at most twice the size), once each, within a byte bound', () => {
+  const pool = createSlabPool(5);
+  const three = pool.arena().alloc(3 * SLAB_BYTES - 5);
+  const two = pool.arena().alloc(SLAB_BYTES + 7);
+  assert.equal(three.buffer.byteLength, 3 * SLAB_BYTES);
+  assert.equal(two.buffer.byteLength, 2 * SLAB_BYTES);
+  const samples = [sampleOf(1, three.subarray(0, 10)), sampleOf(2, three.subarray(20, 30)), sampleOf(3, two)];
+  pool.recycle(samples);
+  pool.recycle(samples);
+  assert.equal(pool.freeLargeBytes, 5 * SLAB_BYTES, 'each buffer held once');
+  // 1.5 slabs: the 2-slab buffer fits best; 2.5 slabs: only the 3-slab one.
+  const a = pool.arena().alloc(SLAB_BYTES + SLAB_BYTES / 2);
+  assert.equal(a.buffer, two.buffer);
+  assert.equal(a.byteLength, SLAB_BYTES + SLAB_BYTES / 2);
+  const b = pool.arena().alloc(2 * SLAB_BYTES + SLAB_BYTES / 2);
+  assert.equal(b.buffer, three.buffer);
+  assert.equal(pool.freeLargeBytes, 0);
+  // Nothing free: a fresh buffer, never one handed out already.
+  const c = pool.arena().alloc(SLAB_BYTES + 1);
+  assert.ok(c.buffer !== a.buffer && c.buffer !== b.buffer);
+  // A buffer more than twice the size asked for is left free.
+  pool.recycle([sampleOf(4, b)]);
+  const d = pool.arena().alloc(SLAB_BYTES + 1);
+  assert.notEqual(d.buffer, b.buffer);
+  assert.equal(pool.freeLargeBytes, 3 * SLAB_BYTES);
+  // The bound: at most maxFree slabs' worth of large buffers (5 here).
+  pool.recycle([sampleOf(5, a), sampleOf(6, c)]);
+  assert.equal(
+    pool.freeLargeBytes,
+    5 * SLAB_BYTES,
+    'the second 2-slab buffer, over the 5-slab bound, is dropped',
+  );
+  // Buffers the pool did not make are never taken in.
+  pool.recycle([sampleOf(7, Buffer.alloc(SLAB_BYTES + 1))]);
+  assert.equal(pool.freeLargeBytes, 5 * SLAB_BYTES);
 });
 
 test('recycled slabs serve later arenas once each, and the free list is bounded', () => {
