@@ -31,6 +31,12 @@
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
 // (--quick: loader-quick.json) with the `goals` object of issue 12.
+// Before the measured cases each loader process and the peer serve one
+// warm-up epoch (r = 0.7, not recorded): a loader is a long-running service,
+// and a fresh process's first epoch also pays JIT compilation, first-touch page
+// faults and connection set-up (~0.5 s of CPU here), which a 512-sample quick
+// epoch would count as per-sample cost. --cold skips it (the first case of each
+// process is then cold).
 // --epochs <n>: epochs per case (default 1); each case prints each epoch's
 // timeline: job setup, plan fetch and load, each rank's open, first batch
 // and last ack, from the epoch boundary for epochs after the first.
@@ -316,6 +322,10 @@ async function rolePeer(args: { scorerAddress: string; s3: S3Options }): Promise
   const { cutSample } = await import('../loader/fetch/cut.js');
   const { createS3Client } = await import('../storage/index.js');
   const { splitBatch } = await import('../loader/service/session/batch-parts.js');
+  // The loader's process setting for Buffer-heavy serving (loader/service/buffer-gc.ts), so
+  // the comparison is of the read paths, not of GC settings.
+  const { applyBufferGc } = await import('../loader/service/buffer-gc.js');
+  applyBufferGc('heap-limit');
   const client = createS3Client({ ...args.s3 });
   const dataset = await openDataset(`s3://${BUCKET}/${PREFIX}/manifest.json`, { client });
   const scorer = createScorerClient({ address: args.scorerAddress });
@@ -824,6 +834,7 @@ interface LinkEnv {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
+  const cold = process.argv.includes('--cold');
   const epochsAt = process.argv.indexOf('--epochs');
   const config = { ...(quick ? QUICK : FULL) };
   // --epochs <n>: epochs per case (each after the first also shows the epoch boundary).
@@ -1043,14 +1054,38 @@ async function main(): Promise<void> {
         const previous = all.filter((x) => x.epoch === e - 1);
         const t = timelineOf(job, e, ranks, previous, after.events ?? [], scorerEvents);
         result.timeline.push(t);
+        // Steps a process does not log (the peer has no job setup) are left out.
+        const ms = (label: string, v: number | undefined, inner = ''): string =>
+          v === undefined ? '' : `${label} ${v}${inner}, `;
+        const sub = (parts: [string, number | undefined][]): string => {
+          const known = parts.filter(([, v]) => v !== undefined).map(([k, v]) => `${k} ${v}`);
+          return known.length ? ` (${known.join(', ')})` : '';
+        };
         log(
           `${env.name} r=${r} ${kind} epoch ${e} timeline (ms after ${e === 0 ? 'the first OpenEpoch' : 'the last ack of the epoch before'}): ` +
             (e === 0
-              ? `job opened ${t.jobOpenedMs} (describe ${t.describeMs}, dataset ${t.datasetMs}), `
+              ? ms(
+                  'job opened',
+                  t.jobOpenedMs,
+                  sub([
+                    ['describe', t.describeMs],
+                    ['dataset', t.datasetMs],
+                  ]),
+                )
               : '') +
-            `ranks opened ${t.openedMs.join('/')}, plan fetched ${t.planFetchedMs} (gate ${t.gateMs}, ` +
-            `GetPlan ${t.getPlanMs} [scorer task ${t.scorerTaskMs}, compute ${t.scorerComputeMs}]), ` +
-            `plan loaded ${t.planLoadedMs} (shuffle ${t.shuffleMs}), boundary prefetch ${t.prefetchedMs}, ` +
+            `ranks opened ${t.openedMs.join('/')}, ` +
+            ms(
+              'plan fetched',
+              t.planFetchedMs,
+              sub([
+                ['gate', t.gateMs],
+                ['GetPlan', t.getPlanMs],
+                ['scorer task', t.scorerTaskMs],
+                ['compute', t.scorerComputeMs],
+              ]),
+            ) +
+            ms('plan loaded', t.planLoadedMs, sub([['shuffle', t.shuffleMs]])) +
+            ms('boundary prefetch', t.prefetchedMs) +
             `first batch ${t.firstBatchMs.join('/')}, last ack ${t.lastAckMs.join('/')}; ` +
             `start ${(t.startShare * 100).toFixed(0)} %, tail ${(t.tailShare * 100).toFixed(0)} % of the epoch`,
         );
@@ -1098,6 +1133,11 @@ async function main(): Promise<void> {
     };
 
     for (const env of links) {
+      if (!cold) {
+        const warm = (Object.keys(env.servers) as (keyof LinkEnv['servers'])[]).filter((k) => env.servers[k]);
+        log(`${env.name}: a warm-up epoch for ${warm.join(', ')} (not recorded)`);
+        for (const kind of warm) await runCase(env, kind, 0.7);
+      }
       results.push(await runRaw(env));
       for (const r of RATIOS) {
         // Side by side: the cases of one r follow each other.
@@ -1153,6 +1193,7 @@ async function main(): Promise<void> {
     benchmark: 'loader',
     generatedAt: new Date().toISOString(),
     quick,
+    warmUp: !cold,
     command: `npm run bench:loader${quick ? ' -- --quick' : ''}`,
     machine: {
       cpus: cpus().length,
