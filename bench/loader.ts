@@ -18,7 +18,11 @@
 //             shards (shard i goes to rank i mod W) sequentially, two shards
 //             ahead, and streams the selected samples over the same gRPC
 //             protocol (what WebDataset or Mosaic behind a service do);
-// - raw:      whole-object GetObject of every shard, bytes discarded (ceiling).
+// - raw:      whole-object GetObject of every shard, bytes discarded (ceiling);
+// - auto-shard-buffer: `auto` with the loader's locality-aware order
+//             (shuffle 'shard-buffer': shard shuffle + sample buffer, the
+//             order the peer and WebDataset deliver) instead of the default
+//             global shuffle; the goals stay on the default.
 // Also on loopback: the loader in 'min-bytes' at r >= 0.3, and 50 ms added
 // per request by the fault proxy (auto, r = 0, `auto-50ms`) against the same
 // loader through the same proxy adding nothing (`auto-proxy`): the proxy
@@ -37,6 +41,8 @@
 // faults and connection set-up (~0.5 s of CPU here), which a 512-sample quick
 // epoch would count as per-sample cost. --cold skips it (the first case of each
 // process is then cold).
+// --repeats <n>: rounds of every case, side by side (default 3; --quick: 1);
+// each case reports its median round by epoch time.
 // --epochs <n>: epochs per case (default 1); each case prints each epoch's
 // timeline: job setup, plan fetch and load, each rank's open, first batch
 // and last ack, from the epoch boundary for epochs after the first.
@@ -281,6 +287,7 @@ async function roleLoader(args: {
   s3: S3Options;
   mode: Mode;
   readThreads?: number;
+  shuffle?: 'shard-buffer';
 }): Promise<void> {
   const { createLoaderServer } = await import('../loader/index.js');
   const capture = await captureLogger();
@@ -289,6 +296,7 @@ async function roleLoader(args: {
     scorerAddress: args.scorerAddress,
     s3: args.s3,
     logger: capture.logger,
+    ...(args.shuffle ? { shuffle: args.shuffle } : {}),
     ...(TIMELINE_DIR === undefined
       ? {}
       : { onStorageRequest: (r) => log(`get ${r.key} ${r.start} ${r.end} ${r.attempt}`) }),
@@ -722,7 +730,7 @@ async function nginxEtag(path: string): Promise<{ etag: string; size: number }> 
 interface CaseResult {
   link: LinkName;
   r: number;
-  kind: 'auto' | 'ranges' | 'min-bytes' | 'peer' | 'raw' | 'auto-50ms' | 'auto-proxy';
+  kind: 'auto' | 'ranges' | 'min-bytes' | 'peer' | 'raw' | 'auto-50ms' | 'auto-proxy' | 'auto-shard-buffer';
   epochSeconds: number;
   samplesPerSecond: number;
   samples: number;
@@ -730,6 +738,8 @@ interface CaseResult {
   fetchedOverSelected: number;
   cpuUsPerSample: number | null;
   rssPeakMiB: number | null;
+  /** Every round's epoch time, in run order, when the case ran more than once (--repeats). */
+  epochSecondsRounds?: number[];
   /**
    * The loader's read-planner cost model after the case (CPU us per GET and per KB,
    * first-byte latency in ms, link us per KB) and the GETs it was fitted on.
@@ -743,6 +753,23 @@ interface CaseResult {
   };
   /** Where each epoch's time went (timelineOf). */
   timeline?: Timeline[];
+}
+
+/**
+ * Each case's median round by epoch time (the lower middle one for an even
+ * count), with every round's epoch time beside it.
+ */
+function medianRounds(runs: CaseResult[]): CaseResult[] {
+  const groups = new Map<string, CaseResult[]>();
+  for (const c of runs) {
+    const key = `${c.link} ${c.kind} ${c.r}`;
+    groups.set(key, [...(groups.get(key) ?? []), c]);
+  }
+  return [...groups.values()].map((g) => {
+    const sorted = [...g].sort((a, b) => a.epochSeconds - b.epochSeconds);
+    const median = sorted[(sorted.length - 1) >> 1] as CaseResult;
+    return g.length > 1 ? { ...median, epochSecondsRounds: g.map((c) => c.epochSeconds) } : median;
+  });
 }
 
 /**
@@ -827,7 +854,10 @@ interface LinkEnv {
   name: LinkName;
   scorer: Child;
   trainers: Child[];
-  servers: Record<'auto' | 'ranges' | 'min-bytes' | 'peer' | 'auto-50ms' | 'auto-proxy', Child | undefined>;
+  servers: Record<
+    'auto' | 'ranges' | 'min-bytes' | 'peer' | 'auto-50ms' | 'auto-proxy' | 'auto-shard-buffer',
+    Child | undefined
+  >;
   addresses: Record<string, string>;
   raw: Child;
 }
@@ -835,6 +865,8 @@ interface LinkEnv {
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const cold = process.argv.includes('--cold');
+  const repeatsAt = process.argv.indexOf('--repeats');
+  const repeats = repeatsAt >= 0 ? Math.max(1, Number(process.argv[repeatsAt + 1])) : quick ? 1 : 3;
   const epochsAt = process.argv.indexOf('--epochs');
   const config = { ...(quick ? QUICK : FULL) };
   // --epochs <n>: epochs per case (each after the first also shows the epoch boundary).
@@ -858,6 +890,8 @@ async function main(): Promise<void> {
     children.push(c);
     return c;
   };
+  /** Every round of every case; `results` keeps each case's median round. */
+  const runs: CaseResult[] = [];
   const results: CaseResult[] = [];
   let planner = false;
   try {
@@ -922,6 +956,7 @@ async function main(): Promise<void> {
         peer: undefined,
         'auto-50ms': undefined,
         'auto-proxy': undefined,
+        'auto-shard-buffer': undefined,
       };
       const addresses: Record<string, string> = {};
       servers.auto = start(
@@ -937,6 +972,12 @@ async function main(): Promise<void> {
         ns,
       );
       servers.peer = start(`peer(${name})`, 'peer', { scorerAddress, s3 }, ns);
+      servers['auto-shard-buffer'] = start(
+        `loader-auto-shard-buffer(${name})`,
+        'loader',
+        { scorerAddress, s3, mode: 'auto', readThreads: READ_THREADS, shuffle: 'shard-buffer' },
+        ns,
+      );
       if (name === 'loopback') {
         servers['min-bytes'] = start(
           `loader-min-bytes(${name})`,
@@ -1138,16 +1179,22 @@ async function main(): Promise<void> {
         log(`${env.name}: a warm-up epoch for ${warm.join(', ')} (not recorded)`);
         for (const kind of warm) await runCase(env, kind, 0.7);
       }
-      results.push(await runRaw(env));
-      for (const r of RATIOS) {
-        // Side by side: the cases of one r follow each other.
-        for (const kind of ['auto', 'ranges', 'peer'] as const) results.push(await runCase(env, kind, r));
-        if (env.name === 'loopback' && r >= 0.3) results.push(await runCase(env, 'min-bytes', r));
-      }
-      if (env.name === 'loopback') {
-        // Side by side, the reference first.
-        results.push(await runCase(env, 'auto-proxy', 0));
-        results.push(await runCase(env, 'auto-50ms', 0));
+      // Rounds of every case, side by side: one epoch varies by tens of percent on a
+      // shared 2-core machine, so each case's figures are those of its median round.
+      for (let pass = 1; pass <= repeats; pass++) {
+        if (repeats > 1) log(`${env.name}: round ${pass} of ${repeats}`);
+        runs.push(await runRaw(env));
+        for (const r of RATIOS) {
+          // Side by side: the cases of one r follow each other.
+          for (const kind of ['auto', 'ranges', 'peer', 'auto-shard-buffer'] as const)
+            runs.push(await runCase(env, kind, r));
+          if (env.name === 'loopback' && r >= 0.3) runs.push(await runCase(env, 'min-bytes', r));
+        }
+        if (env.name === 'loopback') {
+          // Side by side, the reference first.
+          runs.push(await runCase(env, 'auto-proxy', 0));
+          runs.push(await runCase(env, 'auto-50ms', 0));
+        }
       }
     }
   } finally {
@@ -1159,6 +1206,7 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
 
+  results.push(...medianRounds(runs));
   const pick = (link: LinkName, kind: CaseResult['kind'], r: number): CaseResult | undefined =>
     results.find((x) => x.link === link && x.kind === kind && x.r === r);
   const ratio = (a?: number, b?: number): number | null => (a && b ? round(a / b, 3) : null);
