@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker, type Transferable } from 'node:worker_threads';
 import type { SadpError } from './errors.js';
-import { cancelledError } from './signals.js';
+import { cancelledError, onAbort } from './signals.js';
 
 // Workers are sibling modules, .js when built and .ts under tsx (benchmarks),
 // where the thread must register tsx's loader itself.
@@ -43,7 +43,7 @@ export function runWorkerTask<T>(moduleBase: URL, task: unknown, options: Worker
     let settled = false;
     const settle = (): void => {
       settled = true;
-      signal?.removeEventListener('abort', onAbort);
+      stopListening();
       void worker.terminate();
     };
     const fail = (cause: unknown): void => {
@@ -51,12 +51,11 @@ export function runWorkerTask<T>(moduleBase: URL, task: unknown, options: Worker
       settle();
       reject(options.failed(String((cause as Error)?.message ?? cause), cause));
     };
-    const onAbort = (): void => {
+    const stopListening = onAbort(signal, () => {
       if (settled) return;
       settle();
       reject(cancelledError(signal, what));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
+    });
     worker.once('message', (result: T) => {
       if (settled) return;
       settle();
