@@ -35,6 +35,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { extract } from 'tar-stream';
 import { packageRoot } from '../common/paths.js';
+import { forEachLimited } from '../common/pool.js';
 import {
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
@@ -241,46 +242,40 @@ async function readWholeShards(dataset: Dataset, ids: Uint32Array, config: Confi
   let bytesFetched = 0;
   let bytesSelected = 0;
   const started = performance.now();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < dataset.shardCount) {
-      const shard = next++;
-      const entry = dataset.manifest.shards[shard]!;
-      const body = await dataset.store.getStream(dataset.shardKey(shard), { ifMatch: entry.etag });
-      const ex = extract();
-      let id = entry.firstId - 1;
-      let key: string | undefined;
-      let digest: SampleDigest | undefined;
-      const parse = (async () => {
-        for await (const member of ex) {
-          const name = splitMemberName(member.header.name);
-          if (name.key !== key) {
-            if (digest) digests.set(id, Buffer.from(digest.value));
-            key = name.key;
-            id++;
-            digest = selected[id] ? new SampleDigest() : undefined;
-            if (digest) bytesSelected += dataset.ends[id]! - dataset.offsets[id]!;
-          }
-          if (!digest) {
-            member.resume(); // drained, as every tar-stream entry must be
-            continue;
-          }
-          const parts: Buffer[] = [];
-          for await (const chunk of member as AsyncIterable<Buffer>) parts.push(chunk);
-          digest.add(name.ext, Buffer.concat(parts));
+  await forEachLimited(dataset.manifest.shards, { concurrency: config.concurrency }, async (entry, shard) => {
+    const body = await dataset.store.getStream(dataset.shardKey(shard), { ifMatch: entry.etag });
+    const ex = extract();
+    let id = entry.firstId - 1;
+    let key: string | undefined;
+    let digest: SampleDigest | undefined;
+    const parse = (async () => {
+      for await (const member of ex) {
+        const name = splitMemberName(member.header.name);
+        if (name.key !== key) {
+          if (digest) digests.set(id, Buffer.from(digest.value));
+          key = name.key;
+          id++;
+          digest = selected[id] ? new SampleDigest() : undefined;
+          if (digest) bytesSelected += dataset.ends[id]! - dataset.offsets[id]!;
         }
-        if (digest) digests.set(id, Buffer.from(digest.value));
-      })();
-      const count = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-        for await (const chunk of source) {
-          bytesFetched += chunk.length;
-          yield chunk;
+        if (!digest) {
+          member.resume(); // drained, as every tar-stream entry must be
+          continue;
         }
-      };
-      await Promise.all([pipeline(body, count, ex), parse]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(config.concurrency, dataset.shardCount) }, worker));
+        const parts: Buffer[] = [];
+        for await (const chunk of member as AsyncIterable<Buffer>) parts.push(chunk);
+        digest.add(name.ext, Buffer.concat(parts));
+      }
+      if (digest) digests.set(id, Buffer.from(digest.value));
+    })();
+    const count = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+      for await (const chunk of source) {
+        bytesFetched += chunk.length;
+        yield chunk;
+      }
+    };
+    await Promise.all([pipeline(body, count, ex), parse]);
+  });
   const ordered = Array.from(ids, (id) => digests.get(id) ?? Buffer.alloc(16));
   return finish('whole-shard', started, dataset.shardCount, 0, bytesFetched, bytesSelected, ordered);
 }
