@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { bearerInterceptor } from '../../common/bearer.js';
 import { SadpError, Status, errorMessage, fromGrpcError } from '../../common/errors.js';
 import { errorLines } from '../hints.js';
-import { channelCredentials, readTls } from '../../common/tls.js';
+import { channelTls, readTls } from '../../common/tls.js';
 import { pb, type sadp } from '../../proto/index.js';
 import {
   POLICY_NAMES,
@@ -138,7 +138,7 @@ function connect(flags: ClientFlags): ScorerClient {
   const token = flags.authTokenFile ? readTokenFile(flags.authTokenFile) : config.scorer.adminToken;
   return createScorerClient({
     address: flags.address,
-    credentials: channelCredentials(config.tls),
+    tls: channelTls(config.tls),
     callTimeoutMs: flags.deadlineMs,
     ...(token ? { interceptors: [bearerInterceptor(token)] } : {}),
   });

@@ -3,7 +3,6 @@
 // (config file, SADP_LOADER_* variables, `sadp loader` flags) are also a zod
 // schema here, built from the same defaults and bounds; common/config
 // composes it into the `loader` section.
-import type { ChannelCredentials } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
 import { hostPortSchema } from '../../common/host-port.js';
@@ -44,8 +43,8 @@ export interface LoaderServerOptions {
   port?: number;
   /** `host:port` of the scorer service. Required. */
   scorerAddress: string;
-  /** Credentials for the scorer channel; default plaintext (same pod network / loopback). */
-  scorerCredentials?: ChannelCredentials;
+  /** TLS of the scorer channel (`ca`; `cert` + `key` for mutual TLS); default plaintext (same pod network / loopback). */
+  scorerTls?: TlsOptions;
   /** Bearer token presented on every scorer call (a scorer with auth 'token' needs its loader credential). */
   scorerToken?: string;
   /**
@@ -130,7 +129,7 @@ export interface ResolvedLoaderOptions {
   host: string;
   port: number;
   scorerAddress: string;
-  scorerCredentials: ChannelCredentials | undefined;
+  scorerTls: TlsOptions | undefined;
   scorerToken: string | undefined;
   datasetAccess: DatasetAccess;
   s3: S3Options | undefined;
@@ -257,7 +256,7 @@ export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoad
     host: options.host ?? d.host,
     port: int('port', options.port ?? d.port),
     scorerAddress: options.scorerAddress,
-    scorerCredentials: options.scorerCredentials,
+    scorerTls: options.scorerTls,
     scorerToken: options.scorerToken,
     datasetAccess: options.datasetAccess ?? 'any',
     s3: options.s3,

@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { retry, type RetryPolicy } from '../../common/retry.js';
 import { cancelledError, onAbort } from '../../common/signals.js';
+import { clientTlsCredentials, type TlsOptions } from '../../common/tls.js';
 import { pb, ScorerClient as GrpcScorerClient, type sadp } from '../../proto/index.js';
 import type { JobSpecInput } from '../service/spec.js';
 import { specToWire } from '../wire.js';
@@ -15,8 +16,12 @@ export /** @public part of the client's API */
 interface ScorerClientOptions {
   /** `host:port` of the scorer. */
   address: string;
-  /** Default insecure (loopback or a mesh-encrypted network). */
-  credentials?: grpc.ChannelCredentials;
+  /**
+   * TLS to the scorer: verified with `ca` (unset: the system roots), with
+   * `cert` + `key` for mutual TLS. Default plaintext (loopback or a
+   * mesh-encrypted network).
+   */
+  tls?: TlsOptions;
   /** Keepalive ping interval; unset: gRPC's default (none). */
   keepaliveTimeMs?: number;
   /** More channel options (e.g. message size limits). */
@@ -69,7 +74,7 @@ export function createScorerClient(options: ScorerClientOptions): ScorerClient {
   }
   const client = new GrpcScorerClient(
     options.address,
-    options.credentials ?? grpc.credentials.createInsecure(),
+    clientTlsCredentials(options.tls),
     options.interceptors ? { ...channelOptions, interceptors: options.interceptors } : channelOptions,
   );
   const deadline = (): Date => new Date(Date.now() + callTimeoutMs);

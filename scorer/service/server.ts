@@ -30,8 +30,6 @@ export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | '
   maxReceiveMessageBytes?: number;
   /** TLS (cert + key; mutual with ca + requireClientCert); default plaintext (loopback or a mesh-encrypted network). */
   tls?: TlsOptions;
-  /** Prebuilt gRPC credentials instead of `tls` (custom setups). */
-  credentials?: grpc.ServerCredentials;
   /** Server keepalive ping interval. Default 60 s, below the 350 s idle cutoff of cloud L4 load balancers. */
   keepaliveTimeMs?: number;
   /** Bearer-token roles (see auth.ts); default none. */
@@ -262,7 +260,7 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
     port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
         formatHostPort(host, options.port ?? 0),
-        options.credentials ?? serverTlsCredentials(options.tls),
+        serverTlsCredentials(options.tls),
         (err, p) => (err ? reject(err) : resolve(p)),
       ),
     );
