@@ -3,6 +3,7 @@
 // reach it through the folder indexes). The gRPC loader service:
 export {
   createLoaderServer,
+  LOADER_DEFAULTS,
   loaderConfigSchema,
   epochLayout,
   shufflePlan,

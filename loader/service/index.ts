@@ -1,6 +1,11 @@
 // Public API of the loader service: the trainer-facing gRPC server.
 export { createLoaderServer, type LoaderServer } from './server.js';
-export { loaderConfigSchema, type LoaderServerOptions, type ShuffleMode } from './options.js';
+export {
+  LOADER_DEFAULTS,
+  loaderConfigSchema,
+  type LoaderServerOptions,
+  type ShuffleMode,
+} from './options.js';
 export type { LoaderStats } from './stages.js';
 export { epochLayout, shufflePlan, shufflePlanAsync, batchSpan, orderIndexAt } from './jobs/epoch-layout.js';
 export { shufflePlanOffLoop } from './jobs/shuffle-thread.js';

@@ -11,6 +11,7 @@ import type { TlsOptions } from '../../common/tls.js';
 import { rangeReaderConfigShape, type RangeReaderOptions, type RangeRequestEvent } from '../fetch/index.js';
 import type { DatasetAccess } from '../shards/index.js';
 import type { S3Options } from '../../storage/index.js';
+import { SCORER_CLIENT_DEFAULTS, SCORER_DEFAULTS } from '../../scorer/index.js';
 
 /**
  * How an epoch's selected ids are ordered before they are split into ranks.
@@ -156,6 +157,8 @@ export interface ResolvedLoaderOptions {
 export const LOADER_DEFAULTS = {
   host: '127.0.0.1',
   port: 0,
+  /** The service's address (`sadp loader`, trainers dial it by default); programmatic servers take host + port. */
+  listen: '127.0.0.1:50052',
   inflightBytes: 256 * 1024 * 1024,
   prefetchBatches: 4,
   maxMessageBytes: 3 * 1024 * 1024,
@@ -168,7 +171,7 @@ export const LOADER_DEFAULTS = {
   epochBarrierMs: 10_000,
   openTimeoutMs: 30_000,
   warmBatchTtlMs: 60_000,
-  scorerCallTimeoutMs: 30_000,
+  scorerCallTimeoutMs: SCORER_CLIENT_DEFAULTS.callTimeoutMs,
   keepaliveTimeMs: 60_000,
 } as const;
 
@@ -200,9 +203,9 @@ function intField(name: keyof typeof LOADER_BOUNDS): z.ZodNumber {
 /** The `loader` config section: what a deployment sets, with the loader's own defaults and bounds. */
 export const loaderConfigSchema = z
   .object({
-    listen: hostPortSchema.default(`${LOADER_DEFAULTS.host}:50052`),
+    listen: hostPortSchema.default(LOADER_DEFAULTS.listen),
     /** Address of the scorer service. */
-    scorer: hostPortSchema.default('127.0.0.1:50051'),
+    scorer: hostPortSchema.default(SCORER_DEFAULTS.listen),
     /** Global bound on sample bytes fetched but not yet written to trainers. */
     inflightBytes: intField('inflightBytes').default(LOADER_DEFAULTS.inflightBytes),
     /** Batches fetched ahead per trainer stream. */

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, invalidArgument, toGrpcError } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
+import { keepaliveOptions } from '../../common/keepalive.js';
 import { serverTlsCredentials, type TlsOptions } from '../../common/tls.js';
 import { addStandardServices, pb, ScorerService, SCORER_SERVICE_NAME, type sadp } from '../../proto/index.js';
 import { openStore, type ObjectStore, type S3Options } from '../../storage/index.js';
@@ -249,8 +250,7 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
   const core = await openScorerCore(coreOptions);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
-    'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 60_000,
-    'grpc.keepalive_timeout_ms': 20_000,
+    ...keepaliveOptions(options.keepaliveTimeMs ?? 60_000),
   });
   const streams: StreamSet = new Set();
   server.addService(ScorerService, handlers(core, auth, logger, streams));
