@@ -5,6 +5,7 @@ export {
   createLoaderServer,
   LOADER_DEFAULTS,
   loaderConfigSchema,
+  SHUFFLE_MODES,
   epochLayout,
   shufflePlan,
   shufflePlanAsync,

@@ -3,6 +3,7 @@ export { createLoaderServer, type LoaderServer } from './server.js';
 export {
   LOADER_DEFAULTS,
   loaderConfigSchema,
+  SHUFFLE_MODES,
   type LoaderServerOptions,
   type ShuffleMode,
 } from './options.js';

@@ -227,10 +227,20 @@ function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** The server's own defaults (the core's are in core.ts, the service's address in config.ts). */
+const SCORER_SERVER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 0,
+  maxReceiveMessageBytes: 16 * 1024 * 1024,
+  keepaliveTimeMs: 60_000,
+} as const;
+
 export async function createScorerServer(options: ScorerServerOptions): Promise<ScorerServer> {
+  const d = SCORER_SERVER_DEFAULTS;
   const logger = options.logger ?? silentLogger;
   const auth = createScorerAuth(options.auth);
-  const host = options.host ?? '127.0.0.1';
+  const host = options.host ?? d.host;
+  const bindPort = options.port ?? d.port;
   let store = options.store;
   if (!store) {
     if (!options.stateUrl) {
@@ -249,8 +259,8 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
   };
   const core = await openScorerCore(coreOptions);
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
-    ...keepaliveOptions(options.keepaliveTimeMs ?? 60_000),
+    'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? d.maxReceiveMessageBytes,
+    ...keepaliveOptions(options.keepaliveTimeMs ?? d.keepaliveTimeMs),
   });
   const streams: StreamSet = new Set();
   server.addService(ScorerService, handlers(core, auth, logger, streams));
@@ -258,22 +268,16 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        formatHostPort(host, options.port ?? 0),
-        serverTlsCredentials(options.tls),
-        (err, p) => (err ? reject(err) : resolve(p)),
+      server.bindAsync(formatHostPort(host, bindPort), serverTlsCredentials(options.tls), (err, p) =>
+        err ? reject(err) : resolve(p),
       ),
     );
   } catch (err) {
     await core.close();
-    throw new SadpError(
-      'SADP_BIND_FAILED',
-      `scorer could not listen on ${formatHostPort(host, options.port ?? 0)}`,
-      {
-        status: Status.UNAVAILABLE,
-        cause: err,
-      },
-    );
+    throw new SadpError('SADP_BIND_FAILED', `scorer could not listen on ${formatHostPort(host, bindPort)}`, {
+      status: Status.UNAVAILABLE,
+      cause: err,
+    });
   }
   const address = formatHostPort(host, port);
   logger.info(
