@@ -412,6 +412,32 @@ interface WindowTotals {
   us: number;
 }
 
+/** Adds one epoch's plan totals to `totals[key]` (planned GETs, bytes, selected bytes, modelled time). */
+function addEpoch(
+  totals: Map<string, WindowTotals & { epochs: number }>,
+  key: string,
+  epoch: WindowTotals,
+): void {
+  const acc = totals.get(key) ?? { gets: 0, bytes: 0, selectedBytes: 0, us: 0, epochs: 0 };
+  acc.gets += epoch.gets;
+  acc.bytes += epoch.bytes;
+  acc.selectedBytes += epoch.selectedBytes;
+  acc.us += epoch.us;
+  acc.epochs++;
+  totals.set(key, acc);
+}
+
+/** Totals over the planned epochs as per-epoch figures (GETs, TB, read amplification, modelled hours). */
+function perEpoch(acc: WindowTotals & { epochs: number }): Record<string, number> {
+  return {
+    epochsPlanned: acc.epochs,
+    getsPerEpoch: round(acc.gets / acc.epochs, 0),
+    tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
+    fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
+    modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+  };
+}
+
 function planWindows(
   layout: ReturnType<typeof imagenetLayout>,
   ids: Uint32Array,
@@ -458,10 +484,7 @@ function dryRun(config: Config): Record<string, unknown> {
   const epochs: DryRunEpoch[] = [];
   const sweep = new Map<number, { bytes: number; gets: number; selectedBytes: number; maxRatio: number }>();
   for (const g of GAPS) sweep.set(g, { bytes: 0, gets: 0, selectedBytes: 0, maxRatio: 0 });
-  const planners = new Map<
-    string,
-    { bytes: number; gets: number; selectedBytes: number; us: number; epochs: number }
-  >();
+  const planners = new Map<string, WindowTotals & { epochs: number }>();
   const windowed = new Map<string, WindowTotals & { epochs: number }>();
   for (let k = 1; k <= EPOCHS; k++) {
     const rk = pruneRatioAt(k - 1, r, rMax, EPOCHS, N);
@@ -492,14 +515,12 @@ function dryRun(config: Config): Record<string, unknown> {
             maxRequestBytes: MAX_REQUEST_BYTES,
             maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
           });
-          const key = `${link}/${mode}`;
-          const acc = planners.get(key) ?? { bytes: 0, gets: 0, selectedBytes: 0, us: 0, epochs: 0 };
-          acc.bytes += p.bytesRequested;
-          acc.gets += p.count;
-          acc.selectedBytes += p.bytesSelected;
-          acc.us += p.estimatedUs;
-          acc.epochs++;
-          planners.set(key, acc);
+          addEpoch(planners, `${link}/${mode}`, {
+            gets: p.count,
+            bytes: p.bytesRequested,
+            selectedBytes: p.bytesSelected,
+            us: p.estimatedUs,
+          });
         }
       }
       for (const g of GAPS) {
@@ -531,15 +552,7 @@ function dryRun(config: Config): Record<string, unknown> {
         });
         for (const [link, cost] of Object.entries(DRY_RUN_COSTS)) {
           for (const mode of READ_PLANNER_MODES) {
-            const w = planWindows(layout, ids, perm, mode, cost);
-            const key = `${link}/${mode}/${shuffle}`;
-            const acc = windowed.get(key) ?? { gets: 0, bytes: 0, selectedBytes: 0, us: 0, epochs: 0 };
-            acc.gets += w.gets;
-            acc.bytes += w.bytes;
-            acc.selectedBytes += w.selectedBytes;
-            acc.us += w.us;
-            acc.epochs++;
-            windowed.set(key, acc);
+            addEpoch(windowed, `${link}/${mode}/${shuffle}`, planWindows(layout, ids, perm, mode, cost));
           }
         }
       }
@@ -592,11 +605,7 @@ function dryRun(config: Config): Record<string, unknown> {
         link,
         cost: DRY_RUN_COSTS[link],
         mode,
-        epochsPlanned: acc.epochs,
-        getsPerEpoch: round(acc.gets / acc.epochs, 0),
-        tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
-        fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
-        modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+        ...perEpoch(acc),
       };
     }),
     plannersPerWindow: {
@@ -609,11 +618,7 @@ function dryRun(config: Config): Record<string, unknown> {
           link,
           mode,
           shuffle,
-          epochsPlanned: acc.epochs,
-          getsPerEpoch: round(acc.gets / acc.epochs, 0),
-          tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
-          fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
-          modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+          ...perEpoch(acc),
         };
       }),
     },
