@@ -172,7 +172,10 @@ class GetHandler implements Dispatcher.DispatchHandler {
     const { signal } = this.options;
     if (!signal) return;
     if (signal.aborted) abort(signal.reason as Error);
-    else this.stopListening = onAbort(signal, () => this.abort?.(signal.reason as Error));
+    else {
+      this.stopListening?.(); // one listener per handler, should undici connect it twice
+      this.stopListening = onAbort(signal, () => this.abort?.(signal.reason as Error));
+    }
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
