@@ -24,6 +24,7 @@ import { startNginx } from '../test/helpers/nginx.js';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../common/paths.js';
+import { forEachLimited } from '../common/pool.js';
 import { fetchRange, type FetchObserver, type RetryConfig } from '../loader/fetch/fetch-range.js';
 import { createRangeReader, type RangeReaderOptions } from '../loader/fetch/index.js';
 import { buildShards, openDataset, syntheticSource, type Dataset } from '../loader/shards/index.js';
@@ -64,21 +65,16 @@ function streamOnly(store: ObjectStore): ObjectStore {
 /** CPU us (user + system) per GET of `count` GETs of `length` bytes, `IN_FLIGHT` at a time. */
 async function cpuPerGet(store: ObjectStore, etag: string, length: number, count: number): Promise<number> {
   const signal = new AbortController().signal;
-  let next = 0;
-  const starts = Array.from({ length: 64 }, (_, i) => (i * 251_659) % (OBJECT_BYTES - length));
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const start = starts[next++ % starts.length] as number;
-      await fetchRange(
-        { store, key: KEY, label: `s3://${BUCKET}/${KEY}`, start, end: start + length, etag },
-        retry,
-        observer,
-        signal,
-      );
-    }
-  };
+  const starts = Array.from({ length: count }, (_, i) => ((i % 64) * 251_659) % (OBJECT_BYTES - length));
   const before = process.cpuUsage();
-  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  await forEachLimited(starts, { concurrency: IN_FLIGHT }, async (start) => {
+    await fetchRange(
+      { store, key: KEY, label: `s3://${BUCKET}/${KEY}`, start, end: start + length, etag },
+      retry,
+      observer,
+      signal,
+    );
+  });
   const used = process.cpuUsage(before);
   return (used.user + used.system) / count;
 }

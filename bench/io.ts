@@ -35,6 +35,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { extract } from 'tar-stream';
 import { packageRoot } from '../common/paths.js';
+import { forEachLimited } from '../common/pool.js';
 import {
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
@@ -241,46 +242,40 @@ async function readWholeShards(dataset: Dataset, ids: Uint32Array, config: Confi
   let bytesFetched = 0;
   let bytesSelected = 0;
   const started = performance.now();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < dataset.shardCount) {
-      const shard = next++;
-      const entry = dataset.manifest.shards[shard]!;
-      const body = await dataset.store.getStream(dataset.shardKey(shard), { ifMatch: entry.etag });
-      const ex = extract();
-      let id = entry.firstId - 1;
-      let key: string | undefined;
-      let digest: SampleDigest | undefined;
-      const parse = (async () => {
-        for await (const member of ex) {
-          const name = splitMemberName(member.header.name);
-          if (name.key !== key) {
-            if (digest) digests.set(id, Buffer.from(digest.value));
-            key = name.key;
-            id++;
-            digest = selected[id] ? new SampleDigest() : undefined;
-            if (digest) bytesSelected += dataset.ends[id]! - dataset.offsets[id]!;
-          }
-          if (!digest) {
-            member.resume(); // drained, as every tar-stream entry must be
-            continue;
-          }
-          const parts: Buffer[] = [];
-          for await (const chunk of member as AsyncIterable<Buffer>) parts.push(chunk);
-          digest.add(name.ext, Buffer.concat(parts));
+  await forEachLimited(dataset.manifest.shards, { concurrency: config.concurrency }, async (entry, shard) => {
+    const body = await dataset.store.getStream(dataset.shardKey(shard), { ifMatch: entry.etag });
+    const ex = extract();
+    let id = entry.firstId - 1;
+    let key: string | undefined;
+    let digest: SampleDigest | undefined;
+    const parse = (async () => {
+      for await (const member of ex) {
+        const name = splitMemberName(member.header.name);
+        if (name.key !== key) {
+          if (digest) digests.set(id, Buffer.from(digest.value));
+          key = name.key;
+          id++;
+          digest = selected[id] ? new SampleDigest() : undefined;
+          if (digest) bytesSelected += dataset.ends[id]! - dataset.offsets[id]!;
         }
-        if (digest) digests.set(id, Buffer.from(digest.value));
-      })();
-      const count = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-        for await (const chunk of source) {
-          bytesFetched += chunk.length;
-          yield chunk;
+        if (!digest) {
+          member.resume(); // drained, as every tar-stream entry must be
+          continue;
         }
-      };
-      await Promise.all([pipeline(body, count, ex), parse]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(config.concurrency, dataset.shardCount) }, worker));
+        const parts: Buffer[] = [];
+        for await (const chunk of member as AsyncIterable<Buffer>) parts.push(chunk);
+        digest.add(name.ext, Buffer.concat(parts));
+      }
+      if (digest) digests.set(id, Buffer.from(digest.value));
+    })();
+    const count = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+      for await (const chunk of source) {
+        bytesFetched += chunk.length;
+        yield chunk;
+      }
+    };
+    await Promise.all([pipeline(body, count, ex), parse]);
+  });
   const ordered = Array.from(ids, (id) => digests.get(id) ?? Buffer.alloc(16));
   return finish('whole-shard', started, dataset.shardCount, 0, bytesFetched, bytesSelected, ordered);
 }
@@ -424,6 +419,32 @@ interface WindowTotals {
   us: number;
 }
 
+/** Adds one epoch's plan totals to `totals[key]` (planned GETs, bytes, selected bytes, modelled time). */
+function addEpoch(
+  totals: Map<string, WindowTotals & { epochs: number }>,
+  key: string,
+  epoch: WindowTotals,
+): void {
+  const acc = totals.get(key) ?? { gets: 0, bytes: 0, selectedBytes: 0, us: 0, epochs: 0 };
+  acc.gets += epoch.gets;
+  acc.bytes += epoch.bytes;
+  acc.selectedBytes += epoch.selectedBytes;
+  acc.us += epoch.us;
+  acc.epochs++;
+  totals.set(key, acc);
+}
+
+/** Totals over the planned epochs as per-epoch figures (GETs, TB, read amplification, modelled hours). */
+function perEpoch(acc: WindowTotals & { epochs: number }): Record<string, number> {
+  return {
+    epochsPlanned: acc.epochs,
+    getsPerEpoch: round(acc.gets / acc.epochs, 0),
+    tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
+    fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
+    modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+  };
+}
+
 function planWindows(
   layout: ReturnType<typeof imagenetLayout>,
   ids: Uint32Array,
@@ -470,10 +491,7 @@ function dryRun(config: Config): Record<string, unknown> {
   const epochs: DryRunEpoch[] = [];
   const sweep = new Map<number, { bytes: number; gets: number; selectedBytes: number; maxRatio: number }>();
   for (const g of GAPS) sweep.set(g, { bytes: 0, gets: 0, selectedBytes: 0, maxRatio: 0 });
-  const planners = new Map<
-    string,
-    { bytes: number; gets: number; selectedBytes: number; us: number; epochs: number }
-  >();
+  const planners = new Map<string, WindowTotals & { epochs: number }>();
   const windowed = new Map<string, WindowTotals & { epochs: number }>();
   for (let k = 1; k <= EPOCHS; k++) {
     const rk = pruneRatioAt(k - 1, r, rMax, EPOCHS, N);
@@ -504,14 +522,12 @@ function dryRun(config: Config): Record<string, unknown> {
             maxRequestBytes: MAX_REQUEST_BYTES,
             maxWasteRatio: DEFAULT_MAX_WASTE_RATIO,
           });
-          const key = `${link}/${mode}`;
-          const acc = planners.get(key) ?? { bytes: 0, gets: 0, selectedBytes: 0, us: 0, epochs: 0 };
-          acc.bytes += p.bytesRequested;
-          acc.gets += p.count;
-          acc.selectedBytes += p.bytesSelected;
-          acc.us += p.estimatedUs;
-          acc.epochs++;
-          planners.set(key, acc);
+          addEpoch(planners, `${link}/${mode}`, {
+            gets: p.count,
+            bytes: p.bytesRequested,
+            selectedBytes: p.bytesSelected,
+            us: p.estimatedUs,
+          });
         }
       }
       for (const g of GAPS) {
@@ -543,15 +559,7 @@ function dryRun(config: Config): Record<string, unknown> {
         });
         for (const [link, cost] of Object.entries(DRY_RUN_COSTS)) {
           for (const mode of READ_PLANNER_MODES) {
-            const w = planWindows(layout, ids, perm, mode, cost);
-            const key = `${link}/${mode}/${shuffle}`;
-            const acc = windowed.get(key) ?? { gets: 0, bytes: 0, selectedBytes: 0, us: 0, epochs: 0 };
-            acc.gets += w.gets;
-            acc.bytes += w.bytes;
-            acc.selectedBytes += w.selectedBytes;
-            acc.us += w.us;
-            acc.epochs++;
-            windowed.set(key, acc);
+            addEpoch(windowed, `${link}/${mode}/${shuffle}`, planWindows(layout, ids, perm, mode, cost));
           }
         }
       }
@@ -604,11 +612,7 @@ function dryRun(config: Config): Record<string, unknown> {
         link,
         cost: DRY_RUN_COSTS[link],
         mode,
-        epochsPlanned: acc.epochs,
-        getsPerEpoch: round(acc.gets / acc.epochs, 0),
-        tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
-        fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
-        modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+        ...perEpoch(acc),
       };
     }),
     plannersPerWindow: {
@@ -621,11 +625,7 @@ function dryRun(config: Config): Record<string, unknown> {
           link,
           mode,
           shuffle,
-          epochsPlanned: acc.epochs,
-          getsPerEpoch: round(acc.gets / acc.epochs, 0),
-          tbPerEpoch: round(acc.bytes / acc.epochs / 1e12, 4),
-          fetchedOverSelected: round(acc.bytes / acc.selectedBytes, 4),
-          modelledHoursPerEpoch: round(acc.us / acc.epochs / 3.6e9, 3),
+          ...perEpoch(acc),
         };
       }),
     },

@@ -14,6 +14,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { packageRoot } from '../common/paths.js';
+import { forEachLimited } from '../common/pool.js';
 import { pb, ScorerClient, ScorerService, type sadp } from '../proto/index.js';
 import {
   Job,
@@ -139,16 +140,10 @@ async function benchCoreDurable(batches: Batch[], passes: number, concurrency: n
     const work: Batch[] = [];
     for (let p = 0; p < passes; p++) work.push(...batches);
     const started = performance.now();
-    let next = 0;
     let done = 0;
-    const worker = async (): Promise<void> => {
-      while (next < work.length) {
-        const b = work[next++]!;
-        const accepted = await core.reportScores('bench', { epoch: 0, ...b });
-        done += accepted;
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
+    await forEachLimited(work, { concurrency }, async (b) => {
+      done += await core.reportScores('bench', { epoch: 0, ...b });
+    });
     const seconds = (performance.now() - started) / 1000;
     progress('durable reports', done, done, started);
     await core.close();
@@ -233,22 +228,17 @@ async function benchGrpc(batches: Batch[], passes: number, concurrency: number) 
     const work: Buffer[] = [];
     for (let p = 0; p < passes; p++) work.push(...requests);
     const total = work.length * BATCH;
-    let next = 0;
     let done = 0;
     let lastReport = performance.now();
     const started = performance.now();
-    const worker = async (): Promise<void> => {
-      while (next < work.length) {
-        const req = work[next++]!;
-        const res = await unary<sadp.v1.ReportScoresResponse>((cb) => raw.reportScores(req, cb));
-        done += res.accepted;
-        if (performance.now() - lastReport > 2_000) {
-          lastReport = performance.now();
-          progress('ReportScores', done, total, started);
-        }
+    await forEachLimited(work, { concurrency }, async (req) => {
+      const res = await unary<sadp.v1.ReportScoresResponse>((cb) => raw.reportScores(req, cb));
+      done += res.accepted;
+      if (performance.now() - lastReport > 2_000) {
+        lastReport = performance.now();
+        progress('ReportScores', done, total, started);
       }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
+    });
     const seconds = (performance.now() - started) / 1000;
     const rate = done / seconds;
     log(`  -> ${fmt(rate)} scores/s durable over gRPC (target >= ${fmt(TARGET_GRPC)})`);

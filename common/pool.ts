@@ -3,7 +3,7 @@
 // same idea - run a function over a list with at most N calls in flight, and
 // the same with results consumed in order behind a bounded window.
 import { SadpError, Status } from './errors.js';
-import { cancelledError, throwIfCancelled } from './signals.js';
+import { cancelledError, onAbort, throwIfCancelled } from './signals.js';
 
 export interface Pool {
   /**
@@ -51,16 +51,15 @@ export function createPool(concurrency: number): Pool {
       const waiter: Waiter = {
         priority,
         grant: () => {
-          signal?.removeEventListener('abort', onAbort);
+          stopListening();
           resolve(); // the slot passes from the releaser to this waiter; `active` is unchanged
         },
       };
-      const onAbort = (): void => {
+      const stopListening = onAbort(signal, () => {
         const i = queue.indexOf(waiter);
         if (i >= 0) queue.splice(i, 1);
         reject(cancelledError(signal, 'read'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      });
       // After the last waiter of the same or a lower priority (FIFO within one).
       let at = queue.length;
       while (at > 0 && (queue[at - 1] as Waiter).priority > priority) at--;
@@ -94,16 +93,37 @@ export interface ForEachOptions {
 }
 
 /**
- * Calls `fn(items[i], i)` for every item with at most `concurrency` calls in
- * flight. After the first failure no new call starts; the calls in flight
- * finish, then the first failure is thrown (no work is left running).
+ * Calls `fn(items[i], i)` for every item, in item order, with at most
+ * `concurrency` calls in flight (a slow call never holds the others back).
+ * After the first failure no new call starts; the calls in flight finish,
+ * then the first failure is thrown (no work is left running).
  */
 export async function forEachLimited<T>(
-  items: readonly T[],
+  items: ArrayLike<T>,
   options: ForEachOptions,
   fn: (item: T, index: number) => Promise<void>,
 ): Promise<void> {
-  await forEachOrdered(items, options, fn, () => Promise.resolve());
+  checkConcurrency(options.concurrency);
+  const what = options.what ?? 'bounded loop';
+  let next = 0;
+  let failed = false;
+  let failure: unknown;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        throwIfCancelled(options.signal, what);
+        await fn(items[i] as T, i);
+      } catch (err) {
+        if (!failed) {
+          failed = true;
+          failure = err;
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency, items.length) }, worker));
+  if (failed) throw failure as Error;
 }
 
 export interface ForEachOrderedOptions extends ForEachOptions {

@@ -88,15 +88,36 @@ export async function waitForEvent(
   }
 }
 
+/** Stops an abort listener: call it, or let a `using` declaration dispose of it. */
+export type AbortListener = (() => void) & Disposable;
+
+const noListener: AbortListener = Object.assign(() => undefined, { [Symbol.dispose]: () => undefined });
+
 /**
- * Calls `fn` once when `signal` aborts (Node's `events.addAbortListener`);
- * returns the function that stops listening. Call it when the guarded work
+ * Calls `fn` once when `signal` aborts (Node's `events.addAbortListener`; on
+ * an already aborted signal, in a microtask). Returns what stops listening:
+ * `using stop = onAbort(...)` for a scope, or call it when the guarded work
  * settles, or a long-lived signal keeps every finished call's listener.
  */
-export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
-  if (!signal) return () => undefined;
+export function onAbort(signal: AbortSignal | undefined, fn: () => void): AbortListener {
+  if (!signal) return noListener;
   const listener = addAbortListener(signal, fn);
-  return () => listener[Symbol.dispose]();
+  const stop = (): void => listener[Symbol.dispose]();
+  return Object.assign(stop, { [Symbol.dispose]: stop });
+}
+
+/**
+ * Aborts `controller` with `signal`'s reason when `signal` aborts (at once
+ * if it already has): a child controller that the caller may also abort on
+ * its own, e.g. the first failure of several sibling requests. Dispose of
+ * the result when the child's work is over.
+ */
+export function abortWith(controller: AbortController, signal: AbortSignal | undefined): AbortListener {
+  if (signal?.aborted) {
+    controller.abort(signal.reason);
+    return noListener;
+  }
+  return onAbort(signal, () => controller.abort(signal?.reason));
 }
 
 /**

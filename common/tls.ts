@@ -1,6 +1,7 @@
 // gRPC transport security, one shape for every service and client: TlsOptions
-// holds PEM contents (the scorer and loader servers, the loader's scorer
-// channel, the trainer SDK and the CLI all take it). The `tls` config section
+// holds PEM contents (the scorer and loader servers, the scorer client and
+// so the loader's scorer channel, the trainer SDK and the CLI all take it;
+// gRPC credentials are built from it here and nowhere else). The `tls` config section
 // names the same fields as file paths (TlsFiles); readTls turns one into the
 // other.
 import { readFileSync } from 'node:fs';
@@ -110,11 +111,18 @@ export function serverCredentials(files: TlsFiles | undefined): grpc.ServerCrede
 }
 
 /**
- * Client credentials from the `tls` config section: TLS when a CA is given
- * (plus this service's certificate for mutual TLS), else plaintext; one
- * shared config serves a service's listener and its outgoing channels.
+ * A client's TlsOptions from the `tls` config section: TLS when a CA is given
+ * (plus this service's certificate for mutual TLS: a server with
+ * requireClientCert refuses a client that presents none), else undefined
+ * (plaintext); one shared config serves a service's listener and its
+ * outgoing channels.
  */
+export function channelTls(files: TlsFiles | undefined): TlsOptions | undefined {
+  if (!files?.ca) return undefined;
+  return readTls({ ca: files.ca, cert: files.cert, key: files.key });
+}
+
+/** Client credentials from the `tls` config section (see channelTls). */
 export function channelCredentials(files: TlsFiles | undefined): grpc.ChannelCredentials {
-  if (!files?.ca) return grpc.credentials.createInsecure();
-  return clientTlsCredentials(readTls({ ca: files.ca, cert: files.cert, key: files.key }));
+  return clientTlsCredentials(channelTls(files));
 }

@@ -3,7 +3,9 @@
 // reach it through the folder indexes). The gRPC loader service:
 export {
   createLoaderServer,
+  LOADER_DEFAULTS,
   loaderConfigSchema,
+  SHUFFLE_MODES,
   epochLayout,
   shufflePlan,
   shufflePlanAsync,

@@ -31,10 +31,11 @@ export {
 export {
   createScorerClient,
   isRetryableScorerError,
+  SCORER_CLIENT_DEFAULTS,
   scorerError,
   type Plan,
   type ScorerClient,
 } from './client/index.js';
 export { policyFromEnum, u64ToBigInt } from './wire.js';
 // The `scorer` config section.
-export { scorerConfigSchema } from './service/config.js';
+export { SCORER_DEFAULTS, scorerConfigSchema } from './service/config.js';

@@ -20,7 +20,7 @@ export { createS3Client } from './s3-client.js';
 export { startEmbeddedS3, s3OptionsForEmbedded } from './embedded-s3.js';
 export { splitObjectUrl, isAbsoluteUrl } from './keys.js';
 export { createRoutingStore } from './routing-store.js';
-export { s3ConfigSchema, embeddedS3ConfigSchema } from './config.js';
+export { EMBEDDED_S3_DEFAULTS, s3ConfigSchema, embeddedS3ConfigSchema } from './config.js';
 export { isRetryableStorageError } from './errors.js';
 export { PART_SIZE } from './s3-store.js';
 

@@ -6,6 +6,7 @@
 // retryable), SADP_OBJECT_CHANGED for a broken ETag pin.
 import type { Readable } from 'node:stream';
 import { SadpError, Status, isSadpError, type SadpErrorCode } from '../common/errors.js';
+import { abortWith, onAbort } from '../common/signals.js';
 import type { ObjectStore, ReadIntoOptions } from './object-store.js';
 import { changedError, mapStorageError } from './errors.js';
 
@@ -43,8 +44,7 @@ export async function readIntoViaStream(
   const { signal: outer, start, end, ifMatch, idleTimeoutMs } = options;
   outer?.throwIfAborted();
   const controller = new AbortController();
-  const forward = (): void => controller.abort(outer?.reason);
-  outer?.addEventListener('abort', forward, { once: true });
+  using _forward = abortWith(controller, outer);
   let idle = false;
   // Covers the wait for headers as well as every gap between body chunks.
   const timer = setTimeout(() => {
@@ -64,7 +64,7 @@ export async function readIntoViaStream(
       throw err;
     }
     if (controller.signal.aborted) destroyBody();
-    controller.signal.addEventListener('abort', destroyBody, { once: true });
+    using _destroyOnAbort = onAbort(controller.signal, destroyBody);
     timer.refresh();
     try {
       for await (const chunk of body as AsyncIterable<Uint8Array>) {
@@ -93,8 +93,6 @@ export async function readIntoViaStream(
         });
       }
       throw mapped;
-    } finally {
-      controller.signal.removeEventListener('abort', destroyBody);
     }
     return written;
   } catch (err) {
@@ -104,7 +102,6 @@ export async function readIntoViaStream(
     throw err;
   } finally {
     clearTimeout(timer);
-    outer?.removeEventListener('abort', forward);
     if (body && !body.destroyed) body.destroy();
   }
 }

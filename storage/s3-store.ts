@@ -21,6 +21,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { onAbort } from '../common/signals.js';
 import type { ObjectInfo, ObjectStore, ReadIntoOptions, ReadOptions, WriteOptions } from './object-store.js';
 import { changedError, mapStorageError, rangeError, unavailableError } from './errors.js';
 import { guardStream } from './guard-stream.js';
@@ -98,14 +99,9 @@ class S3Store implements ObjectStore {
           queueSize: UPLOAD_QUEUE,
           leavePartsOnError: false,
         });
-        const onAbort = (): void => void upload.abort().catch(() => undefined);
-        signal?.addEventListener('abort', onAbort, { once: true });
-        try {
-          const out = await upload.done();
-          etag = stripEtag(out.ETag);
-        } finally {
-          signal?.removeEventListener('abort', onAbort);
-        }
+        using _stopUpload = onAbort(signal, () => void upload.abort().catch(() => undefined));
+        const out = await upload.done();
+        etag = stripEtag(out.ETag);
       }
       // The size comes from HEAD (a stream's length is unknown up front); it
       // also verifies that what is stored now is what we wrote.

@@ -13,6 +13,7 @@
 import aws4 from 'aws4';
 import { Pool, type Dispatcher } from 'undici';
 import { SadpError, Status } from '../common/errors.js';
+import { onAbort, type AbortListener } from '../common/signals.js';
 import { changedError, mapStorageError, rangeError } from './errors.js';
 import type { ReadIntoOptions } from './object-store.js';
 import { timeoutError } from './read-into.js';
@@ -155,7 +156,7 @@ class GetHandler implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | undefined;
   private errorBody: Buffer[] | undefined;
   private errorBytes = 0;
-  private readonly onAbort = (): void => this.abort?.(this.options.signal?.reason as Error);
+  private stopListening: AbortListener | undefined;
 
   constructor(
     private readonly url: string,
@@ -171,7 +172,10 @@ class GetHandler implements Dispatcher.DispatchHandler {
     const { signal } = this.options;
     if (!signal) return;
     if (signal.aborted) abort(signal.reason as Error);
-    else signal.addEventListener('abort', this.onAbort, { once: true });
+    else {
+      this.stopListening?.(); // one listener per handler, should undici connect it twice
+      this.stopListening = onAbort(signal, () => this.abort?.(signal.reason as Error));
+    }
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
@@ -292,7 +296,7 @@ class GetHandler implements Dispatcher.DispatchHandler {
 
   private done(): void {
     this.settled = true;
-    this.options.signal?.removeEventListener('abort', this.onAbort);
+    this.stopListening?.();
   }
 
   private fail(err: unknown): void {

@@ -1,7 +1,7 @@
 // Public API of the trainer component: the loader client SDK, the spiking
 // networks, TF.js backend selection and the training loop of `sadp train`.
 export { createLoaderClient } from './client/index.js';
-export { createSpikingCnn, createSpikingMlp, type SpikingModel } from './snn/index.js';
+export { createSpikingCnn, createSpikingMlp, NETWORK_DEFAULTS, type SpikingModel } from './snn/index.js';
 export {
   AUTO_BACKEND_ORDER,
   selectBackend,
@@ -18,6 +18,7 @@ export {
   formatBytes,
   readCheckpoint,
   runTraining,
+  TRAIN_DEFAULTS,
   type EpochShape,
   type EpochSummary,
   type EvalSource,

@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SadpError, Status, type SadpErrorCode } from '../../common/errors.js';
+import { onAbort } from '../../common/signals.js';
 import { selectBackend, type BackendSelection } from '../../trainer/index.js';
 import { loadAccuracyData, runAccuracyRun, warmUp, type EpochRecord, type RunResult } from './run.js';
 import { expectedCost, planRuns, type AccuracySettings, type RunSpec } from './settings.js';
@@ -120,6 +121,7 @@ async function runForked(
   const children: ChildProcess[] = [];
   const queue = [...specs];
   let backend: BackendSelection | undefined;
+  let stopListening = (): void => undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       let running = 0;
@@ -129,17 +131,14 @@ async function runForked(
         failed = true;
         reject(err instanceof Error ? err : new Error(String(err)));
       };
-      const onAbort = (): void => fail(o.signal?.reason ?? new Error('aborted'));
-      if (o.signal?.aborted) return onAbort();
-      o.signal?.addEventListener('abort', onAbort, { once: true });
+      const aborted = (): void => fail(o.signal?.reason ?? new Error('aborted'));
+      if (o.signal?.aborted) return aborted();
+      stopListening = onAbort(o.signal, aborted);
       const next = (child: ChildProcess): void => {
         const spec = queue.shift();
         if (spec === undefined) {
           child.disconnect(); // the child exits when its channel closes
-          if (--running === 0) {
-            o.signal?.removeEventListener('abort', onAbort);
-            resolve();
-          }
+          if (--running === 0) resolve();
           return;
         }
         child.send({ type: 'run', spec } satisfies ToWorker);
@@ -188,6 +187,7 @@ async function runForked(
       }
     });
   } finally {
+    stopListening();
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill();
   }
   if (!backend) throw new SadpError('SADP_BENCH_WORKER', 'no benchmark worker reported its backend');

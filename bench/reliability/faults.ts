@@ -106,6 +106,26 @@ for (let seed = 1; seed <= seeds; seed++) {
   }
 }
 
+type DeliveryTotals = Record<
+  'planned' | 'delivered' | 'lost' | 'duplicated' | 'corrupt' | 'scoresAcknowledged' | 'scoresLost',
+  number
+>;
+
+/** Samples and scores of a row's epochs, summed: what was planned, delivered, lost, duplicated or corrupt. */
+function deliveryTotals(runs: ReadonlyArray<Pick<FaultCaseResult, 'check' | 'scores'>>): DeliveryTotals {
+  const sum = (f: (c: Pick<FaultCaseResult, 'check' | 'scores'>) => number): number =>
+    runs.reduce((n, c) => n + f(c), 0);
+  return {
+    planned: sum((c) => c.check.planned),
+    delivered: sum((c) => c.check.delivered),
+    lost: sum((c) => c.check.lost),
+    duplicated: sum((c) => c.check.duplicated),
+    corrupt: sum((c) => c.check.corrupt),
+    scoresAcknowledged: sum((c) => c.scores.acknowledged),
+    scoresLost: sum((c) => c.scores.lost),
+  };
+}
+
 const summary = [
   ...FAULTS.flatMap((fault) =>
     MODES.map((mode) => {
@@ -119,13 +139,7 @@ const summary = [
         gets: sum((c) => c.storageRequests),
         retries: sum((c) => c.retries),
         maxAttempt: Math.max(...mine.map((c) => c.maxAttempt)),
-        planned: sum((c) => c.check.planned),
-        delivered: sum((c) => c.check.delivered),
-        lost: sum((c) => c.check.lost),
-        duplicated: sum((c) => c.check.duplicated),
-        corrupt: sum((c) => c.check.corrupt),
-        scoresAcknowledged: sum((c) => c.scores.acknowledged),
-        scoresLost: sum((c) => c.scores.lost),
+        ...deliveryTotals(mine),
         streamReopens: sum((c) => c.reopens),
         clean: mine.filter((c) => epochClean(c.check)).length,
       };
@@ -142,13 +156,7 @@ const summary = [
       gets: NaN,
       retries: NaN,
       maxAttempt: NaN,
-      planned: sum((c) => c.check.planned),
-      delivered: sum((c) => c.check.delivered),
-      lost: sum((c) => c.check.lost),
-      duplicated: sum((c) => c.check.duplicated),
-      corrupt: sum((c) => c.check.corrupt),
-      scoresAcknowledged: sum((c) => c.scores.acknowledged),
-      scoresLost: sum((c) => c.scores.lost),
+      ...deliveryTotals(mine),
       streamReopens: NaN,
       clean: mine.filter((c) => epochClean(c.check)).length,
       ranksThatSawUnavailable: sum((c) => c.failures.length),

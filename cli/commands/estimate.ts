@@ -23,6 +23,8 @@ import {
   type ReadPlannerMode,
   type RunEstimate,
   type ShuffleMode,
+  LOADER_DEFAULTS,
+  SHUFFLE_MODES,
 } from '../../loader/index.js';
 import { intArg, numArg } from '../args.js';
 import { parseBytes } from './shards.js';
@@ -245,14 +247,14 @@ export function registerEstimateCommand(program: Command): void {
       .option('--batch-size <b>', 'samples per batch per rank', intArg('--batch-size', 1), 256)
       .addOption(
         new Option('--shuffle <mode>', 'loader shuffle')
-          .choices(['global', 'shard-block', 'shard-buffer'])
-          .default('global'),
+          .choices([...SHUFFLE_MODES])
+          .default(LOADER_DEFAULTS.shuffle),
       )
       .option(
         '--shuffle-block-shards <n>',
         'shards per block (shard-block) or buffered (shard-buffer)',
         intArg('--shuffle-block-shards', 1),
-        4,
+        LOADER_DEFAULTS.shuffleBlockShards,
       )
       .addOption(
         new Option('--planner <mode>', 'the loader’s read planner (its --read-planner)')

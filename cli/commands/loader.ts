@@ -4,7 +4,7 @@ import { delimiter, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { splitHostPort, type Config, type ConfigInput } from '../../common/config.js';
 import type { Logger } from '../../common/logger.js';
-import { channelCredentials, readTls, type TlsOptions } from '../../common/tls.js';
+import { channelTls, readTls, type TlsOptions } from '../../common/tls.js';
 import { createLoaderServer, loaderConfigSchema, type LoaderServer } from '../../loader/index.js';
 import type { z } from 'zod';
 import type { S3Options } from '../../storage/index.js';
@@ -107,7 +107,7 @@ export async function startLoaderFromConfig(
     // The scorer is dialled with the CA and, when configured, this service's
     // certificate: a scorer with requireClientCert (one shared mutual-TLS
     // config) refuses a loader that presents none.
-    scorerCredentials: channelCredentials({ ca: config.tls.ca, cert: config.tls.cert, key: config.tls.key }),
+    scorerTls: channelTls(config.tls),
     s3: overrides.s3 ?? s3Options(config),
     inflightBytes: config.loader.inflightBytes,
     prefetchBatches: config.loader.prefetchBatches,

@@ -12,7 +12,7 @@ import { createLifecycle } from '../../common/lifecycle.js';
 import { createLogger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import { errorLines } from '../hints.js';
-import { startEmbeddedS3, type S3Options } from '../../storage/index.js';
+import { EMBEDDED_S3_DEFAULTS, startEmbeddedS3, type S3Options } from '../../storage/index.js';
 import { intArg } from '../args.js';
 import { announce, s3Overrides } from '../service-runtime.js';
 
@@ -133,9 +133,13 @@ export function registerS3Command(program: Command): void {
         'it refuses non-loopback addresses unless --allow-non-loopback.',
     )
     .option('--config <file>', 'YAML config file; default $SADP_CONFIG')
-    .option('--data-dir <dir>', 'where objects are stored; default .sadp/s3')
-    .option('--host <host>', 'address to bind; default 127.0.0.1')
-    .option('--port <port>', 'port (0: any free port); default 9000', intArg('--port', 0, 65535))
+    .option('--data-dir <dir>', `where objects are stored; default ${EMBEDDED_S3_DEFAULTS.dataDir}`)
+    .option('--host <host>', `address to bind; default ${EMBEDDED_S3_DEFAULTS.host}`)
+    .option(
+      '--port <port>',
+      `port (0: any free port); default ${EMBEDDED_S3_DEFAULTS.port}`,
+      intArg('--port', 0, 65535),
+    )
     .option('--bucket <name...>', 'buckets to create at start', [])
     .option(
       '--allow-non-loopback',

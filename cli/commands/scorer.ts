@@ -13,12 +13,14 @@ import { readFileSync } from 'node:fs';
 import { bearerInterceptor } from '../../common/bearer.js';
 import { SadpError, Status, errorMessage, fromGrpcError } from '../../common/errors.js';
 import { errorLines } from '../hints.js';
-import { channelCredentials, readTls } from '../../common/tls.js';
+import { channelTls, readTls } from '../../common/tls.js';
 import { pb, type sadp } from '../../proto/index.js';
 import {
   POLICY_NAMES,
   createScorerClient,
   createScorerServer,
+  SCORER_CLIENT_DEFAULTS,
+  SCORER_DEFAULTS,
   type ScorerClient,
   type ScorerServer,
 } from '../../scorer/index.js';
@@ -138,7 +140,7 @@ function connect(flags: ClientFlags): ScorerClient {
   const token = flags.authTokenFile ? readTokenFile(flags.authTokenFile) : config.scorer.adminToken;
   return createScorerClient({
     address: flags.address,
-    credentials: channelCredentials(config.tls),
+    tls: channelTls(config.tls),
     callTimeoutMs: flags.deadlineMs,
     ...(token ? { interceptors: [bearerInterceptor(token)] } : {}),
   });
@@ -190,7 +192,11 @@ function addClientOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--address <host:port>', 'scorer address')
     .option('--config <file>', 'YAML config (for TLS settings); default $SADP_CONFIG')
-    .option('--deadline-ms <ms>', 'per-call deadline', intArg('--deadline-ms'), 30_000)
+    .option(
+      '--deadline-ms <ms>',
+      `per-call deadline; default ${SCORER_CLIENT_DEFAULTS.callTimeoutMs}`,
+      intArg('--deadline-ms'),
+    )
     .option(
       '--auth-token-file <file>',
       'file holding the bearer token to present (admin for create-job, or a job token); default the config’s scorer.adminToken',
@@ -204,10 +210,13 @@ export function registerScorerCommand(program: Command): void {
       .description(
         'Run the scorer gRPC service: keeps per-example scores durable in a state store and serves each epoch’s SADP plan.',
       )
-      .option('--listen <host:port>', 'address to listen on (port 0: any free port); default 127.0.0.1:50051')
+      .option(
+        '--listen <host:port>',
+        `address to listen on (port 0: any free port); default ${SCORER_DEFAULTS.listen}`,
+      )
       .option(
         '--state <dir|s3://bucket/prefix>',
-        'where jobs, score logs, snapshots and plans live; default .sadp/scorer',
+        `where jobs, score logs, snapshots and plans live; default ${SCORER_DEFAULTS.state}`,
       )
       .option(
         '--auth <mode>',

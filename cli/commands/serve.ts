@@ -2,7 +2,14 @@
 // S3 server, then the scorer, then a loader wired to that scorer. Kubernetes
 // runs the same pieces as separate `sadp scorer` / `sadp loader` processes.
 import type { Command } from 'commander';
-import { s3OptionsForEmbedded, startEmbeddedS3, type S3Options } from '../../storage/index.js';
+import {
+  EMBEDDED_S3_DEFAULTS,
+  s3OptionsForEmbedded,
+  startEmbeddedS3,
+  type S3Options,
+} from '../../storage/index.js';
+import { LOADER_DEFAULTS } from '../../loader/index.js';
+import { SCORER_DEFAULTS } from '../../scorer/index.js';
 import { randomBytes } from 'node:crypto';
 import { joinRoots, startLoaderFromConfig } from './loader.js';
 import { startScorerFromConfig } from './scorer.js';
@@ -37,17 +44,24 @@ export function registerServeCommand(program: Command): void {
         'Run scorer + loader (and optionally the embedded S3 server) in one process: the single-machine default.',
       )
       .option('--embedded-s3', 'start the embedded S3-compatible server (s3rver) on loopback and use it')
-      .option('--s3-data-dir <dir>', 'data directory of the embedded S3 server; default .sadp/s3')
-      .option('--s3-port <port>', 'port of the embedded S3 server; default 9000', intArg('--s3-port'))
+      .option(
+        '--s3-data-dir <dir>',
+        `data directory of the embedded S3 server; default ${EMBEDDED_S3_DEFAULTS.dataDir}`,
+      )
+      .option(
+        '--s3-port <port>',
+        `port of the embedded S3 server; default ${EMBEDDED_S3_DEFAULTS.port}`,
+        intArg('--s3-port'),
+      )
       .option(
         '--bucket <name>',
         'bucket to create in the embedded server (repeatable)',
         (v: string, acc: string[]) => [...acc, v],
         [] as string[],
       )
-      .option('--scorer-listen <host:port>', 'scorer address; default 127.0.0.1:50051')
-      .option('--loader-listen <host:port>', 'loader address; default 127.0.0.1:50052')
-      .option('--state <dir|s3://bucket/prefix>', 'scorer state store; default .sadp/scorer')
+      .option('--scorer-listen <host:port>', `scorer address; default ${SCORER_DEFAULTS.listen}`)
+      .option('--loader-listen <host:port>', `loader address; default ${LOADER_DEFAULTS.listen}`)
+      .option('--state <dir|s3://bucket/prefix>', `scorer state store; default ${SCORER_DEFAULTS.state}`)
       .option(
         '--auth <mode>',
         'none, or token: the scorer needs its admin token (SADP_SCORER_ADMIN_TOKEN) to create jobs and the loader needs each job’s token',

@@ -8,7 +8,13 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SadpError, Status } from '../../common/errors.js';
 import { readTls } from '../../common/tls.js';
-import { AUTO_BACKEND_ORDER, type BackendPreference } from '../../trainer/index.js';
+import { LOADER_DEFAULTS } from '../../loader/index.js';
+import {
+  AUTO_BACKEND_ORDER,
+  NETWORK_DEFAULTS,
+  TRAIN_DEFAULTS,
+  type BackendPreference,
+} from '../../trainer/index.js';
 import { createTrainReporter, runTraining, type EvalSource, type TrainOptions } from '../../trainer/index.js';
 import { intArg, numArg } from '../args.js';
 import { addS3Flags, runAction, s3OptionsFromFlags, type S3Flags } from './s3.js';
@@ -122,26 +128,46 @@ export function registerTrainCommand(program: Command): void {
     .description(
       'train a spiking network on the batches a loader streams (one rank), reporting spike-aware scores back',
     )
-    .option('--loader <host:port>', 'loader service address', '127.0.0.1:50052')
+    .option('--loader <host:port>', 'loader service address', LOADER_DEFAULTS.listen)
     .requiredOption('--job <id>', 'job id (created at the scorer)')
-    .option('--rank <n>', 'this trainer rank', intArg('--rank'), 0)
-    .option('--world-size <n>', 'trainer ranks in the job', intArg('--world-size', 1), 1)
-    .option('--batch-size <n>', 'samples per batch', intArg('--batch-size', 1), 128)
+    .option('--rank <n>', 'this trainer rank', intArg('--rank'), TRAIN_DEFAULTS.rank)
+    .option(
+      '--world-size <n>',
+      'trainer ranks in the job',
+      intArg('--world-size', 1),
+      TRAIN_DEFAULTS.worldSize,
+    )
+    .option('--batch-size <n>', 'samples per batch', intArg('--batch-size', 1), TRAIN_DEFAULTS.batchSize)
     .option(
       '--epochs <k>',
       "epochs to train (default: the job's, asked from the loader)",
       intArg('--epochs', 1),
     )
-    .option('--model <kind>', 'mlp (784-256-10 LIF) or cnn (2 conv stages)', 'mlp')
-    .option('--backend <name>', `TF.js backend: auto or ${AUTO_BACKEND_ORDER.join(', ')}`, 'auto')
+    .option('--model <kind>', 'mlp (784-256-10 LIF) or cnn (2 conv stages)', TRAIN_DEFAULTS.model)
+    .option(
+      '--backend <name>',
+      `TF.js backend: auto or ${AUTO_BACKEND_ORDER.join(', ')}`,
+      TRAIN_DEFAULTS.backend,
+    )
     .option(
       '--lr <rate>',
-      'peak Adam learning rate, cosine-annealed over the actual steps (default 1e-3)',
+      `peak Adam learning rate, cosine-annealed over the actual steps (default ${TRAIN_DEFAULTS.lr})`,
       numArg('--lr', 0),
     )
-    .option('--min-lr <rate>', 'floor of the cosine schedule (default 0)', numArg('--min-lr', 0))
-    .option('--time-steps <T>', 'SNN time steps (default 4)', intArg('--time-steps', 1))
-    .option('--hidden <widths>', 'MLP hidden widths, comma-separated (default 256)')
+    .option(
+      '--min-lr <rate>',
+      `floor of the cosine schedule (default ${TRAIN_DEFAULTS.minLr})`,
+      numArg('--min-lr', 0),
+    )
+    .option(
+      '--time-steps <T>',
+      `SNN time steps (default ${NETWORK_DEFAULTS.timeSteps})`,
+      intArg('--time-steps', 1),
+    )
+    .option(
+      '--hidden <widths>',
+      `MLP hidden widths, comma-separated (default ${NETWORK_DEFAULTS.mlpHidden.join(',')})`,
+    )
     .option('--eval <manifest-url>', 'test split built by `sadp shards build`: per-epoch accuracy')
     .option(
       '--eval-fashion-mnist <dir>',
@@ -151,7 +177,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--checkpoint-dir <dir>', 'write checkpoints here and resume from them')
     .option(
       '--checkpoint-every <n>',
-      'batches between checkpoints (default 50; also every epoch end)',
+      `batches between checkpoints (default ${TRAIN_DEFAULTS.checkpointEveryBatches}; also every epoch end)`,
       intArg('--checkpoint-every', 1),
     )
     .option('--token <token>', "the job's bearer token")
@@ -159,10 +185,10 @@ export function registerTrainCommand(program: Command): void {
     .option('--tls-ca <file>', "PEM CA of the loader's certificate (enables TLS)")
     .option('--tls-cert <file>', 'PEM client certificate (mutual TLS)')
     .option('--tls-key <file>', 'PEM client key (mutual TLS)')
-    .option('--seed <n>', 'weight initialisation seed (default 1)', intArg('--seed'))
+    .option('--seed <n>', `weight initialisation seed (default ${TRAIN_DEFAULTS.seed})`, intArg('--seed'))
     .option(
       '--max-unacked <n>',
-      "credit window asked from the loader (default: the loader's, 4)",
+      "credit window asked from the loader (default: the loader's)",
       intArg('--max-unacked', 1),
     )
     .option('--json', 'one JSON object per line on stdout (progress as JSON on stderr)');

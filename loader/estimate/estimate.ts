@@ -209,8 +209,8 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
       ids,
       seed,
       epoch,
-      mode: options.shuffle ?? 'global',
-      blockShards: options.shuffleBlockShards ?? 4,
+      mode: options.shuffle ?? LOADER_DEFAULTS.shuffle,
+      blockShards: options.shuffleBlockShards ?? LOADER_DEFAULTS.shuffleBlockShards,
       shardOf: (id) => dataset.shardIds[id] as number,
     });
     const layout = epochLayout(ids.length, W, B);

@@ -4,12 +4,12 @@
 // Its options and their defaults are in reader-config.ts, its metrics in
 // reader-metrics.ts.
 import { setMaxListeners } from 'node:events';
-import { cancelledError } from '../../common/signals.js';
+import { abortWith, cancelledError } from '../../common/signals.js';
 import { SadpError, Status, isSadpError } from '../../common/errors.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
 import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
-import { createPool } from '../../common/pool.js';
+import { createPool, forEachLimited } from '../../common/pool.js';
 import { sortUniqueIds, type RangePlan } from './range-plan.js';
 import { createCostEstimator, type CostEstimator } from './cost-estimator.js';
 import { breakEvenGapBytes, planReads, type ReadCostModel, type ReadPlan } from './read-planner.js';
@@ -296,38 +296,35 @@ class RangeReaderImpl implements RangeReader {
 
     // One controller per read(): the first failure stops the sibling GETs, and
     // read() settles only after every GET it started has settled. At most
-    // `concurrency` workers pull ranges in plan order, so this read() holds
-    // at most that many limiter waiters and GETs, each with one or two abort
+    // `concurrency` loop calls take ranges in plan order, so this read() holds
+    // at most that many waiters in the reader's shared pool (which serves the
+    // awaited batch's first, by priority) and GETs, each with one or two abort
     // listeners on the controller.
     const controller = new AbortController();
-    const workers = Math.min(plan.count, this.options.concurrency);
-    setMaxListeners(2 * workers + 2, controller.signal);
-    const forward = (): void => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', forward, { once: true });
-    let firstError: Error | undefined;
-    let next = 0;
-    const work = async (): Promise<void> => {
-      while (next < plan.count && !controller.signal.aborted) {
-        const r = next++;
-        try {
-          await this.limiter.run(
-            () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal, arena),
-            controller.signal,
-            priority,
-          );
-        } catch (err) {
-          firstError ??= err instanceof Error ? err : new SadpError('SADP_INTERNAL', String(err));
-          controller.abort(err);
-        }
-      }
-    };
+    setMaxListeners(2 * Math.min(plan.count, this.options.concurrency) + 2, controller.signal);
+    using _forward = abortWith(controller, signal);
     try {
-      await Promise.all(Array.from({ length: workers }, work));
-    } finally {
-      signal?.removeEventListener('abort', forward);
+      await forEachLimited(
+        plan.start,
+        { concurrency: this.options.concurrency, signal: controller.signal, what: 'read' },
+        async (_start, r) => {
+          try {
+            await this.limiter.run(
+              () => this.fetchAndCut(dataset, plan, r, byId, observer, controller.signal, arena),
+              controller.signal,
+              priority,
+            );
+          } catch (err) {
+            controller.abort(err);
+            throw err;
+          }
+        },
+      );
+    } catch (err) {
+      if (signal?.aborted) throw cancelledError(signal, 'read');
+      throw err instanceof Error ? err : new SadpError('SADP_INTERNAL', String(err));
     }
     if (signal?.aborted) throw cancelledError(signal, 'read');
-    if (firstError !== undefined) throw firstError;
 
     // Counted only once the whole read succeeded: a failed read delivers nothing.
     let bytes = 0;

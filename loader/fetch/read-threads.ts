@@ -8,7 +8,7 @@
 // same options or default chain) and socket pool.
 import { Worker } from 'node:worker_threads';
 import { SadpError, Status, type SadpErrorCode, type StatusCode } from '../../common/errors.js';
-import { cancelledError } from '../../common/signals.js';
+import { cancelledError, onAbort } from '../../common/signals.js';
 import type { S3Options } from '../../storage/index.js';
 import type { ShardIndex } from '../shards/index.js';
 import type { FetchedSample } from './cut.js';
@@ -185,10 +185,9 @@ export function createReadThreads(threads: number, setup: ThreadSetup): ReadThre
       const id = nextId++;
       observer.request({ key: req.key, start: req.start, end: req.end, attempt: 1 });
       return new Promise<ThreadRead>((resolve, reject) => {
-        const onAbort = (): void =>
-          slot.worker.postMessage({ type: 'cancel', id, reason: `read of ${req.label} cancelled` });
-        signal.addEventListener('abort', onAbort, { once: true });
-        const settle = (): void => signal.removeEventListener('abort', onAbort);
+        const settle = onAbort(signal, () =>
+          slot.worker.postMessage({ type: 'cancel', id, reason: `read of ${req.label} cancelled` }),
+        );
         slot.pending.set(id, {
           label: req.label,
           start: req.start,

@@ -3,7 +3,6 @@
 // (config file, SADP_LOADER_* variables, `sadp loader` flags) are also a zod
 // schema here, built from the same defaults and bounds; common/config
 // composes it into the `loader` section.
-import type { ChannelCredentials } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
 import { hostPortSchema } from '../../common/host-port.js';
@@ -13,6 +12,7 @@ import { rangeReaderConfigShape, type RangeReaderOptions, type RangeRequestEvent
 import type { DatasetAccess } from '../shards/index.js';
 import type { S3Options } from '../../storage/index.js';
 import { BUFFER_GC_MODES, type BufferGcMode } from './buffer-gc.js';
+import { SCORER_CLIENT_DEFAULTS, SCORER_DEFAULTS } from '../../scorer/index.js';
 
 /**
  * How an epoch's selected ids are ordered before they are split into ranks.
@@ -45,8 +45,8 @@ export interface LoaderServerOptions {
   port?: number;
   /** `host:port` of the scorer service. Required. */
   scorerAddress: string;
-  /** Credentials for the scorer channel; default plaintext (same pod network / loopback). */
-  scorerCredentials?: ChannelCredentials;
+  /** TLS of the scorer channel (`ca`; `cert` + `key` for mutual TLS); default plaintext (same pod network / loopback). */
+  scorerTls?: TlsOptions;
   /** Bearer token presented on every scorer call (a scorer with auth 'token' needs its loader credential). */
   scorerToken?: string;
   /**
@@ -140,7 +140,7 @@ export interface ResolvedLoaderOptions {
   host: string;
   port: number;
   scorerAddress: string;
-  scorerCredentials: ChannelCredentials | undefined;
+  scorerTls: TlsOptions | undefined;
   scorerToken: string | undefined;
   datasetAccess: DatasetAccess;
   s3: S3Options | undefined;
@@ -168,6 +168,8 @@ export interface ResolvedLoaderOptions {
 export const LOADER_DEFAULTS = {
   host: '127.0.0.1',
   port: 0,
+  /** The service's address (`sadp loader`, trainers dial it by default); programmatic servers take host + port. */
+  listen: '127.0.0.1:50052',
   inflightBytes: 256 * 1024 * 1024,
   prefetchBatches: 4,
   maxMessageBytes: 3 * 1024 * 1024,
@@ -180,7 +182,7 @@ export const LOADER_DEFAULTS = {
   epochBarrierMs: 10_000,
   openTimeoutMs: 30_000,
   warmBatchTtlMs: 60_000,
-  scorerCallTimeoutMs: 30_000,
+  scorerCallTimeoutMs: SCORER_CLIENT_DEFAULTS.callTimeoutMs,
   keepaliveTimeMs: 60_000,
   bufferGc: 'heap-limit',
 } as const;
@@ -213,9 +215,9 @@ function intField(name: keyof typeof LOADER_BOUNDS): z.ZodNumber {
 /** The `loader` config section: what a deployment sets, with the loader's own defaults and bounds. */
 export const loaderConfigSchema = z
   .object({
-    listen: hostPortSchema.default(`${LOADER_DEFAULTS.host}:50052`),
+    listen: hostPortSchema.default(LOADER_DEFAULTS.listen),
     /** Address of the scorer service. */
-    scorer: hostPortSchema.default('127.0.0.1:50051'),
+    scorer: hostPortSchema.default(SCORER_DEFAULTS.listen),
     /** Global bound on sample bytes fetched but not yet written to trainers. */
     inflightBytes: intField('inflightBytes').default(LOADER_DEFAULTS.inflightBytes),
     /** Batches fetched ahead per trainer stream. */
@@ -272,7 +274,7 @@ export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoad
     host: options.host ?? d.host,
     port: int('port', options.port ?? d.port),
     scorerAddress: options.scorerAddress,
-    scorerCredentials: options.scorerCredentials,
+    scorerTls: options.scorerTls,
     scorerToken: options.scorerToken,
     datasetAccess: options.datasetAccess ?? 'any',
     s3: options.s3,

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, toGrpcError } from '../../common/errors.js';
 import { settleWithin } from '../../common/signals.js';
 import { addStandardServices, LOADER_SERVICE_NAME, LoaderService, type sadp } from '../../proto/index.js';
+import { keepaliveOptions } from '../../common/keepalive.js';
 import { serverTlsCredentials } from '../../common/tls.js';
 import { applyBufferGc } from './buffer-gc.js';
 import { resolveLoaderOptions, type LoaderServerOptions, type ResolvedLoaderOptions } from './options.js';
@@ -53,8 +54,7 @@ export async function createLoaderServer(options: LoaderServerOptions): Promise<
   });
 
   const server = new grpc.Server({
-    'grpc.keepalive_time_ms': resolved.keepaliveTimeMs,
-    'grpc.keepalive_timeout_ms': 20_000,
+    ...keepaliveOptions(resolved.keepaliveTimeMs),
     'grpc.keepalive_permit_without_calls': 1,
   });
   server.addService(LoaderService, {

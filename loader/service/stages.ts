@@ -71,7 +71,7 @@ export function createLoaderStages(options: LoaderStagesOptions): LoaderStages {
   const metrics = loaderMetrics();
   const scorer = createScorerClient({
     address: resolved.scorerAddress,
-    credentials: resolved.scorerCredentials,
+    tls: resolved.scorerTls,
     keepaliveTimeMs: resolved.keepaliveTimeMs,
     callTimeoutMs: resolved.scorerCallTimeoutMs,
     ...(resolved.scorerToken ? { interceptors: [bearerInterceptor(resolved.scorerToken)] } : {}),

@@ -5,6 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { retry, type RetryPolicy } from '../../common/retry.js';
 import { cancelledError, onAbort } from '../../common/signals.js';
+import { keepaliveOptions } from '../../common/keepalive.js';
+import { clientTlsCredentials, type TlsOptions } from '../../common/tls.js';
 import { pb, ScorerClient as GrpcScorerClient, type sadp } from '../../proto/index.js';
 import type { JobSpecInput } from '../service/spec.js';
 import { specToWire } from '../wire.js';
@@ -15,15 +17,19 @@ export /** @public part of the client's API */
 interface ScorerClientOptions {
   /** `host:port` of the scorer. */
   address: string;
-  /** Default insecure (loopback or a mesh-encrypted network). */
-  credentials?: grpc.ChannelCredentials;
+  /**
+   * TLS to the scorer: verified with `ca` (unset: the system roots), with
+   * `cert` + `key` for mutual TLS. Default plaintext (loopback or a
+   * mesh-encrypted network).
+   */
+  tls?: TlsOptions;
   /** Keepalive ping interval; unset: gRPC's default (none). */
   keepaliveTimeMs?: number;
   /** More channel options (e.g. message size limits). */
   channelOptions?: grpc.ChannelOptions;
   /** Call interceptors, e.g. the bearer token of an authenticated scorer (common/bearer.ts). */
   interceptors?: grpc.Interceptor[];
-  /** Deadline of each call. Default 30,000: a plan of ImageNet-1k is ~10 MB of chunks. */
+  /** Deadline of each call. Default 30,000 ms: a plan of ImageNet-1k is ~10 MB of chunks. */
   callTimeoutMs?: number;
   /**
    * Retries of reads (DescribeJob, GetPlan, GetStats) and CreateJob (idempotent
@@ -57,21 +63,34 @@ export interface ScorerClient {
   close(): void;
 }
 
-const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 100, maxDelayMs: 2_000, jitter: 'full' };
+/** The client's defaults, stated once (the loader's scorer channel and the CLI take them from here). */
+export const SCORER_CLIENT_DEFAULTS = {
+  callTimeoutMs: 30_000,
+  retry: { attempts: 4, baseDelayMs: 100, maxDelayMs: 2_000, jitter: 'full' },
+} as const satisfies { callTimeoutMs: number; retry: RetryPolicy };
+
+interface ResolvedScorerClientOptions {
+  callTimeoutMs: number;
+  policy: RetryPolicy;
+  channelOptions: grpc.ChannelOptions;
+}
+
+function resolveScorerClientOptions(options: ScorerClientOptions): ResolvedScorerClientOptions {
+  const channelOptions: grpc.ChannelOptions = {
+    ...options.channelOptions,
+    ...(options.keepaliveTimeMs !== undefined ? keepaliveOptions(options.keepaliveTimeMs) : {}),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+  };
+  return {
+    callTimeoutMs: options.callTimeoutMs ?? SCORER_CLIENT_DEFAULTS.callTimeoutMs,
+    policy: { ...SCORER_CLIENT_DEFAULTS.retry, ...options.retry },
+    channelOptions,
+  };
+}
 
 export function createScorerClient(options: ScorerClientOptions): ScorerClient {
-  const callTimeoutMs = options.callTimeoutMs ?? 30_000;
-  const policy: RetryPolicy = { ...DEFAULT_RETRY, ...options.retry };
-  const channelOptions: grpc.ChannelOptions = { ...options.channelOptions };
-  if (options.keepaliveTimeMs !== undefined) {
-    channelOptions['grpc.keepalive_time_ms'] = options.keepaliveTimeMs;
-    channelOptions['grpc.keepalive_timeout_ms'] = 20_000;
-  }
-  const client = new GrpcScorerClient(
-    options.address,
-    options.credentials ?? grpc.credentials.createInsecure(),
-    options.interceptors ? { ...channelOptions, interceptors: options.interceptors } : channelOptions,
-  );
+  const { callTimeoutMs, policy, channelOptions } = resolveScorerClientOptions(options);
+  const client = new GrpcScorerClient(options.address, clientTlsCredentials(options.tls), channelOptions);
   const deadline = (): Date => new Date(Date.now() + callTimeoutMs);
 
   function unary<Res>(

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { SadpError, Status, invalidArgument, toGrpcError } from '../../common/errors.js';
 import { silentLogger, type Logger } from '../../common/logger.js';
+import { keepaliveOptions } from '../../common/keepalive.js';
 import { serverTlsCredentials, type TlsOptions } from '../../common/tls.js';
 import { addStandardServices, pb, ScorerService, SCORER_SERVICE_NAME, type sadp } from '../../proto/index.js';
 import { openStore, type ObjectStore, type S3Options } from '../../storage/index.js';
@@ -30,8 +31,6 @@ export interface ScorerServerOptions extends Omit<ScorerCoreOptions, 'store' | '
   maxReceiveMessageBytes?: number;
   /** TLS (cert + key; mutual with ca + requireClientCert); default plaintext (loopback or a mesh-encrypted network). */
   tls?: TlsOptions;
-  /** Prebuilt gRPC credentials instead of `tls` (custom setups). */
-  credentials?: grpc.ServerCredentials;
   /** Server keepalive ping interval. Default 60 s, below the 350 s idle cutoff of cloud L4 load balancers. */
   keepaliveTimeMs?: number;
   /** Bearer-token roles (see auth.ts); default none. */
@@ -228,10 +227,20 @@ function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** The server's own defaults (the core's are in core.ts, the service's address in config.ts). */
+const SCORER_SERVER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 0,
+  maxReceiveMessageBytes: 16 * 1024 * 1024,
+  keepaliveTimeMs: 60_000,
+} as const;
+
 export async function createScorerServer(options: ScorerServerOptions): Promise<ScorerServer> {
+  const d = SCORER_SERVER_DEFAULTS;
   const logger = options.logger ?? silentLogger;
   const auth = createScorerAuth(options.auth);
-  const host = options.host ?? '127.0.0.1';
+  const host = options.host ?? d.host;
+  const bindPort = options.port ?? d.port;
   let store = options.store;
   if (!store) {
     if (!options.stateUrl) {
@@ -251,9 +260,8 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
   };
   const core = await openScorerCore(coreOptions);
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
-    'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 60_000,
-    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? d.maxReceiveMessageBytes,
+    ...keepaliveOptions(options.keepaliveTimeMs ?? d.keepaliveTimeMs),
   });
   const streams: StreamSet = new Set();
   server.addService(ScorerService, handlers(core, auth, logger, streams));
@@ -261,22 +269,16 @@ export async function createScorerServer(options: ScorerServerOptions): Promise<
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(
-        formatHostPort(host, options.port ?? 0),
-        options.credentials ?? serverTlsCredentials(options.tls),
-        (err, p) => (err ? reject(err) : resolve(p)),
+      server.bindAsync(formatHostPort(host, bindPort), serverTlsCredentials(options.tls), (err, p) =>
+        err ? reject(err) : resolve(p),
       ),
     );
   } catch (err) {
     await core.close();
-    throw new SadpError(
-      'SADP_BIND_FAILED',
-      `scorer could not listen on ${formatHostPort(host, options.port ?? 0)}`,
-      {
-        status: Status.UNAVAILABLE,
-        cause: err,
-      },
-    );
+    throw new SadpError('SADP_BIND_FAILED', `scorer could not listen on ${formatHostPort(host, bindPort)}`, {
+      status: Status.UNAVAILABLE,
+      cause: err,
+    });
   }
   const address = formatHostPort(host, port);
   logger.info(

@@ -126,6 +126,43 @@ test('forEachLimited starts nothing after a failure, lets calls in flight finish
   assert.equal(finished, 1, 'the call in flight finished before the loop rejected');
 });
 
+test('forEachLimited keeps `concurrency` calls going while one call is slow (no head-of-line wait)', async () => {
+  let releaseSlow!: () => void;
+  const slow = new Promise<void>((resolve) => (releaseSlow = resolve));
+  const done: number[] = [];
+  let allOthersDone!: () => void;
+  const othersDone = new Promise<void>((resolve) => (allOthersDone = resolve));
+  const items = Array.from({ length: 12 }, (_, i) => i);
+  const run = forEachLimited(items, { concurrency: 2 }, async (item) => {
+    if (item === 0) await slow;
+    done.push(item);
+    if (done.length === items.length - 1) allOthersDone();
+  });
+  // Every other item finishes while item 0 still holds its slot.
+  await othersDone;
+  assert.deepEqual(done, items.slice(1));
+  releaseSlow();
+  await run;
+  assert.deepEqual(done, [...items.slice(1), 0]);
+});
+
+test('forEachLimited takes any array-like (a typed array of ranges) and stops on its signal', async () => {
+  const seen: number[] = [];
+  await forEachLimited(new Float64Array([5, 6, 7]), { concurrency: 2 }, async (item, i) => {
+    await Promise.resolve();
+    seen[i] = item;
+  });
+  assert.deepEqual(seen, [5, 6, 7]);
+  const controller = new AbortController();
+  controller.abort();
+  await assert.rejects(
+    forEachLimited([1], { concurrency: 1, signal: controller.signal, what: 'read of x' }, () =>
+      Promise.resolve(),
+    ),
+    { code: 'SADP_CANCELLED', message: 'read of x cancelled' },
+  );
+});
+
 test('forEachOrdered consumes results in item order, one at a time, within the window', async () => {
   await fc.assert(
     fc.asyncProperty(

@@ -5,6 +5,7 @@ import { EventEmitter, getEventListeners } from 'node:events';
 import { test } from 'node:test';
 import { SadpError, Status } from '../../common/errors.js';
 import {
+  abortWith,
   cancelledError,
   onAbort,
   raceSignal,
@@ -86,6 +87,55 @@ test('onAbort calls its function once on abort and not after it was disposed', (
   assert.equal(calls, 1);
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   onAbort(undefined, () => calls++)();
+});
+
+test('onAbort is Disposable: a `using` scope removes its listener; an aborted signal calls it once, later', async () => {
+  const controller = new AbortController();
+  let calls = 0;
+  {
+    using _listening = onAbort(controller.signal, () => calls++);
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 1);
+  }
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0, 'removed at the end of the scope');
+  controller.abort();
+  assert.equal(calls, 0);
+  onAbort(controller.signal, () => calls++);
+  assert.equal(calls, 0, 'not synchronously');
+  await Promise.resolve();
+  assert.equal(calls, 1);
+  {
+    using _none = onAbort(undefined, () => calls++);
+  }
+  assert.equal(calls, 1);
+});
+
+test('abortWith aborts the child with the parent reason, at once when the parent already aborted', () => {
+  const parent = new AbortController();
+  const child = new AbortController();
+  const forward = abortWith(child, parent.signal);
+  const reason = new Error('stop');
+  parent.abort(reason);
+  assert.equal(child.signal.reason, reason);
+  forward();
+  assert.equal(getEventListeners(parent.signal, 'abort').length, 0);
+
+  const late = new AbortController();
+  {
+    using _forward = abortWith(late, parent.signal);
+  }
+  assert.equal(late.signal.reason, reason, 'already aborted: forwarded synchronously');
+
+  const live = new AbortController();
+  const other = new AbortController();
+  {
+    using _forward = abortWith(other, live.signal);
+    assert.equal(getEventListeners(live.signal, 'abort').length, 1);
+  }
+  assert.equal(getEventListeners(live.signal, 'abort').length, 0, 'disposed with its scope');
+  live.abort();
+  assert.equal(other.signal.aborted, false, 'not forwarded after disposal');
+  abortWith(other, undefined)();
+  assert.equal(other.signal.aborted, false);
 });
 
 test('settleWithin: true once the promise settles either way, false for one that never does', async () => {

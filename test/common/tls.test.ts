@@ -6,7 +6,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSadpError } from '../../common/errors.js';
-import { clientTlsCredentials, readTls, serverCredentials, serverTlsCredentials } from '../../common/tls.js';
+import {
+  channelTls,
+  clientTlsCredentials,
+  readTls,
+  serverCredentials,
+  serverTlsCredentials,
+} from '../../common/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sadp-tls-'));
 const pem = (name: string, text: string): string => {
@@ -48,4 +54,22 @@ test('clients: undefined is plaintext, {} is TLS on the system roots, half a cli
     () => clientTlsCredentials({ cert: Buffer.from('C') }),
     (err: unknown) => isSadpError(err, 'SADP_TLS_CONFIG'),
   );
+});
+
+test('channelTls: a client (the loader dialling the scorer, the CLI) uses TLS when the config names a CA', () => {
+  assert.equal(channelTls(undefined), undefined);
+  assert.equal(channelTls({ cert: pem('c3.pem', 'CERT'), key: pem('k3.pem', 'KEY') }), undefined);
+  const tls = channelTls({
+    ca: pem('ca3.pem', 'CA'),
+    cert: pem('c4.pem', 'CERT'),
+    key: pem('k4.pem', 'KEY'),
+  });
+  assert.equal(Buffer.from(tls?.ca ?? []).toString(), 'CA');
+  assert.equal(
+    Buffer.from(tls?.cert ?? []).toString(),
+    'CERT',
+    'its own certificate, for a mutual-TLS scorer',
+  );
+  assert.equal(Buffer.from(tls?.key ?? []).toString(), 'KEY');
+  assert.equal(tls?.requireClientCert, undefined, 'a server-only field');
 });

@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../../common/paths.js';
+import { TRAIN_DEFAULTS } from '../../trainer/train/options.js';
 import { runSadp } from '../helpers/processes.js';
 import { EXAMPLES, exampleObjects, find, rendered, type K8sObject } from './manifests.js';
 import {
@@ -287,8 +288,10 @@ test(
         assert.equal(line.selected, p.selectedCount, `rank ${rank}: epoch ${epoch} selected = the plan's`);
         assert.ok(Number.isFinite(line.loss), `rank ${rank}: loss ${line.loss}`);
         const samplesPerRank = Math.ceil(p.selectedCount / trainers.length);
-        // The manifest leaves --batch-size at the CLI's default, 128.
-        const batchSize = Number(flagValue(trainerPods[rank]!.args, '--batch-size') ?? 128);
+        // The manifest leaves --batch-size at the CLI's default.
+        const batchSize = Number(
+          flagValue(trainerPods[rank]!.args, '--batch-size') ?? TRAIN_DEFAULTS.batchSize,
+        );
         assert.equal(
           line.steps,
           Math.ceil(samplesPerRank / batchSize),

@@ -12,7 +12,7 @@ import { type LoaderClient, type ScorerClient, type sadp } from '../../proto/ind
 import type { Dataset } from '../../loader/shards/index.js';
 import { FLAG_LOSS, FLAG_SCORE } from '../../scorer/state/index.js';
 import type { ObjectStore } from '../../storage/index.js';
-import { call } from '../scorer/service/helpers.js';
+import { call, ExpectedScores } from '../scorer/service/helpers.js';
 import { readDurableScores } from './stack.js';
 
 export interface GrpcFuzzStats {
@@ -40,29 +40,11 @@ async function check<T>(property: fc.IAsyncProperty<T>, numRuns: number, seed: n
   }
 }
 
-/** What the scorer must hold for a job after the reports it accepted. */
-export class ReportModel {
-  readonly scores: Float64Array;
-  readonly losses: Float64Array;
-  readonly flags: Uint8Array;
-  received = 0;
-  constructor(readonly size: number) {
-    this.scores = new Float64Array(size);
-    this.losses = new Float64Array(size);
-    this.flags = new Uint8Array(size);
-  }
-  apply(r: { ids: number[]; scores: number[]; losses: number[] }): void {
-    r.ids.forEach((id, i) => {
-      if (r.scores.length) {
-        this.scores[id] = r.scores[i] as number;
-        this.flags[id] = (this.flags[id] as number) | FLAG_SCORE;
-      }
-      if (r.losses.length) {
-        this.losses[id] = r.losses[i] as number;
-        this.flags[id] = (this.flags[id] as number) | FLAG_LOSS;
-      }
-    });
-    this.received += r.ids.length;
+/** What the scorer must hold for a job after the reports it accepted (ExpectedScores), checked against its state store. */
+export class ReportModel extends ExpectedScores {
+  /** The score/loss flags the state store keeps for `id`. */
+  private flagsOf(id: number): number {
+    return (this.scoredByScore[id] ? FLAG_SCORE : 0) | (this.scoredByLoss[id] ? FLAG_LOSS : 0);
   }
   /** The first difference from the durable state, or undefined. */
   async diff(store: ObjectStore, jobId: string): Promise<string | undefined> {
@@ -70,7 +52,8 @@ export class ReportModel {
     if (d.scoresReceived !== this.received)
       return `scoresReceived ${d.scoresReceived}, model ${this.received}`;
     for (let id = 0; id < this.size; id++) {
-      if (d.flags[id] !== this.flags[id]) return `id ${id}: flags ${d.flags[id]}, model ${this.flags[id]}`;
+      if (d.flags[id] !== this.flagsOf(id))
+        return `id ${id}: flags ${d.flags[id]}, model ${this.flagsOf(id)}`;
       if (!Object.is(d.scores[id], this.scores[id]) && d.scores[id] !== this.scores[id])
         return `id ${id}: score ${d.scores[id]}, model ${this.scores[id]}`;
       if (d.losses[id] !== this.losses[id]) return `id ${id}: loss ${d.losses[id]}, model ${this.losses[id]}`;

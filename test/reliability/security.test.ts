@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { isSadpError } from '../../common/errors.js';
 import { packageRoot } from '../../common/paths.js';
-import { channelCredentials, serverCredentials } from '../../common/tls.js';
+import { channelCredentials, readTls } from '../../common/tls.js';
 import { buildShards, syntheticSource } from '../../loader/shards/index.js';
 import { ScorerClient, pb, type sadp } from '../../proto/index.js';
 import { createScorerServer } from '../../scorer/index.js';
@@ -31,7 +31,7 @@ import {
   type Stack,
 } from '../loader/service/helpers.js';
 import { call } from '../scorer/service/helpers.js';
-import { makeCerts, read, type CertFiles } from './certs.js';
+import { makeCerts, read, type CertFiles } from '../helpers/certs.js';
 import { runRank, servedPlan, checkEpoch, epochClean, sleep } from './stack.js';
 
 const S = grpc.status;
@@ -203,7 +203,7 @@ describe('TLS and mutual TLS', () => {
       host: '127.0.0.1',
       port: 0,
       stateUrl: join(dir, 'scorer-tls'),
-      credentials: serverCredentials({
+      tls: readTls({
         cert: certs.serverCert,
         key: certs.serverKey,
         ca: certs.caCert,

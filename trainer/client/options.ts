@@ -1,7 +1,9 @@
-// Options of the loader client, their defaults, and the gRPC channel they
-// compile to. Every default is documented where it is set.
+// Options of the loader client, their defaults (LOADER_CLIENT_DEFAULTS, each
+// documented on its option), and the gRPC channel they compile to, resolved
+// once by createLoaderClient.
 import type * as grpc from '@grpc/grpc-js';
 import { invalidArgument } from '../../common/errors.js';
+import { keepaliveOptions } from '../../common/keepalive.js';
 import { clientTlsCredentials, type TlsOptions } from '../../common/tls.js';
 
 export type { TlsOptions } from '../../common/tls.js';
@@ -92,6 +94,18 @@ export interface ResolvedClientOptions {
   channelOptions: grpc.ChannelOptions;
 }
 
+/** Every default of LoaderClientOptions, stated once (documented on each option above). */
+export const LOADER_CLIENT_DEFAULTS = {
+  loadBalancing: 'round_robin',
+  deadlineMs: 60_000,
+  idleTimeoutMs: 120_000,
+  maxReceiveMessageBytes: 8 * 1024 * 1024,
+  reconnect: { maxAttempts: 10, baseDelayMs: 250, maxDelayMs: 10_000 },
+  keepaliveTimeMs: 30_000,
+  flowControlWindow: 8 * 1024 * 1024,
+  maxPendingAcks: 1024,
+} as const;
+
 function positive(name: string, value: number | undefined, fallback: number, allowZero = false): number {
   const v = value ?? fallback;
   if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
@@ -114,32 +128,38 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
         'nor a list of replicas (ipv4:10.0.0.5:50052,10.0.0.6:50052)',
     );
   }
-  const loadBalancing = options.loadBalancing ?? 'round_robin';
+  const d = LOADER_CLIENT_DEFAULTS;
+  const loadBalancing = options.loadBalancing ?? d.loadBalancing;
   if (loadBalancing !== 'round_robin' && loadBalancing !== 'pick_first') {
     throw invalidArgument(
       'SADP_INVALID_OPTION',
       `loadBalancing must be round_robin or pick_first, got ${JSON.stringify(loadBalancing)}`,
     );
   }
-  const keepaliveTimeMs = positive('keepaliveTimeMs', options.keepaliveTimeMs, 30_000);
-  const maxReceive = positive('maxReceiveMessageBytes', options.maxReceiveMessageBytes, 8 * 1024 * 1024);
-  const window = positive('flowControlWindow', options.flowControlWindow, 8 * 1024 * 1024);
+  const keepaliveTimeMs = positive('keepaliveTimeMs', options.keepaliveTimeMs, d.keepaliveTimeMs);
+  const maxReceive = positive(
+    'maxReceiveMessageBytes',
+    options.maxReceiveMessageBytes,
+    d.maxReceiveMessageBytes,
+  );
+  const window = positive('flowControlWindow', options.flowControlWindow, d.flowControlWindow);
   const tls = options.tls;
   // `true`: TLS verified against the system roots.
   const credentials = clientTlsCredentials(tls === true ? {} : tls);
   return {
     address: options.address,
     token: options.token,
-    deadlineMs: positive('deadlineMs', options.deadlineMs, 60_000),
-    idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, 120_000, true),
-    maxAttempts: Math.floor(positive('reconnect.maxAttempts', options.reconnect?.maxAttempts, 10)),
-    baseDelayMs: positive('reconnect.baseDelayMs', options.reconnect?.baseDelayMs, 250),
-    maxDelayMs: positive('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, 10_000),
-    maxPendingAcks: Math.floor(positive('maxPendingAcks', options.maxPendingAcks, 1024)),
+    deadlineMs: positive('deadlineMs', options.deadlineMs, d.deadlineMs),
+    idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, d.idleTimeoutMs, true),
+    maxAttempts: Math.floor(
+      positive('reconnect.maxAttempts', options.reconnect?.maxAttempts, d.reconnect.maxAttempts),
+    ),
+    baseDelayMs: positive('reconnect.baseDelayMs', options.reconnect?.baseDelayMs, d.reconnect.baseDelayMs),
+    maxDelayMs: positive('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, d.reconnect.maxDelayMs),
+    maxPendingAcks: Math.floor(positive('maxPendingAcks', options.maxPendingAcks, d.maxPendingAcks)),
     credentials,
     channelOptions: {
-      'grpc.keepalive_time_ms': keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': Math.min(20_000, keepaliveTimeMs),
+      ...keepaliveOptions(keepaliveTimeMs),
       'grpc.max_receive_message_length': maxReceive,
       'grpc-node.flow_control_window': window,
       'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [loadBalancing]: {} }] }),

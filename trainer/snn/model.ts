@@ -17,6 +17,7 @@ import {
 import {
   check,
   isCount,
+  NETWORK_DEFAULTS,
   resolveNetworkOptions,
   type ResolvedNetwork,
   type SpikingCnnOptions,
@@ -109,7 +110,7 @@ export interface SpikingModel {
 export function createSpikingMlp(options: SpikingMlpOptions = {}): SpikingModel {
   const cfg = resolveNetworkOptions(options);
   const inputSize = options.inputSize ?? 784;
-  const hidden = options.hidden ?? [256];
+  const hidden = options.hidden ?? [...NETWORK_DEFAULTS.mlpHidden];
   check(isCount(inputSize), `inputSize must be a positive integer, got ${inputSize}`);
   check(hidden.every(isCount), `hidden widths must be positive integers, got [${hidden.join(', ')}]`);
   return new Model(buildMlp(cfg, inputSize, hidden));

@@ -77,8 +77,23 @@ export interface ResolvedNetwork extends ResolvedNeuron {
   classes: number;
 }
 
+/** Every default of NetworkOptions (documented on each option), stated once; `mlpHidden` is the MLP's hidden widths. */
+export const NETWORK_DEFAULTS = {
+  decay: 0.5,
+  threshold: 1.0,
+  surrogate: 'sigmoid',
+  detachReset: true,
+  timeSteps: 4,
+  encoding: 'direct',
+  scoreLayers: 'final',
+  seed: 1,
+  classes: 10,
+  mlpHidden: [256],
+} as const;
+
 export function resolveNetworkOptions(o: NetworkOptions): ResolvedNetwork {
-  const surrogate = o.surrogate ?? 'sigmoid';
+  const d = NETWORK_DEFAULTS;
+  const surrogate = o.surrogate ?? d.surrogate;
   if (surrogate !== 'sigmoid' && surrogate !== 'atan') {
     throw invalidArgument(
       'SADP_SNN_BAD_OPTION',
@@ -86,16 +101,17 @@ export function resolveNetworkOptions(o: NetworkOptions): ResolvedNetwork {
     );
   }
   const r: ResolvedNetwork = {
-    decay: o.decay ?? 0.5,
-    threshold: o.threshold ?? 1.0,
+    decay: o.decay ?? d.decay,
+    threshold: o.threshold ?? d.threshold,
     surrogate,
+    // The surrogate's steepness: each surrogate has its own usual default.
     alpha: o.alpha ?? (surrogate === 'sigmoid' ? 4 : 2),
-    detachReset: o.detachReset ?? true,
-    timeSteps: o.timeSteps ?? 4,
-    encoding: o.encoding ?? 'direct',
-    scoreLayers: o.scoreLayers ?? 'final',
-    seed: o.seed ?? 1,
-    classes: o.classes ?? 10,
+    detachReset: o.detachReset ?? d.detachReset,
+    timeSteps: o.timeSteps ?? d.timeSteps,
+    encoding: o.encoding ?? d.encoding,
+    scoreLayers: o.scoreLayers ?? d.scoreLayers,
+    seed: o.seed ?? d.seed,
+    classes: o.classes ?? d.classes,
   };
   check(r.decay >= 0 && r.decay <= 1, `decay must be in [0, 1], got ${r.decay}`);
   check(r.threshold > 0, `threshold must be > 0, got ${r.threshold}`);

@@ -2,7 +2,7 @@
 // its options, summaries and hooks, the console reporter and the LR schedule.
 export { runTraining } from './run-training.js';
 export type { EpochSummary } from './run-training.js';
-export type { TrainOptions, EvalSource } from './options.js';
+export { TRAIN_DEFAULTS, type TrainOptions, type EvalSource } from './options.js';
 export { createTrainReporter, formatBytes } from './progress.js';
 export { CosineSchedule, cosineLr, estimateTotalSteps } from './lr-schedule.js';
 export type { EpochShape } from './lr-schedule.js';

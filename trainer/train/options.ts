@@ -73,7 +73,8 @@ export interface ResolvedTrainOptions {
   image: { width: number; height: number; channels: number; classes: number };
 }
 
-const TRAIN_DEFAULTS = {
+/** Every default of TrainOptions, stated once (`sadp train` shows them in its help). */
+export const TRAIN_DEFAULTS = {
   rank: 0,
   worldSize: 1,
   batchSize: 128,

@@ -2,11 +2,13 @@
 // against a stand-in server for the faults a real scorer cannot be made to
 // produce (a corrupt plan stream, transient UNAVAILABLE answers).
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { pb, ScorerService, type sadp } from '../../../proto/index.js';
 import { createScorerClient, createScorerServer, planDigest } from '../../../scorer/index.js';
 import { connect, fetchPlan, tempDir } from '../service/helpers.js';
+import { makeCerts, read } from '../../helpers/certs.js';
 
 test('createJob, describeJob, getPlan, reportScores and getStats round-trip through a real scorer', async (t) => {
   const dir = await tempDir(t);
@@ -152,4 +154,41 @@ test('an aborted call rejects with SADP_CANCELLED naming the request', async (t)
   const pending = client.describeJob('slow', { signal: controller.signal });
   controller.abort();
   await assert.rejects(pending, { code: 'SADP_CANCELLED', message: 'describe job slow cancelled' });
+});
+
+test('tls: a client with the CA and its certificate reaches a mutual-TLS scorer; one without a certificate cannot', async (t) => {
+  const dir = await tempDir(t);
+  const certs = makeCerts(dir);
+  const server = await createScorerServer({
+    host: '127.0.0.1',
+    stateUrl: join(dir, 'state'),
+    tls: {
+      cert: read(certs.serverCert),
+      key: read(certs.serverKey),
+      ca: read(certs.caCert),
+      requireClientCert: true,
+    },
+  });
+  t.after(() => server.close(500));
+  const retry = { attempts: 1 };
+  const noCert = createScorerClient({ address: server.address, tls: { ca: read(certs.caCert) }, retry });
+  t.after(() => noCert.close());
+  await assert.rejects(noCert.describeJob('x'), { code: 'SADP_SCORER_UNAVAILABLE' });
+  const plain = createScorerClient({ address: server.address, retry });
+  t.after(() => plain.close());
+  await assert.rejects(plain.describeJob('x'), { code: 'SADP_SCORER_UNAVAILABLE' });
+  const mtls = createScorerClient({
+    address: server.address,
+    tls: { ca: read(certs.caCert), cert: read(certs.clientCert), key: read(certs.clientKey) },
+  });
+  t.after(() => mtls.close());
+  await mtls.createJob({
+    jobId: 'tls-job',
+    datasetSize: 10,
+    policy: 'full',
+    pruneRatio: 0,
+    epochs: 1,
+    seed: 1n,
+  });
+  assert.equal((await mtls.describeJob('tls-job')).spec?.datasetSize, 10);
 });

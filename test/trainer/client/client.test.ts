@@ -1,7 +1,7 @@
 // The trainer client against a real gRPC LoaderService on loopback: batches
 // arrive once and in order across drops and restarts, scores survive a loader
 // crash, fatal statuses surface typed, and every way out closes the stream.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -10,6 +10,8 @@ import {
   LoaderCallError,
   type Batch,
   type EpochStream,
+  type LoaderClient,
+  type LoaderClientOptions,
 } from '../../../trainer/client/index.js';
 import { isSadpError } from '../../../common/errors.js';
 import {
@@ -38,6 +40,31 @@ function epochOf(plan: TestLoaderPlan): {
 async function ackWithScores(batch: Batch): Promise<void> {
   await batch.ack({ scores: Array.from(batch.ids, score), losses: Float32Array.from(batch.ids, loss) });
 }
+
+/** A client of `loader` with fast reconnects, closed when the test ends. */
+function clientOf(
+  t: TestContext,
+  loader: { address: string },
+  options: Omit<LoaderClientOptions, 'address'> = {},
+): LoaderClient {
+  const client = createLoaderClient({ address: loader.address, ...options, ...fast });
+  t.after(() => client.close());
+  return client;
+}
+
+/** Reads `stream` to its end, acking each batch with its scores after `before(batch)`; the batch indices in order. */
+async function readAll(stream: EpochStream, before?: (batch: Batch) => Promise<void>): Promise<number[]> {
+  const seen: number[] = [];
+  for await (const batch of stream) {
+    seen.push(batch.index);
+    await before?.(batch);
+    await ackWithScores(batch);
+  }
+  return seen;
+}
+
+/** Every batch index of the plan's epoch, in order. */
+const everyStep = (plan: TestLoaderPlan): number[] => Array.from({ length: plan.steps }, (_, i) => i);
 
 /** Non-padded ids of the whole plan. */
 function realIds(plan: TestLoaderPlan): number[] {
@@ -73,8 +100,7 @@ test('streams every batch once in order, reassembles parts, acks scores and send
   };
   const loader = await startTestLoader(plan, { token: 's3cret' });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, token: 's3cret', ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader, { token: 's3cret' });
 
   const stream = client.epoch({ ...epochOf(plan), maxUnackedBatches: 2 });
   const seen: number[] = [];
@@ -115,19 +141,11 @@ test('a stream dropped with UNAVAILABLE is reopened at the cursor and uncommitte
   const plan: TestLoaderPlan = { steps: 12, batchSize: 4 };
   const loader = await startTestLoader(plan, { commitEvery: 3, dropAfterBatch: 8 });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
 
   const stream = client.epoch(epochOf(plan));
-  const seen: number[] = [];
-  for await (const batch of stream) {
-    seen.push(batch.index);
-    await ackWithScores(batch);
-  }
-  assert.deepEqual(
-    seen,
-    Array.from({ length: plan.steps }, (_, i) => i),
-  );
+  const seen = await readAll(stream);
+  assert.deepEqual(seen, everyStep(plan));
   const opens = loader.record.opens.map((o) => o.cursor);
   assert.equal(opens.length, 2);
   assert.equal(opens[0], 0);
@@ -150,23 +168,16 @@ test('a killed loader replaced on the same port: exactly-once batches and no los
   let loader = await startTestLoader(plan, { commitEvery: 0 }, record);
   const port = loader.port;
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
 
   const stream = client.epoch(epochOf(plan));
-  const seen: number[] = [];
-  for await (const batch of stream) {
-    seen.push(batch.index);
+  const seen = await readAll(stream, async (batch) => {
     if (batch.index === 2 && record.streams === 1) {
       loader.kill();
       loader = await startTestLoader(plan, { commitEvery: 0 }, record, port);
     }
-    await ackWithScores(batch);
-  }
-  assert.deepEqual(
-    seen,
-    Array.from({ length: plan.steps }, (_, i) => i),
-  );
+  });
+  assert.deepEqual(seen, everyStep(plan));
   assert.ok(record.opens.length >= 2);
   const reopenedAt = record.opens.at(-1)!.cursor;
   assert.ok(reopenedAt >= 3 && reopenedAt < plan.steps, `reopened at ${reopenedAt}`);
@@ -249,8 +260,7 @@ test('breaking out of the loop cancels the stream on the server', async (t) => {
   const plan: TestLoaderPlan = { steps: 50, batchSize: 2 };
   const loader = await startTestLoader(plan);
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   const stream = client.epoch(epochOf(plan));
   for await (const batch of stream) {
     await batch.ack();
@@ -267,8 +277,7 @@ test('breaking out of the loop cancels the stream on the server', async (t) => {
 test('an AbortSignal ends a wait for a wedged loader and cancels its call', async (t) => {
   const loader = await startTestLoader({ steps: 3, batchSize: 2 }, { hang: true });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   const ac = new AbortController();
   const run = (async () => {
     for await (const _ of client.epoch({ ...epochOf({ steps: 3, batchSize: 2 }), signal: ac.signal })) {
@@ -305,14 +314,9 @@ test('a stream that stalls mid-epoch is reopened at the cursor after the idle ti
   const plan: TestLoaderPlan = { steps: 8, batchSize: 2 };
   const loader = await startTestLoader(plan, { stallAfterBatch: 2 });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, idleTimeoutMs: 500, ...fast });
-  t.after(() => client.close());
-  const seen: number[] = [];
+  const client = clientOf(t, loader, { idleTimeoutMs: 500 });
   const stream = client.epoch(epochOf(plan));
-  for await (const batch of stream) {
-    seen.push(batch.index);
-    await ackWithScores(batch);
-  }
+  const seen = await readAll(stream);
   assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7]);
   // The stall after batch 2 is reopened at cursor 3. A busy machine may also
   // let a healthy stream idle past the timer; such a reopen is at its cursor
@@ -336,8 +340,7 @@ test('batches larger than one message arrive in parts and are reassembled byte f
   const plan: TestLoaderPlan = { steps: 3, batchSize: 8, sampleBytes: MiB, partBytes: 3 * MiB };
   const loader = await startTestLoader(plan);
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   let batches = 0;
   for await (const batch of client.epoch(epochOf(plan))) {
     batches++;
@@ -368,8 +371,7 @@ test('an un-acked batch is acked (without scores) when the next one is requested
   const plan: TestLoaderPlan = { steps: 6, batchSize: 2 };
   const loader = await startTestLoader(plan);
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   const stream = client.epoch({ ...epochOf(plan), maxUnackedBatches: 1 });
   let n = 0;
   for await (const _ of stream) n++;
@@ -386,8 +388,7 @@ test('scores acked after the loader ended the stream are flushed on a reopen at 
   const plan: TestLoaderPlan = { steps: 4, batchSize: 3 };
   const loader = await startTestLoader(plan, { commitEvery: 0, endWhenAcked: true });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   const stream = client.epoch(epochOf(plan));
   for await (const batch of stream) await ackWithScores(batch);
   assert.deepEqual(
@@ -402,19 +403,14 @@ test('a resumed epoch starts at the checkpoint cursor and resends its uncommitte
   const plan: TestLoaderPlan = { steps: 5, batchSize: 2 };
   const loader = await startTestLoader(plan);
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   const ids = Uint32Array.of(sampleId(2, 0, plan), sampleId(2, 1, plan));
   const stream = client.epoch({
     ...epochOf(plan),
     cursor: 3,
     resendAcks: [{ index: 2, ids, scores: Float64Array.from(ids, score), losses: undefined }],
   });
-  const seen: number[] = [];
-  for await (const batch of stream) {
-    seen.push(batch.index);
-    await ackWithScores(batch);
-  }
+  const seen = await readAll(stream);
   assert.deepEqual(seen, [3, 4]);
   assert.equal(loader.record.opens[0]!.cursor, 3);
   assert.equal(loader.record.acks[0]!.index, 2);
@@ -428,8 +424,7 @@ test('a plan that changes across a reconnect is refused rather than resumed', as
   const plan: TestLoaderPlan = { steps: 6, batchSize: 2, planDigest: 'digest-1' };
   const loader = await startTestLoader(plan, { dropAfterBatch: 1 });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   let stream: EpochStream | undefined;
   await assert.rejects(
     async () => {
@@ -451,8 +446,7 @@ test('acks with bad scores are refused naming the sample', async (t) => {
   const plan: TestLoaderPlan = { steps: 2, batchSize: 3 };
   const loader = await startTestLoader(plan);
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   for await (const batch of client.epoch(epochOf(plan))) {
     await assert.rejects(batch.ack({ scores: [1, 2] }), /2 scores for 3 samples/);
     await assert.rejects(
@@ -471,8 +465,7 @@ test('acks with bad scores are refused naming the sample', async (t) => {
 test('epochInfo describes an epoch without streaming it', async (t) => {
   const loader = await startTestLoader({ steps: 4, batchSize: 2 });
   t.after(() => loader.kill());
-  const client = createLoaderClient({ address: loader.address, ...fast });
-  t.after(() => client.close());
+  const client = clientOf(t, loader);
   const info = await client.epochInfo({ job: 'job', epoch: 0, worldSize: 1, batchSize: 2 });
   assert.equal(info.steps, 4);
   assert.equal(info.selectedBytes, 8 * 4);

@@ -24,7 +24,7 @@ import {
   startService,
   type ServiceProcess,
 } from '../../helpers/processes.js';
-import { makeCerts } from '../../reliability/certs.js';
+import { makeCerts } from '../../helpers/certs.js';
 
 const PYTHON = process.env.SADP_TEST_PYTHON ?? '/usr/bin/python3';
 const BUCKET = 'data';
