@@ -536,6 +536,7 @@ async function roleTrainer(rank: number): Promise<void> {
 async function roleRaw(args: { s3: S3Options; keys: string[]; concurrency: number }): Promise<void> {
   const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const { createS3Client } = await import('../storage/index.js');
+  const { forEachLimited } = await import('../common/pool.js');
   const client = createS3Client({ ...args.s3, maxAttempts: 1 });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'stop') {
@@ -545,15 +546,11 @@ async function roleRaw(args: { s3: S3Options; keys: string[]; concurrency: numbe
     if (m.type !== 'pass') return;
     void (async () => {
       const started = performance.now();
-      let next = 0;
       let bytes = 0;
-      const worker = async (): Promise<void> => {
-        for (let i = next++; i < args.keys.length; i = next++) {
-          const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: args.keys[i] }));
-          for await (const chunk of res.Body as AsyncIterable<Uint8Array>) bytes += chunk.byteLength;
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(args.concurrency, args.keys.length) }, worker));
+      await forEachLimited(args.keys, { concurrency: args.concurrency, what: 'raw read' }, async (key) => {
+        const res = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+        for await (const chunk of res.Body as AsyncIterable<Uint8Array>) bytes += chunk.byteLength;
+      });
       send({ type: 'raw', seconds: (performance.now() - started) / 1000, bytes, objects: args.keys.length });
     })().catch((err: unknown) => send({ type: 'error', message: `raw: ${String(err)}` }));
   });
