@@ -69,8 +69,11 @@ export interface RangeReaderOptions {
   /**
    * Global bound on in-flight GETs across all shards and read() calls;
    * default 64. Throughput per GET round trip is the binding limit on a
-   * high-latency link: 16 GETs at 50 ms first-byte latency cap a loader at
-   * ~290 samples/s, while 64 kept 0.8 of the no-latency rate in bench:loader.
+   * high-latency link (Little's law): 64 GETs of ~110 KB at 50 ms first byte
+   * carry at most ~140 MB/s, ~1,280 samples/s. In bench:loader's 50 ms case
+   * (2026-12-07, 3 rounds each) 64 kept 0.62 of the no-latency rate through
+   * the same proxy, 256 kept 0.82: raise it for stores that far away. It also
+   * bounds the slab pool's free slabs (one per GET in flight), hence memory.
    */
   concurrency?: number;
   /** Attempts per range, first one included; default 5. */
