@@ -142,7 +142,9 @@ async function benchCoreDurable(batches: Batch[], passes: number, concurrency: n
     const started = performance.now();
     let done = 0;
     await forEachLimited(work, { concurrency }, async (b) => {
-      done += await core.reportScores('bench', { epoch: 0, ...b });
+      // Not `done += await ...`: that reads `done` before the await and loses the other calls' counts.
+      const accepted = await core.reportScores('bench', { epoch: 0, ...b });
+      done += accepted;
     });
     const seconds = (performance.now() - started) / 1000;
     progress('durable reports', done, done, started);
