@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { isSadpError } from '../../../common/errors.js';
-import { registry } from '../../../common/metrics.js';
+import { metricValue } from '../../helpers/metrics.js';
 import { createRangeReader, type RangeRequestEvent } from '../../../loader/fetch/index.js';
 import { openDataset, type Dataset, type ShardIndex } from '../../../loader/shards/index.js';
 import { parseRangeHeader, startFaultProxy, type FaultProxy } from '../../helpers/s3-fault-proxy.js';
@@ -254,23 +254,15 @@ test('ids outside the dataset are rejected before any GET', async () => {
 });
 
 test('with metrics on, the Prometheus counters follow the reader stats', async () => {
-  const value = async (name: string, labels: Record<string, string> = {}): Promise<number> => {
-    const metric = registry.getSingleMetric(name);
-    if (!metric) return 0;
-    const { values } = await metric.get();
-    return values
-      .filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
-      .reduce((sum, v) => sum + v.value, 0);
-  };
   const before = {
-    requests: await value('sadp_fetch_requests_total'),
-    delivered: await value('sadp_fetch_bytes_total', { kind: 'delivered' }),
+    requests: await metricValue('sadp_fetch_requests_total'),
+    delivered: await metricValue('sadp_fetch_bytes_total', { kind: 'delivered' }),
   };
   const reader = createRangeReader({ metrics: true, gapBytes: 0 });
   await reader.read(fx.local, [0, 2, 3, 9]);
-  assert.equal((await value('sadp_fetch_requests_total')) - before.requests, reader.stats.requests);
+  assert.equal((await metricValue('sadp_fetch_requests_total')) - before.requests, reader.stats.requests);
   assert.equal(
-    (await value('sadp_fetch_bytes_total', { kind: 'delivered' })) - before.delivered,
+    (await metricValue('sadp_fetch_bytes_total', { kind: 'delivered' })) - before.delivered,
     reader.stats.bytesDelivered,
   );
 });

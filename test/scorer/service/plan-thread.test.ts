@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { registry } from '../../../common/metrics.js';
+import { metricValue } from '../../helpers/metrics.js';
 import { openStore } from '../../../storage/index.js';
 import { decodePlan, openScorerCore } from '../../../scorer/index.js';
 import { decodePlanEnvelope } from '../../../scorer/state/codec.js';
@@ -32,15 +32,6 @@ function scoredJob(policy: 'sadp' | 'random' = 'sadp'): Job {
   job.applyReport(job.validateReport({ epoch: 0, ids, scores, losses: scores }));
   job.appliedSeq = 1;
   return job;
-}
-
-async function counter(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = registry.getSingleMetric(name);
-  if (!metric) return 0;
-  const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
-    .reduce((sum, v) => sum + v.value, 0);
 }
 
 test('a plan is the same on the loop and in the plan thread, snapshot included', async () => {
@@ -97,9 +88,9 @@ test('one plan thread serves every plan, also concurrent ones, and survives a fa
 test('the scorer plans small jobs on the loop and large ones in one kept thread (metrics)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sadp-plan-thread-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const threads0 = await counter('sadp_scorer_plan_threads_started_total');
-  const onLoop0 = await counter('sadp_scorer_plan_tasks_total', { where: 'loop' });
-  const inThread0 = await counter('sadp_scorer_plan_tasks_total', { where: 'thread' });
+  const threads0 = await metricValue('sadp_scorer_plan_threads_started_total');
+  const onLoop0 = await metricValue('sadp_scorer_plan_tasks_total', { where: 'loop' });
+  const inThread0 = await metricValue('sadp_scorer_plan_tasks_total', { where: 'thread' });
   // Below the default bound: every plan on the loop.
   const small = await openScorerCore({ store: openStore(join(dir, 'small')) });
   await small.createJob({
@@ -114,13 +105,13 @@ test('the scorer plans small jobs on the loop and large ones in one kept thread 
   for (let e = 0; e < 3; e++) smallPlans.push(await small.getPlan('s', e));
   await small.close();
   assert.ok(N <= PLAN_ON_LOOP_MAX_EXAMPLES);
-  assert.equal((await counter('sadp_scorer_plan_tasks_total', { where: 'loop' })) - onLoop0, 3);
-  assert.equal(await counter('sadp_scorer_plan_threads_started_total'), threads0);
+  assert.equal((await metricValue('sadp_scorer_plan_tasks_total', { where: 'loop' })) - onLoop0, 3);
+  assert.equal(await metricValue('sadp_scorer_plan_threads_started_total'), threads0);
   // Forced to the thread: three plans, one thread; the same plans.
   const big = await openScorerCore({ store: openStore(join(dir, 'big')), planOnLoopMaxExamples: 0 });
   await big.createJob({ jobId: 's', datasetSize: N, policy: 'random', pruneRatio: 0.5, epochs: 3, seed: 1n });
   for (let e = 0; e < 3; e++) assert.equal((await big.getPlan('s', e)).digest, smallPlans[e]!.digest);
   await big.close();
-  assert.equal((await counter('sadp_scorer_plan_tasks_total', { where: 'thread' })) - inThread0, 3);
-  assert.equal((await counter('sadp_scorer_plan_threads_started_total')) - threads0, 1);
+  assert.equal((await metricValue('sadp_scorer_plan_tasks_total', { where: 'thread' })) - inThread0, 3);
+  assert.equal((await metricValue('sadp_scorer_plan_threads_started_total')) - threads0, 1);
 });
