@@ -863,11 +863,17 @@ async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const cold = process.argv.includes('--cold');
   const repeatsAt = process.argv.indexOf('--repeats');
-  const repeats = repeatsAt >= 0 ? Math.max(1, Number(process.argv[repeatsAt + 1])) : quick ? 1 : 3;
+  const countArg = (at: number, name: string): number => {
+    const n = Number(process.argv[at + 1]);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`${name} takes a whole number >= 1, got ${process.argv[at + 1]}`);
+    return n;
+  };
+  const repeats = repeatsAt >= 0 ? countArg(repeatsAt, '--repeats') : quick ? 1 : 3;
   const epochsAt = process.argv.indexOf('--epochs');
   const config = { ...(quick ? QUICK : FULL) };
   // --epochs <n>: epochs per case (each after the first also shows the epoch boundary).
-  if (epochsAt >= 0) config.epochs = Math.max(1, Number(process.argv[epochsAt + 1]));
+  if (epochsAt >= 0) config.epochs = countArg(epochsAt, '--epochs');
   const t0 = Date.now();
   const log = (line: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`);
   requireTools();

@@ -38,7 +38,7 @@ export interface WorkerTaskOptions {
 export interface WorkerTaskRunner {
   /** Posts `task` to the runner's thread (started when missing) and resolves with its answer. */
   run<T>(task: unknown, options: WorkerTaskOptions): Promise<T>;
-  /** Threads started so far: 1 while no task failed, was cancelled mid-run, or close() ran. */
+  /** Threads started so far: 1 until the thread dies, a task is cancelled mid-run with nothing else pending, or close() ran (a task that throws keeps it). */
   readonly threadsStarted: number;
   /** Stops the thread; pending tasks reject with SADP_CANCELLED. Later runs start a new thread. */
   close(): Promise<void>;
@@ -103,6 +103,8 @@ export function createWorkerTaskRunner(moduleBase: URL): WorkerTaskRunner {
       else p.reject(p.options.failed(reply.error, new Error(reply.error)));
     });
     worker.on('error', die);
+    // A reply that cannot be deserialized settles nothing: fail every pending task instead of hanging.
+    worker.on('messageerror', die);
     worker.on('exit', (exitCode) => die(new Error(`worker exited with code ${exitCode}`)));
     return t;
   };

@@ -17,8 +17,10 @@ export const RANGE_READER_DEFAULTS = {
   baseDelayMs: 100,
   maxDelayMs: 5_000,
   idleTimeoutMs: 15_000,
-  // Minimises the modelled time (read-planner.ts); in bench:loader as fast
-  // as ranges within the noise, at 1.000-1.006x the selected bytes (BENCHMARKS.md).
+  // Minimises the modelled time (read-planner.ts). In bench:loader's full run
+  // (BENCHMARKS.md) its epoch time was 0.89-1.00x ranges' on loopback and
+  // 0.97-1.21x on the shaped link (it merges less than ranges' 64 KiB rule
+  // there), at 1.000-1.006x the selected bytes with the global shuffle.
   planner: 'auto',
   threads: 0,
 } as const;

@@ -122,13 +122,16 @@ export class JobRegistry {
   /**
    * The epoch's plan: its plan gate, then GetPlan, started once. Callers
    * start it as soon as the job is described, so the plan and the dataset
-   * load side by side; rejections are kept for the epoch's loader to see.
+   * load side by side. A rejected plan is dropped (the epoch's loader then
+   * asks again and sees the error).
    */
   plan(jobId: string, epoch: number): Promise<Plan> {
     let perJob = this.plans.get(jobId);
     if (!perJob) {
       perJob = new Map();
       this.plans.set(jobId, perJob);
+      // A job whose dataset never opens is never forgotten through `jobs`: bound plans like heads.
+      while (this.plans.size > MAX_JOBS) this.plans.delete(this.plans.keys().next().value as string);
     }
     const map = perJob;
     const p = map.get(epoch) ?? remember(map, epoch, () => this.loadPlan(jobId, epoch));
@@ -292,6 +295,7 @@ export class JobRegistry {
         : await this.shuffleThread.shuffle(
             { ...task, shardStarts: Uint32Array.from(dataset.manifest.shards, (s) => s.firstId) },
             signal,
+            ctx.jobId,
           );
     const shuffled = performance.now();
     const m = plan.ids.length;

@@ -7,9 +7,12 @@ import { createWorkerTaskRunner } from '../../../common/worker-task.js';
 import type { ShuffleTask } from './shuffle-task.js';
 
 export interface ShuffleThread {
-  /** shufflePlan(task) computed in the thread; rejects with SADP_CANCELLED on abort. */
-  shuffle(task: ShuffleTask, signal?: AbortSignal): Promise<Uint32Array>;
-  /** Threads started so far (1 while no shuffle failed or was cancelled mid-run). */
+  /**
+   * shufflePlan(task) computed in the thread; rejects with SADP_CANCELLED on
+   * abort. `jobId` names the job in errors (one thread serves every job).
+   */
+  shuffle(task: ShuffleTask, signal?: AbortSignal, jobId?: string): Promise<Uint32Array>;
+  /** Threads started so far (1 until the thread dies or a shuffle is cancelled mid-run with nothing else pending). */
   readonly threadsStarted: number;
   close(): Promise<void>;
 }
@@ -20,8 +23,8 @@ export function createShuffleThread(): ShuffleThread {
     get threadsStarted() {
       return runner.threadsStarted;
     },
-    shuffle(task, signal) {
-      const what = `epoch ${task.epoch} shuffle`;
+    shuffle(task, signal, jobId) {
+      const what = `${jobId === undefined ? '' : `job ${jobId} `}epoch ${task.epoch} shuffle`;
       // Only the task's own fields cross: a caller's extra properties (a shardOf function) cannot be cloned.
       const { ids, seed, epoch, mode, blockShards, shardStarts } = task;
       const message: ShuffleTask = { ids, seed, epoch, mode, blockShards, shardStarts };
