@@ -20,9 +20,20 @@ export type BufferGcMode = (typeof BUFFER_GC_MODES)[number];
 const HEAP_LIMIT_FLAGS = ['--external-memory-accounted-in-global-limit', '--heap-growing-percent=50'];
 let applied = false;
 
-/** Applies `mode` to this process (`v8-default` leaves V8 as it is). */
-export function applyBufferGc(mode: BufferGcMode): void {
-  if (mode !== 'heap-limit' || applied) return;
+/**
+ * Whether this V8 has the flag: V8 13 (Node 24) has it, V8 12.4 (Node 22)
+ * does not, and setting an unknown flag only prints an error, so ask first.
+ */
+export const BUFFER_GC_SUPPORTED = Number(process.versions.v8.split('.')[0]) >= 13;
+
+/**
+ * Applies `mode` to this process (`v8-default` leaves V8 as it is). False when
+ * `heap-limit` was asked for on a V8 without the flag (V8's default GC runs).
+ */
+export function applyBufferGc(mode: BufferGcMode): boolean {
+  if (mode !== 'heap-limit' || applied) return true;
+  if (!BUFFER_GC_SUPPORTED) return false;
   for (const flag of HEAP_LIMIT_FLAGS) v8.setFlagsFromString(flag);
   applied = true;
+  return true;
 }

@@ -40,8 +40,12 @@ export interface LoaderServer {
 
 export async function createLoaderServer(options: LoaderServerOptions): Promise<LoaderServer> {
   const resolved = resolveLoaderOptions(options);
-  applyBufferGc(resolved.bufferGc);
   const logger = resolved.logger.child({ component: 'loader' });
+  if (!applyBufferGc(resolved.bufferGc))
+    logger.warn(
+      { bufferGc: resolved.bufferGc, v8: process.versions.v8 },
+      'bufferGc heap-limit needs V8 13 (Node 24); this V8 keeps its default GC for Buffers',
+    );
   const lifetime = new AbortController();
   const drainController = new AbortController();
   // Every stream and storage read listens on these two: not a leak.

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { BUFFER_GC_SUPPORTED } from '../../../loader/service/buffer-gc.js';
 
 const fromSource = fileURLToPath(import.meta.url).endsWith('.ts');
 const loaderUrl = new URL('../../../loader/index.js', import.meta.url).href;
@@ -54,13 +55,22 @@ function externalPressureGcs(mode: string): number {
   return lines.slice(from, to).filter((l) => l.includes('Start (external memory pressure)')).length;
 }
 
-test('a loader server by default keeps Buffer allocation from starting full GCs; v8-default leaves V8 as it is', () => {
-  // V8's own rule: a full GC per ~64 MB of external memory, so 2 GB starts several.
-  const v8Default = externalPressureGcs('v8-default');
-  assert.ok(v8Default >= 1, `v8-default: ${v8Default} full GCs started by 2 GB of Buffers`);
-  assert.equal(externalPressureGcs('default'), 0, 'default: full GCs started by Buffers alone');
-  assert.equal(externalPressureGcs('heap-limit'), 0, 'heap-limit: full GCs started by Buffers alone');
-});
+test(
+  'a loader server by default keeps Buffer allocation from starting full GCs; v8-default leaves V8 as it is',
+  {
+    // Node 22's V8 12.4 has no such flag (the loader then warns and keeps V8's default); CI runs Node 24.
+    skip: BUFFER_GC_SUPPORTED
+      ? false
+      : `V8 ${process.versions.v8} has no --external-memory-accounted-in-global-limit`,
+  },
+  () => {
+    // V8's own rule: a full GC per ~64 MB of external memory, so 2 GB starts several.
+    const v8Default = externalPressureGcs('v8-default');
+    assert.ok(v8Default >= 1, `v8-default: ${v8Default} full GCs started by 2 GB of Buffers`);
+    assert.equal(externalPressureGcs('default'), 0, 'default: full GCs started by Buffers alone');
+    assert.equal(externalPressureGcs('heap-limit'), 0, 'heap-limit: full GCs started by Buffers alone');
+  },
+);
 
 test('an unknown bufferGc mode is refused, naming the option', async () => {
   const { createLoaderServer } = await import('../../../loader/index.js');
