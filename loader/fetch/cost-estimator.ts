@@ -117,12 +117,18 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     areaAt = now;
   };
 
-  // Recent times to first byte (us), for the latency floor.
+  // Recent times to first byte (us), for the latency floor. A refit runs per
+  // GET but the planner reads the model once per window, so a refit keeps the
+  // recent first bytes as they were (a copy) and the sort for their floor runs
+  // when the model is read.
   const recent = new Float64Array(RECENT);
-  const latencyFloor = (): number => {
-    const n = Math.min(samples, RECENT);
-    const sorted = recent.slice(0, n).sort();
-    return sorted[Math.floor(n / 10)] as number;
+  const atFit = new Float64Array(RECENT);
+  let atFitCount = 0;
+  let fitLatency = 0;
+  let floorPending = false;
+  const withLatencyFloor = (m: ReadCostModel): ReadCostModel => {
+    const sorted = atFit.subarray(0, atFitCount).sort();
+    return { ...m, latencyUs: Math.min(fitLatency, sorted[Math.floor(atFitCount / 10)] as number) };
   };
 
   const refit = (): void => {
@@ -138,13 +144,17 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
     // bytes cost at least what they took (on a CPU-bound reader the fit
     // sees little per-byte time), which keeps pruned bytes dear.
     const achieved = busyBytes > 0 ? (busyMs * 1000) / busyBytes : 0;
+    // On a saturated event loop every GET waits for callbacks, which inflates
+    // the intercept without any GET costing more: the floor of recent first
+    // bytes bounds it (applied in withLatencyFloor when the model is read).
+    atFitCount = Math.min(samples, RECENT);
+    atFit.set(recent.subarray(0, atFitCount));
+    fitLatency = latency;
+    floorPending = true;
     model = {
       perRequestUs: cpuReq,
       perByteUs: cpuByte,
-      // On a saturated event loop every GET waits for callbacks, which
-      // inflates the intercept without any GET costing more: the floor of
-      // recent first bytes bounds it.
-      latencyUs: Math.min(latency, latencyFloor()),
+      latencyUs: latency,
       concurrency: Math.max(inFlight, options.concurrency ?? 1),
       linkPerByteUs: Math.max(t / inFlight, achieved),
     };
@@ -189,7 +199,13 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       samples++;
       refit();
     },
-    current: () => model,
+    current() {
+      if (floorPending) {
+        model = withLatencyFloor(model);
+        floorPending = false;
+      }
+      return model;
+    },
     get samples() {
       return samples;
     },
