@@ -4,6 +4,7 @@
 // shuffle rejects with SADP_CANCELLED.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { SadpError } from '../../../../common/errors.js';
 import { shufflePlan, type ShuffleInput } from '../../../../loader/service/jobs/epoch-layout.js';
 import { shardOfStarts } from '../../../../loader/service/jobs/shuffle-task.js';
 import { createShuffleThread } from '../../../../loader/service/jobs/shuffle-thread.js';
@@ -87,4 +88,26 @@ test('close rejects a pending shuffle with SADP_CANCELLED', async () => {
   const rejected = assert.rejects(running, { code: 'SADP_CANCELLED' });
   await thread.close();
   await rejected;
+});
+
+test('a shuffle that fails in the thread names the job and the epoch (one thread serves every job)', async () => {
+  const thread = createShuffleThread();
+  try {
+    // No shard starts for a shard-block order: the worker's shuffle throws.
+    const broken = {
+      ids: Uint32Array.of(1, 2, 3),
+      seed: 1n,
+      epoch: 4,
+      mode: 'shard-block' as const,
+      blockShards: 1,
+      shardStarts: null as unknown as Uint32Array,
+    };
+    await assert.rejects(thread.shuffle(broken, undefined, 'job-7'), (err: SadpError) => {
+      assert.equal(err.code, 'SADP_SHUFFLE_WORKER_FAILED');
+      assert.match(err.message, /^job job-7 epoch 4 shuffle of 3 ids: worker failed: /);
+      return true;
+    });
+  } finally {
+    await thread.close();
+  }
 });
