@@ -38,6 +38,11 @@ export interface ServiceSpec {
    * services (`sadp serve` prints one per service); default the first.
    */
   service?: string;
+  /**
+   * Run in a network namespace of its own (root only; `unshare` and `ip`),
+   * with its loopback up: fixed ports are free there whatever else listens.
+   */
+  privateNetwork?: boolean;
 }
 
 export interface ServiceProcess {
@@ -66,7 +71,12 @@ function startFailure(spec: ServiceSpec, why: string, stdout: string[], stderr: 
 
 /** Starts `sadp <args>` and resolves once it printed its JSON "listening" line. */
 export async function startService(spec: ServiceSpec): Promise<ServiceProcess> {
-  const proc = spawn(process.execPath, [...cliCommand(), ...spec.args], {
+  const command = [process.execPath, ...cliCommand(), ...spec.args];
+  // unshare and sh exec in turn, so the pid is the service's.
+  const [file, ...argv] = spec.privateNetwork
+    ? ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', ...command]
+    : command;
+  const proc = spawn(file as string, argv, {
     cwd: spec.cwd ?? packageRoot,
     env: cleanEnv(spec.env),
     stdio: ['ignore', 'pipe', 'pipe'],
