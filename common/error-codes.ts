@@ -81,6 +81,7 @@ const LOADER_ERROR_CODES = [
   'SADP_OPEN_TIMEOUT',
   'SADP_PERMISSION_DENIED',
   'SADP_SCORER_ERROR',
+  'SADP_SCORES_NOT_DURABLE',
   'SADP_SHUFFLE_WORKER_FAILED',
 ] as const;
 export type LoaderErrorCode = (typeof LOADER_ERROR_CODES)[number];
