@@ -81,6 +81,12 @@ const LOADER_ERROR_CODES = [
   'SADP_OPEN_TIMEOUT',
   'SADP_PERMISSION_DENIED',
   'SADP_SCORER_ERROR',
+  'SADP_SCORES_NOT_DURABLE',
+  // The loader's shuffle thread died or failed with no SadpError. Kept apart
+  // from the scorer's SADP_PLAN_WORKER_FAILED on purpose: the code says which
+  // service's thread failed (what an alert or a log query keys on), codes
+  // are per component here, and both names are documented, so merging would
+  // break users who match on either for no gain.
   'SADP_SHUFFLE_WORKER_FAILED',
 ] as const;
 export type LoaderErrorCode = (typeof LOADER_ERROR_CODES)[number];

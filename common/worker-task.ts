@@ -8,7 +8,8 @@
 // serveWorkerTasks (worker-serve.ts).
 import { fileURLToPath } from 'node:url';
 import { Worker, type Transferable } from 'node:worker_threads';
-import type { SadpError } from './errors.js';
+import { SadpError, type StatusCode } from './errors.js';
+import { isSadpErrorCode } from './error-codes.js';
 import { cancelledError, onAbort } from './signals.js';
 import type { WorkerReply, WorkerRequest } from './worker-serve.js';
 
@@ -31,6 +32,11 @@ export interface WorkerTaskOptions {
   what: string;
   /** The error when the task fails (it threw, or the thread died before answering). */
   failed: (reason: string, cause: unknown) => SadpError;
+  /**
+   * The error when the task threw a SadpError, given that error rebuilt on
+   * this thread (code, status, message); default `failed`.
+   */
+  thrown?: (err: SadpError) => SadpError;
   /** Rejects the task with SADP_CANCELLED (and stops the thread if it has nothing else to do). */
   signal?: AbortSignal;
 }
@@ -99,8 +105,14 @@ export function createWorkerTaskRunner(moduleBase: URL): WorkerTaskRunner {
     worker.on('message', (reply: WorkerReply) => {
       const p = settle(t, reply.id);
       if (!p) return;
-      if (reply.ok) p.resolve(reply.result as never);
-      else p.reject(p.options.failed(reply.error, new Error(reply.error)));
+      if (reply.ok) {
+        p.resolve(reply.result as never);
+        return;
+      }
+      const { thrown, failed } = p.options;
+      if (thrown && reply.code !== undefined && isSadpErrorCode(reply.code)) {
+        p.reject(thrown(new SadpError(reply.code, reply.error, { status: reply.status as StatusCode })));
+      } else p.reject(failed(reply.error, new Error(reply.error)));
     });
     worker.on('error', die);
     // A reply that cannot be deserialized settles nothing: fail every pending task instead of hanging.

@@ -40,6 +40,11 @@ const KNOB_FLAGS = [
   ['readThreads', '<n>', 'worker threads for GETs and tar cutting (0: on the main thread)'],
   ['shuffle', '<mode>', 'global, shard-block or shard-buffer'],
   [
+    'scoreDurableTimeoutMs',
+    '<ms>',
+    'how long scores may fail to reach the scorer before the streams that carried them fail (trainers resend them)',
+  ],
+  [
     'auth',
     '<mode>',
     'none or token (per-job bearer tokens; under none, jobs created with a token are refused)',
@@ -121,6 +126,7 @@ export async function startLoaderFromConfig(
       maxAttempts: config.loader.maxAttempts,
     },
     shuffle: config.loader.shuffle,
+    scoreDurableTimeoutMs: config.loader.scoreDurableTimeoutMs,
     auth: config.loader.auth,
     scorerToken: overrides.scorerToken ?? config.loader.scorerToken,
     // Service mode: object storage plus the operator's local roots only.

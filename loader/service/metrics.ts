@@ -54,8 +54,12 @@ export function loaderMetrics() {
     ),
     scoreReports: counter(
       'sadp_loader_score_reports_total',
-      'ReportScores calls by outcome (ok, retry, rejected)',
+      'ReportScores calls by outcome (ok, retry, rejected, gave_up)',
       ['outcome'],
+    ),
+    scoresNotDurable: counter(
+      'sadp_loader_scores_not_durable_total',
+      'Score entries given up after scoreDurableTimeoutMs of scorer failures; their trainers keep and resend them',
     ),
     boundaryStall: histogram(
       'sadp_loader_boundary_stall_seconds',

@@ -96,6 +96,17 @@ export interface LoaderServerOptions {
    */
   scoreBufferEntries?: number;
   /**
+   * How long a job's scores may fail to reach the scorer with transient
+   * errors (the scorer down, or its state store, so it cannot make them
+   * durable) before the loader gives them up: the streams whose acks carried
+   * them end with UNAVAILABLE `SADP_SCORES_NOT_DURABLE` naming the scorer,
+   * job, epoch and count, and their trainers, which keep every unconfirmed
+   * ack, resend them when they reconnect. Default 60,000 ms: a scorer
+   * restart (seconds) is ridden out, and it is under the trainer SDK's 120 s
+   * idle timeout, so the trainer sees this error rather than a bare timeout.
+   */
+  scoreDurableTimeoutMs?: number;
+  /**
    * `token`: every call must carry `authorization: Bearer <token>` whose
    * SHA-256 equals the job's token_sha256 (constant-time compare). Default
    * `none`.
@@ -153,6 +164,7 @@ export interface ResolvedLoaderOptions {
   scoreFlushEntries: number;
   scoreFlushMs: number;
   scoreBufferEntries: number;
+  scoreDurableTimeoutMs: number;
   auth: AuthMode;
   tls: TlsOptions | undefined;
   logger: Logger;
@@ -178,6 +190,7 @@ export const LOADER_DEFAULTS = {
   scoreFlushEntries: 65_536,
   scoreFlushMs: 200,
   scoreBufferEntries: 1_048_576,
+  scoreDurableTimeoutMs: 60_000,
   auth: 'none',
   epochBarrierMs: 10_000,
   openTimeoutMs: 30_000,
@@ -199,6 +212,7 @@ export const LOADER_BOUNDS = {
   scoreFlushEntries: [1, 262_144],
   scoreFlushMs: [0, Number.MAX_SAFE_INTEGER],
   scoreBufferEntries: [1, Number.MAX_SAFE_INTEGER],
+  scoreDurableTimeoutMs: [1, Number.MAX_SAFE_INTEGER],
   epochBarrierMs: [0, Number.MAX_SAFE_INTEGER],
   openTimeoutMs: [1, Number.MAX_SAFE_INTEGER],
   warmBatchTtlMs: [1, Number.MAX_SAFE_INTEGER],
@@ -226,6 +240,8 @@ export const loaderConfigSchema = z
     maxMessageBytes: intField('maxMessageBytes').default(LOADER_DEFAULTS.maxMessageBytes),
     ...rangeReaderConfigShape,
     shuffle: z.enum(SHUFFLE_MODES).default(LOADER_DEFAULTS.shuffle),
+    /** How long scores may fail to reach the scorer before their streams fail (trainers resend them). */
+    scoreDurableTimeoutMs: intField('scoreDurableTimeoutMs').default(LOADER_DEFAULTS.scoreDurableTimeoutMs),
     /** 'token': trainers must present the job's bearer token. */
     auth: z.enum(AUTH_MODES).default(LOADER_DEFAULTS.auth),
     /** Bearer token this loader presents to the scorer (the scorer's loaderToken). */
@@ -287,6 +303,10 @@ export function resolveLoaderOptions(options: LoaderServerOptions): ResolvedLoad
     scoreFlushEntries: int('scoreFlushEntries', options.scoreFlushEntries ?? d.scoreFlushEntries),
     scoreFlushMs: int('scoreFlushMs', options.scoreFlushMs ?? d.scoreFlushMs),
     scoreBufferEntries: int('scoreBufferEntries', options.scoreBufferEntries ?? d.scoreBufferEntries),
+    scoreDurableTimeoutMs: int(
+      'scoreDurableTimeoutMs',
+      options.scoreDurableTimeoutMs ?? d.scoreDurableTimeoutMs,
+    ),
     auth,
     tls: options.tls,
     logger: options.logger ?? silentLogger,

@@ -39,6 +39,8 @@ export interface LoaderStats {
   scoresBuffered: number;
   scoreRetries: number;
   scoresRejected: number;
+  /** Score entries given up after scoreDurableTimeoutMs of scorer failures (trainers resend them). */
+  scoresNotDurable: number;
   /** Next-epoch batches prefetched at an epoch boundary. */
   warmBatchesStarted: number;
 }
@@ -83,6 +85,7 @@ export function createLoaderStages(options: LoaderStagesOptions): LoaderStages {
     flushEntries: resolved.scoreFlushEntries,
     flushMs: resolved.scoreFlushMs,
     maxBufferedEntries: resolved.scoreBufferEntries,
+    durableTimeoutMs: resolved.scoreDurableTimeoutMs,
     logger,
     metrics,
     signal: lifetime,
@@ -155,6 +158,7 @@ export function createLoaderStages(options: LoaderStagesOptions): LoaderStages {
         scoresBuffered: forwarder.stats.buffered,
         scoreRetries: forwarder.stats.retries,
         scoresRejected: forwarder.stats.rejected,
+        scoresNotDurable: forwarder.stats.notDurable,
         warmBatchesStarted,
       };
     },

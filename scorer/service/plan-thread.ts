@@ -2,7 +2,11 @@
 // where even a kept thread costs a structured-clone round trip and the first
 // plan its start), in the scorer's one long-lived plan thread otherwise, so
 // reports and streams keep flowing while a 10M-example plan is computed.
-import { SadpError, Status } from '../../common/errors.js';
+// A plan that fails fails the same way on both: the computation's own
+// SadpError (code, status, message) prefixed with what was planned; only a
+// thread that dies, or a failure that is no SadpError, is
+// SADP_PLAN_WORKER_FAILED.
+import { SadpError, Status, errorMessage } from '../../common/errors.js';
 import { createWorkerTaskRunner } from '../../common/worker-task.js';
 import { computePlanTask, type PlanTask, type PlanTaskResult } from './plan-task.js';
 
@@ -35,6 +39,9 @@ export function createPlanRunner(options: PlanRunnerOptions = {}): PlanRunner {
       status: Status.INTERNAL,
       cause,
     });
+  // The computation's error, named after the job and epoch (on the loop and from the thread alike).
+  const thrown = (what: string) => (err: SadpError) =>
+    new SadpError(err.code, `${what}: ${err.message}`, { status: err.status, cause: err });
   return {
     get threadsStarted() {
       return runner.threadsStarted;
@@ -42,10 +49,19 @@ export function createPlanRunner(options: PlanRunnerOptions = {}): PlanRunner {
     async run(task, what) {
       if (task.input.datasetSize <= onLoopMax) {
         options.onTask?.('loop', false);
-        return computePlanTask(task);
+        try {
+          return computePlanTask(task);
+        } catch (err) {
+          if (err instanceof SadpError) throw thrown(what)(err);
+          throw failed(what)(errorMessage(err), err);
+        }
       }
       const before = runner.threadsStarted;
-      const running = runner.run<PlanTaskResult>(task, { what: `${what}: plan`, failed: failed(what) });
+      const running = runner.run<PlanTaskResult>(task, {
+        what: `${what}: plan`,
+        failed: failed(what),
+        thrown: thrown(what),
+      });
       options.onTask?.('thread', runner.threadsStarted > before);
       return running;
     },

@@ -26,6 +26,7 @@ test('every knob flag sets its config key, over the environment', () => {
     '--concurrency=9',
     '--shuffle=shard-buffer',
     '--auth=token',
+    '--score-durable-timeout-ms=1500',
   ]);
   const config = loadConfig({
     env: { SADP_LOADER_PREFETCH_BATCHES: '3', SADP_LOADER_CONCURRENCY: '2' },
@@ -42,6 +43,7 @@ test('every knob flag sets its config key, over the environment', () => {
       concurrency: config.loader.concurrency,
       shuffle: config.loader.shuffle,
       auth: config.loader.auth,
+      scoreDurableTimeoutMs: config.loader.scoreDurableTimeoutMs,
     },
     {
       listen: '0.0.0.0:7000',
@@ -53,6 +55,7 @@ test('every knob flag sets its config key, over the environment', () => {
       concurrency: 9,
       shuffle: 'shard-buffer',
       auth: 'token',
+      scoreDurableTimeoutMs: 1_500,
     },
   );
 });
@@ -65,6 +68,7 @@ test('unset flags leave the file and environment alone; defaults are the loader 
   assert.equal(config.loader.concurrency, 2);
   assert.equal(config.loader.prefetchBatches, 4);
   assert.equal(config.loader.readPlanner, 'auto');
+  assert.equal(config.loader.scoreDurableTimeoutMs, 60_000);
 });
 
 test('a flag past the bound the schema states fails at parse time, naming the flag and the bound', () => {
@@ -73,6 +77,10 @@ test('a flag past the bound the schema states fails at parse time, naming the fl
     /--prefetch-batches must be an integer in 1\.\.64, got 65/,
   );
   assert.throws(() => parse(['--concurrency=0']), /--concurrency must be an integer in 1\.\.1024, got 0/);
+  assert.throws(
+    () => parse(['--score-durable-timeout-ms=0']),
+    /--score-durable-timeout-ms must be an integer >= 1, got 0/,
+  );
   // The same bound applies to the config file and the environment.
   assert.throws(
     () => loadConfig({ env: { SADP_LOADER_PREFETCH_BATCHES: '65' } }),

@@ -70,6 +70,8 @@ export interface KillEnvOptions {
   shardBytes?: number;
   /** Put a fault proxy between the scorer and its S3 state (needs scorerState 's3'). */
   stateProxy?: boolean;
+  /** More `sadp loader` flags (e.g. --score-durable-timeout-ms). */
+  loaderArgs?: string[];
 }
 
 /** A service that can be killed and started again on the same port. */
@@ -175,6 +177,7 @@ export async function startKillEnv(options: KillEnvOptions = {}): Promise<KillEn
       '--scorer',
       scorerAddress,
       ...s3Flags,
+      ...(options.loaderArgs ?? []),
       '--log-level',
       'warn',
     ]);

@@ -448,9 +448,14 @@ class EpochStreamImpl implements EpochStream {
       if (failures > 0) {
         if (failures >= this.options.maxAttempts) {
           const last = this.fail(lastError);
+          // Scores the loader never confirmed stay here: say so, so that none is lost unnoticed.
+          const kept =
+            this.pending.size > 0
+              ? `; ${this.pending.size} scored acks the loader did not confirm are kept (pendingAcks(): pass them as resendAcks)`
+              : '';
           throw new LoaderCallError(
             'SADP_LOADER_RETRIES_EXHAUSTED',
-            `${this.what}: ${failures} consecutive attempts failed at cursor ${this.cursorValue}; last: ${last.message}`,
+            `${this.what}: ${failures} consecutive attempts failed at cursor ${this.cursorValue}; last: ${last.message}${kept}`,
             GrpcStatus.UNAVAILABLE,
             last.details,
             lastError,

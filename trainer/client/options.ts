@@ -3,7 +3,7 @@
 // once by createLoaderClient.
 import type * as grpc from '@grpc/grpc-js';
 import { invalidArgument } from '../../common/errors.js';
-import { keepaliveOptions } from '../../common/keepalive.js';
+import { KEEPALIVE_TIMEOUT_MS, keepaliveOptions } from '../../common/keepalive.js';
 import { clientTlsCredentials, type TlsOptions } from '../../common/tls.js';
 
 export type { TlsOptions } from '../../common/tls.js';
@@ -64,6 +64,13 @@ export interface LoaderClientOptions {
    */
   keepaliveTimeMs?: number;
   /**
+   * How long a keepalive ping may go unanswered before the connection is
+   * treated as dead (the stream then reopens at its cursor). Default 20 s:
+   * a loaded loader may answer late, and a shorter timeout would drop live
+   * connections; lower it to notice a vanished peer sooner.
+   */
+  keepaliveTimeoutMs?: number;
+  /**
    * HTTP/2 flow-control window in bytes. Default 8 MiB: a few 3 MiB parts
    * in flight, so one batch is not throttled to one window per round trip
    * on a long-distance link (grpc-js' default is 64 KiB-ish).
@@ -102,6 +109,7 @@ export const LOADER_CLIENT_DEFAULTS = {
   maxReceiveMessageBytes: 8 * 1024 * 1024,
   reconnect: { maxAttempts: 10, baseDelayMs: 250, maxDelayMs: 10_000 },
   keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
   flowControlWindow: 8 * 1024 * 1024,
   maxPendingAcks: 1024,
 } as const;
@@ -137,6 +145,7 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
     );
   }
   const keepaliveTimeMs = positive('keepaliveTimeMs', options.keepaliveTimeMs, d.keepaliveTimeMs);
+  const keepaliveTimeoutMs = positive('keepaliveTimeoutMs', options.keepaliveTimeoutMs, d.keepaliveTimeoutMs);
   const maxReceive = positive(
     'maxReceiveMessageBytes',
     options.maxReceiveMessageBytes,
@@ -159,7 +168,7 @@ export function resolveClientOptions(options: LoaderClientOptions): ResolvedClie
     maxPendingAcks: Math.floor(positive('maxPendingAcks', options.maxPendingAcks, d.maxPendingAcks)),
     credentials,
     channelOptions: {
-      ...keepaliveOptions(keepaliveTimeMs),
+      ...keepaliveOptions(keepaliveTimeMs, keepaliveTimeoutMs),
       'grpc.max_receive_message_length': maxReceive,
       'grpc-node.flow_control_window': window,
       'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [loadBalancing]: {} }] }),

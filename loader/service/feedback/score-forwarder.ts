@@ -3,8 +3,12 @@
 // flight, so when one example is reported twice the later score lands last
 // (the scorer keeps the latest). A buffer is flushed when it reaches
 // `flushEntries`, `flushMs` after its first entry, or on demand (stream end,
-// epoch boundary, shutdown). Transient scorer failures are retried with
-// backoff for as long as the loader runs; nothing is dropped silently: a
+// epoch boundary, shutdown). Transient scorer failures (the scorer down, or
+// its state store: it cannot make scores durable) are retried with backoff
+// for at most `durableTimeoutMs`; then every entry buffered for the job is
+// given up: the streams whose acks carried them end with UNAVAILABLE
+// (SADP_SCORES_NOT_DURABLE) and their trainers, which keep every ack not yet
+// committed, resend them when they reconnect. Nothing is dropped silently: a
 // report the scorer rejects outright fails the streams whose acks it carried.
 import type { Logger } from '../../../common/logger.js';
 import { SadpError, Status, errorMessage } from '../../../common/errors.js';
@@ -12,7 +16,7 @@ import { retry, type RetryPolicy } from '../../../common/retry.js';
 import { isRetryableScorerError, scorerError, type ScorerClient } from '../../../scorer/index.js';
 import type { LoaderMetrics } from '../metrics.js';
 
-/** Transient failures are retried for as long as the loader runs (until its signal aborts). */
+/** Transient failures are retried until `durableTimeoutMs` has passed since the first one (or the signal aborts). */
 const FORWARD_RETRY: RetryPolicy = {
   attempts: Infinity,
   baseDelayMs: 100,
@@ -59,10 +63,15 @@ interface JobBuffer {
 }
 
 export interface ScoreForwarderOptions {
-  scorer: Pick<ScorerClient, 'reportScores'>;
+  scorer: Pick<ScorerClient, 'reportScores' | 'address'>;
   flushEntries: number;
   flushMs: number;
   maxBufferedEntries: number;
+  /**
+   * How long a report may keep failing with transient errors before the
+   * job's buffered entries are given up (scoreDurableTimeoutMs).
+   */
+  durableTimeoutMs: number;
   logger: Logger;
   metrics: LoaderMetrics;
   /** Aborted when the loader closes for good: pending retries stop. */
@@ -74,11 +83,13 @@ export interface ScoreForwarderStats {
   buffered: number;
   retries: number;
   rejected: number;
+  /** Entries given up after durableTimeoutMs of transient failures (their trainers resend them). */
+  notDurable: number;
 }
 
 export class ScoreForwarder {
   private readonly jobs = new Map<string, JobBuffer>();
-  readonly stats: ScoreForwarderStats = { forwarded: 0, buffered: 0, retries: 0, rejected: 0 };
+  readonly stats: ScoreForwarderStats = { forwarded: 0, buffered: 0, retries: 0, rejected: 0, notDurable: 0 };
 
   constructor(private readonly options: ScoreForwarderOptions) {}
 
@@ -234,7 +245,14 @@ export class ScoreForwarder {
         scores: group.kind & 1 ? group.scores.slice(0, n) : [],
         losses: group.kind & 2 ? group.losses.slice(0, n) : [],
       };
-      const error = await this.send(job.jobId, request);
+      const error = await this.send(job, request);
+      if (error?.code === 'SADP_SCORES_NOT_DURABLE') {
+        // The scorer cannot make scores durable: give up everything buffered
+        // for the job (later reports would wait the same timeout again).
+        job.groups = [];
+        this.settle(job, job.nextSeq, error);
+        return;
+      }
       group.ids.splice(0, n);
       if (group.kind & 1) group.scores.splice(0, n);
       if (group.kind & 2) group.losses.splice(0, n);
@@ -243,33 +261,53 @@ export class ScoreForwarder {
     }
   }
 
-  /** Sends one report, retrying transient failures; returns the final error for a rejected report. */
+  /**
+   * Sends one report, retrying transient failures for at most
+   * durableTimeoutMs; returns the final error of a rejected or given-up report.
+   */
   private async send(
-    jobId: string,
+    job: JobBuffer,
     request: { jobId: string; epoch: number; ids: number[]; scores: number[]; losses: number[] },
   ): Promise<SadpError | undefined> {
-    const { scorer, logger, metrics, signal } = this.options;
+    const { scorer, logger, metrics, signal, durableTimeoutMs } = this.options;
+    const { jobId } = job;
+    let firstFailureAt: number | undefined;
+    let attempts = 0;
+    let timedOut = false;
     try {
-      await retry(() => scorer.reportScores(request, { signal }), {
-        ...FORWARD_RETRY,
-        classify: isRetryableScorerError,
-        signal,
-        what: `report of scores of job ${jobId}`,
-        onRetry: (err, attempt) => {
-          this.stats.retries++;
-          metrics.scoreReports.inc({ outcome: 'retry' });
-          logger.warn(
-            {
-              job: jobId,
-              epoch: request.epoch,
-              entries: request.ids.length,
-              attempt,
-              err: errorMessage(err),
-            },
-            'ReportScores failed; retrying',
-          );
+      await retry(
+        () => {
+          attempts++;
+          return scorer.reportScores(request, { signal });
         },
-      });
+        {
+          ...FORWARD_RETRY,
+          classify: (err) => {
+            if (!isRetryableScorerError(err)) return false;
+            const now = performance.now();
+            firstFailureAt ??= now;
+            timedOut = now - firstFailureAt >= durableTimeoutMs;
+            return !timedOut;
+          },
+          signal,
+          what: `report of scores of job ${jobId}`,
+          onRetry: (err, attempt, delayMs) => {
+            this.stats.retries++;
+            metrics.scoreReports.inc({ outcome: 'retry' });
+            logger.warn(
+              {
+                job: jobId,
+                epoch: request.epoch,
+                entries: request.ids.length,
+                attempt,
+                delayMs,
+                err: errorMessage(err),
+              },
+              'ReportScores failed; retrying',
+            );
+          },
+        },
+      );
       this.stats.forwarded += request.ids.length;
       metrics.scoresForwarded.inc(request.ids.length);
       metrics.scoreReports.inc({ outcome: 'ok' });
@@ -285,6 +323,7 @@ export class ScoreForwarder {
           },
         );
       }
+      if (timedOut) return this.gaveUp(job, request.epoch, attempts, err);
       const e = scorerError(
         err,
         `report of ${request.ids.length} scores of job ${jobId} epoch ${request.epoch}`,
@@ -298,6 +337,35 @@ export class ScoreForwarder {
       );
       return e;
     }
+  }
+
+  /** The error for every entry of `job` after durableTimeoutMs of transient failures; counts and logs them. */
+  private gaveUp(job: JobBuffer, epoch: number, attempts: number, cause: unknown): SadpError {
+    const { scorer, logger, metrics, durableTimeoutMs } = this.options;
+    const pending = job.nextSeq - job.flushedSeq;
+    const epochs = [...new Set(job.groups.map((g) => g.epoch))].sort((a, b) => a - b);
+    const where = epochs.length > 1 ? `epochs ${epochs.join(', ')}` : `epoch ${epoch}`;
+    this.stats.notDurable += pending;
+    metrics.scoreReports.inc({ outcome: 'gave_up' });
+    metrics.scoresNotDurable.inc(pending);
+    logger.error(
+      {
+        job: job.jobId,
+        epochs,
+        entries: pending,
+        attempts,
+        scorer: scorer.address,
+        err: errorMessage(cause),
+      },
+      'scores not durable at the scorer; failing the streams that carried them',
+    );
+    return new SadpError(
+      'SADP_SCORES_NOT_DURABLE',
+      `${pending} scores of job ${job.jobId} ${where} are not durable: the scorer at ${scorer.address} ` +
+        `failed ${attempts} ReportScores attempts over ${durableTimeoutMs} ms (scoreDurableTimeoutMs, ` +
+        `last: ${errorMessage(cause)}). The trainer keeps the unconfirmed acks and resends them when it reconnects`,
+      { status: Status.UNAVAILABLE, cause },
+    );
   }
 
   private settle(job: JobBuffer, through: number, error: SadpError | undefined): void {

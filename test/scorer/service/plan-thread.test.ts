@@ -1,13 +1,15 @@
 // Where plans are computed: small jobs on the event loop, large ones in one
 // kept plan thread. The plan is the same wherever it runs (ids, weights,
 // digest, persisted plan and snapshot), the thread is started once for
-// many plans, and a failing task rejects with SADP_PLAN_WORKER_FAILED while
+// many plans, and a failing plan fails with the same error on both paths
+// (the computation's code and status, named after the job and epoch) while
 // the thread serves the next one.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { SadpError, Status } from '../../../common/errors.js';
 import { metricValue } from '../../helpers/metrics.js';
 import { openStore } from '../../../storage/index.js';
 import { decodePlan, openScorerCore } from '../../../scorer/index.js';
@@ -72,16 +74,47 @@ test('one plan thread serves every plan, also concurrent ones, and survives a fa
     const got = await Promise.all([0, 1, 2, 3].map((e) => runner.run(job.planTask(e, false), `epoch ${e}`)));
     const want = await Promise.all(expected);
     got.forEach((g, e) => assert.equal(g.plan.digest, want[e]!.plan.digest, `epoch ${e}`));
-    // planEpoch rejects an epoch outside the schedule: the task fails, the thread stays.
+    // planEpoch rejects an epoch outside the schedule: the task fails with its own code, the thread stays.
     await assert.rejects(runner.run(job.planTask(99, false), 'job pt epoch 99'), {
-      code: 'SADP_PLAN_WORKER_FAILED',
-      message: /job pt epoch 99: plan worker failed/,
+      code: 'SADP_MATH_BAD_EPOCH',
+      message: /^job pt epoch 99: epoch must be an integer in \[0, 6\), got 99$/,
     });
     const after = await runner.run(job.planTask(4, false), 'epoch 4');
     assert.equal(after.plan.epoch, 4);
     assert.equal(runner.threadsStarted, 1);
   } finally {
     await runner.close();
+  }
+});
+
+test('a failing plan fails with the same code, status and message on the loop and in the thread', async () => {
+  const job = scoredJob();
+  const loop = createPlanRunner({ onLoopMaxExamples: N });
+  const thread = createPlanRunner({ onLoopMaxExamples: 0 });
+  try {
+    const failure = async (
+      runner: typeof loop,
+    ): Promise<{ code: string; status: number; message: string }> => {
+      const err = await runner.run(job.planTask(99, false), 'job pt epoch 99').then(
+        () => assert.fail('a plan of epoch 99 of a 6-epoch job must fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SadpError, String(err));
+      return { code: err.code, status: err.status, message: err.message };
+    };
+    const onLoop = await failure(loop);
+    const inThread = await failure(thread);
+    assert.deepEqual(inThread, onLoop);
+    assert.deepEqual(onLoop, {
+      code: 'SADP_MATH_BAD_EPOCH',
+      status: Status.INVALID_ARGUMENT,
+      message: 'job pt epoch 99: epoch must be an integer in [0, 6), got 99',
+    });
+    assert.equal(loop.threadsStarted, 0, 'the loop path ran on the loop');
+    assert.equal(thread.threadsStarted, 1, 'the thread path ran in the thread');
+  } finally {
+    await loop.close();
+    await thread.close();
   }
 });
 

@@ -67,6 +67,10 @@ class ClientOptions:
     #: HTTP/2 keepalive ping interval: far below cloud L4 load balancers' idle
     #: timeouts (AWS NLB drops idle flows after 350 s).
     keepalive_time_ms: float = 30_000
+    #: How long a keepalive ping may go unanswered before the connection is
+    #: dropped (the stream reopens at its cursor): a loaded loader may answer
+    #: late. Capped at ``keepalive_time_ms``.
+    keepalive_timeout_ms: float = 20_000
     #: Scored acks not yet confirmed by ScoresCommitted, kept for resending after
     #: a reconnect; beyond this the oldest are dropped (counted in
     #: ``stats.dropped_acks``). About 2.5 MB at batch size 128.
@@ -93,6 +97,7 @@ def validate(options: ClientOptions) -> ClientOptions:
     _positive("deadline_ms", options.deadline_ms)
     _positive("idle_timeout_ms", options.idle_timeout_ms, allow_zero=True)
     _positive("keepalive_time_ms", options.keepalive_time_ms)
+    _positive("keepalive_timeout_ms", options.keepalive_timeout_ms)
     _positive("max_pending_acks", options.max_pending_acks)
     _positive("reconnect.max_attempts", options.reconnect.max_attempts)
     _positive("reconnect.base_delay_ms", options.reconnect.base_delay_ms)
@@ -109,7 +114,7 @@ def channel_options(options: ClientOptions) -> List[Tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", int(options.max_receive_message_bytes)),
         ("grpc.keepalive_time_ms", keepalive),
-        ("grpc.keepalive_timeout_ms", min(20_000, keepalive)),
+        ("grpc.keepalive_timeout_ms", min(int(options.keepalive_timeout_ms), keepalive)),
         # Keep pinging during a long training step with no data on the wire.
         ("grpc.http2.max_pings_without_data", 0),
         *list(options.channel_options),

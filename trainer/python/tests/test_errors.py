@@ -8,6 +8,7 @@ import pytest
 
 from conftest import Scorer, env, read
 from sadp_loader import ClientOptions, ReconnectOptions, SadpError, TlsOptions, create_loader_client
+from sadp_loader.options import channel_options
 
 
 def first_batch(options: ClientOptions, job: str):
@@ -72,6 +73,20 @@ def test_bad_options_are_refused():
         create_loader_client(address="localhost")
     with pytest.raises(SadpError, match="deadline_ms"):
         create_loader_client(address="127.0.0.1:5", deadline_ms=0)
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(SadpError, match="keepalive_timeout_ms must be a positive number") as e:
+            create_loader_client(address="127.0.0.1:5", keepalive_timeout_ms=bad)
+        assert e.value.code == "SADP_INVALID_OPTION"
+
+
+def test_keepalive_timeout_reaches_the_channel_options():
+    def timeout(**kw):
+        return dict(channel_options(ClientOptions(address="127.0.0.1:5", **kw)))["grpc.keepalive_timeout_ms"]
+
+    assert timeout() == 20_000
+    assert timeout(keepalive_timeout_ms=4_500) == 4_500
+    # Never longer than the ping interval.
+    assert timeout(keepalive_time_ms=10_000, keepalive_timeout_ms=15_000) == 10_000
 
 
 def _tls_scorer() -> Scorer:
