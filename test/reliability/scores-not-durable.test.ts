@@ -90,7 +90,10 @@ test('scores the scorer cannot make durable fail the trainer with SADP_SCORES_NO
     }
     const steps = stream.info?.steps ?? 0;
     assert.ok(steps > 1, 'the epoch has several batches');
-    assert.equal(stream.cursor, steps, 'every batch was delivered and acked');
+    // Usually every batch was delivered before the third give-up; on a stalled machine the
+    // failure can come first. Both are correct: what was acked is kept, the rest comes later.
+    const delivered = stream.cursor;
+    assert.ok(delivered >= 1 && delivered <= steps, `batches acked: ${delivered}`);
 
     // The trainer's error: UNAVAILABLE, the loader's code, the scorer, job, epoch and counts.
     assert.ok(failure instanceof LoaderCallError, `the epoch failed: ${String(failure)}`);
@@ -106,8 +109,8 @@ test('scores the scorer cannot make durable fail the trainer with SADP_SCORES_NO
     );
     const pending: AckRecord[] = stream.pendingAcks();
     assert.equal(stream.committedThrough, -1, 'nothing was confirmed');
-    assert.equal(pending.length, steps, 'every scored ack is kept by the trainer');
-    assert.match(failure.message, new RegExp(`${steps} scored acks the loader did not confirm are kept`));
+    assert.equal(pending.length, delivered, 'every scored ack is kept by the trainer');
+    assert.match(failure.message, new RegExp(`${delivered} scored acks the loader did not confirm are kept`));
 
     // The loader counted what it gave up (each entry at least once) and ends up holding nothing
     // (an ack still in flight when the last stream failed is given up in its turn: polled, not timed).
@@ -120,10 +123,16 @@ test('scores the scorer cannot make durable fail the trainer with SADP_SCORES_NO
       await delay(50);
     }
 
-    // The store is back: resending the kept acks at the epoch's end makes them durable.
+    // The store is back: resending the kept acks (and scoring any batch not delivered yet)
+    // makes every score durable.
     proxy.setRules([]);
-    const resumed = client.epoch({ ...shape, cursor: stream.cursor, resendAcks: pending });
-    for await (const batch of resumed) assert.fail(`no batch is left to send, got ${batch.index}`);
+    const resumed = client.epoch({ ...shape, cursor: delivered, resendAcks: pending });
+    for await (const batch of resumed) {
+      assert.ok(batch.index >= delivered, `batch ${batch.index} was delivered before`);
+      const scores = Array.from(batch.ids, scoreOf);
+      batch.ids.forEach((id, i) => acked.set(id, scores[i] as number));
+      await batch.ack({ scores });
+    }
     assert.equal(resumed.committedThrough, steps - 1, 'every resent ack confirmed');
     assert.deepEqual(resumed.pendingAcks(), []);
     const durable = await readDurableScoresRetrying(env, params.jobId);
