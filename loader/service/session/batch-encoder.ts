@@ -5,12 +5,15 @@
 // written once (field bytes copied once, from the fetched range).
 // The output is byte-identical to the generated encoder (`pb.StreamEpochResponse
 // .encode`): same field order, defaults omitted, map entries in Object.keys order.
-// On the stream, parts go out as SelfEncoding messages (selfEncodingPart): grpc-js
-// copies every message into a frame of its own anyway, so each is encoded at that
-// moment into one scratch buffer reused by every part, instead of a new multi-MB
-// buffer per part (page faults, and V8 full GCs driven by external memory).
+// On the stream, parts go out as SelfEncoding messages (selfEncodingPart) whose
+// bytes are deferred: grpc-js allocates every message's frame itself (5 bytes of
+// prefix, then the message) and fills it with the serialized value's copy(); a
+// deferred part's copy() encodes straight into that frame. So the field bytes are
+// copied once, fetched range -> frame, with no buffer of our own per part (an
+// encoded buffer, then grpc-js's copy of it, cost one more 110 KB memcpy per
+// sample and a multi-MB scratch).
 import { SadpError } from '../../../common/errors.js';
-import { ENCODE_SELF, type SelfEncoding } from '../../../proto/index.js';
+import { ENCODE_SELF, type DeferredBytes, type SelfEncoding } from '../../../proto/index.js';
 
 /** A Sample message, or one piece of a sample split across parts (see loader.proto). */
 export interface SamplePiece {
@@ -84,37 +87,61 @@ function measure(samples: readonly SamplePiece[]): { body: number; m: Measured }
 
 /** Encoded StreamEpochResponse carrying `part` as its `batch`: one allocation, exact size. */
 export function encodeBatchPartResponse(part: PartPlan): Buffer {
-  return encodePart(part, (n) => Buffer.allocUnsafe(n));
-}
-
-/** The scratch buffer of selfEncodingPart; it keeps the largest size asked for up to this. */
-const SCRATCH_MAX_BYTES = 32 * 1024 * 1024;
-let scratch = Buffer.alloc(0);
-
-function scratchOf(n: number): Buffer {
-  if (n > SCRATCH_MAX_BYTES) return Buffer.allocUnsafe(n);
-  if (n > scratch.length) scratch = Buffer.allocUnsafeSlow(n);
-  return scratch.subarray(0, n);
+  const sized = sizePart(part);
+  const buf = Buffer.allocUnsafe(sized.total);
+  writePart(part, sized, buf, 0);
+  return buf;
 }
 
 /**
  * `part` as a message grpc-js encodes when it writes it (see SelfEncoding):
- * the bytes are those of encodeBatchPartResponse, written into a scratch
- * buffer shared by every part and valid until the next part is encoded.
+ * the bytes of encodeBatchPartResponse, written by copy() into the frame
+ * grpc-js allocates.
  */
 export function selfEncodingPart(part: PartPlan): SelfEncoding {
-  return { [ENCODE_SELF]: () => encodePart(part, scratchOf) };
+  return { [ENCODE_SELF]: () => deferredPart(part) };
 }
 
-function encodePart(part: PartPlan, alloc: (n: number) => Buffer): Buffer {
+function deferredPart(part: PartPlan): DeferredBytes {
+  const sized = sizePart(part);
+  return {
+    byteLength: sized.total,
+    copy(target, targetStart = 0) {
+      if (target.byteLength - targetStart < sized.total) {
+        throw new SadpError(
+          'SADP_INTERNAL',
+          `BatchPart of batch ${part.index} part ${part.part} needs ${sized.total} bytes, the frame holds ${target.byteLength - targetStart}`,
+        );
+      }
+      const into = Buffer.isBuffer(target)
+        ? target
+        : Buffer.from(target.buffer, target.byteOffset, target.byteLength);
+      writePart(part, sized, into, targetStart);
+      return sized.total;
+    },
+  };
+}
+
+interface SizedPart {
+  /** Bytes of the StreamEpochResponse. */
+  total: number;
+  partBytes: number;
+  m: Measured;
+}
+
+function sizePart(part: PartPlan): SizedPart {
   const { body: samplesBytes, m } = measure(part.samples);
   let partBytes = samplesBytes;
   if (part.index !== 0) partBytes += 1 + varintSize(part.index);
   if (part.part !== 0) partBytes += 1 + varintSize(part.part);
   if (part.parts !== 0) partBytes += 1 + varintSize(part.parts);
-  const total = 1 + varintSize(partBytes) + partBytes;
-  const buf = alloc(total);
-  let pos = 0;
+  return { total: 1 + varintSize(partBytes) + partBytes, partBytes, m };
+}
+
+/** Writes the StreamEpochResponse of `part` into `buf` from `start`. */
+function writePart(part: PartPlan, sized: SizedPart, buf: Buffer, start: number): void {
+  const { total, partBytes, m } = sized;
+  let pos = start;
   buf[pos++] = 0x12; // StreamEpochResponse.batch: field 2, length-delimited
   pos = writeVarint(buf, pos, partBytes);
   if (part.index !== 0) {
@@ -168,11 +195,10 @@ function encodePart(part: PartPlan, alloc: (n: number) => Buffer): Buffer {
       buf[pos++] = 1;
     }
   }
-  if (pos !== total) {
+  if (pos - start !== total) {
     throw new SadpError(
       'SADP_INTERNAL',
-      `BatchPart encoder wrote ${pos} bytes of batch ${part.index} part ${part.part}, sized ${total}`,
+      `BatchPart encoder wrote ${pos - start} bytes of batch ${part.index} part ${part.part}, sized ${total}`,
     );
   }
-  return buf;
 }
