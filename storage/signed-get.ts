@@ -129,45 +129,60 @@ export function createSignedGetter(config: SignedGetConfig): SignedGetter {
   let creds: ProvidedCredentials | undefined;
   /** Until when `creds` are used without asking the provider. */
   let credsUntilMs = 0;
-  const credentials = async (): Promise<ProvidedCredentials> => {
-    if (creds !== undefined && Date.now() < credsUntilMs) return creds;
+  const refresh = async (): Promise<ProvidedCredentials> => {
     const fresh = await config.credentials();
     creds = fresh;
     credsUntilMs = fresh.expiration ? fresh.expiration.getTime() - CREDENTIALS_REFRESH_MS : Infinity;
     return fresh;
   };
+  const dispatch = (
+    c: SigningCredentials,
+    path: string,
+    url: string,
+    dest: Uint8Array,
+    destOffset: number,
+    options: ReadIntoOptions,
+  ): Promise<number> => {
+    const { start, end, ifMatch } = options;
+    const amzDate = amzDateNow();
+    const quoted = ifMatch === undefined ? undefined : `"${ifMatch}"`;
+    // undici sends Host from the origin; the signer signs that same value.
+    const headers: string[] = [
+      'range',
+      `bytes=${start}-${end - 1}`,
+      'x-amz-date',
+      amzDate,
+      'x-amz-content-sha256',
+      EMPTY_SHA256,
+    ];
+    if (quoted !== undefined) headers.push('if-match', quoted);
+    if (c.sessionToken) headers.push('x-amz-security-token', c.sessionToken);
+    headers.push('authorization', signer.authorization(path, c, amzDate, quoted));
+    return new Promise<number>((resolve, reject) => {
+      const handler = new GetHandler(url, dest, destOffset, options, resolve, reject);
+      pool.dispatch(
+        {
+          origin: origin.origin,
+          path,
+          method: 'GET',
+          headers,
+          headersTimeout: options.idleTimeoutMs,
+          bodyTimeout: options.idleTimeoutMs,
+        },
+        handler,
+      );
+    });
+  };
   return {
-    async getInto(path, url, dest, destOffset, options) {
-      const { start, end, ifMatch, signal } = options;
-      signal?.throwIfAborted();
-      const c = creds !== undefined && Date.now() < credsUntilMs ? creds : await credentials();
-      const amzDate = amzDateNow();
-      const quoted = ifMatch === undefined ? undefined : `"${ifMatch}"`;
-      // undici sends Host from the origin; the signer signs that same value.
-      const headers: string[] = [
-        'range',
-        `bytes=${start}-${end - 1}`,
-        'x-amz-date',
-        amzDate,
-        'x-amz-content-sha256',
-        EMPTY_SHA256,
-      ];
-      if (quoted !== undefined) headers.push('if-match', quoted);
-      if (c.sessionToken) headers.push('x-amz-security-token', c.sessionToken);
-      headers.push('authorization', signer.authorization(path, c, amzDate, quoted));
-      return new Promise<number>((resolve, reject) => {
-        const handler = new GetHandler(url, dest, destOffset, options, resolve, reject);
-        pool.dispatch(
-          {
-            origin: origin.origin,
-            path,
-            method: 'GET',
-            headers,
-            headersTimeout: options.idleTimeoutMs,
-            bodyTimeout: options.idleTimeoutMs,
-          },
-          handler,
-        );
+    // Not async: on every GET of the loader; the provider is awaited only when credentials need it.
+    getInto(path, url, dest, destOffset, options) {
+      if (options.signal?.aborted) return Promise.reject(options.signal.reason as Error);
+      if (creds !== undefined && Date.now() < credsUntilMs) {
+        return dispatch(creds, path, url, dest, destOffset, options);
+      }
+      return refresh().then((c) => {
+        options.signal?.throwIfAborted();
+        return dispatch(c, path, url, dest, destOffset, options);
       });
     },
     close: () => pool.close(),
