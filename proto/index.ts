@@ -22,6 +22,9 @@ interface MessageType<T> {
 /** Key of the method by which a message encodes itself (see SelfEncoding). */
 export const ENCODE_SELF: unique symbol = Symbol('sadp.encodeSelf');
 
+/** Where the patched grpc-js looks for DeferredBytes' framed form (a registered symbol: no import). */
+export const GRPC_FRAMED: unique symbol = Symbol.for('grpc-js.framedMessage');
+
 /**
  * Bytes written on demand: what grpc-js's server reads of a serialized
  * message (its byteLength, then copy() into the frame it allocates, at
@@ -33,6 +36,12 @@ export interface DeferredBytes {
   readonly byteLength: number;
   /** Writes the bytes into `target` from `targetStart`; returns how many. */
   copy(target: Uint8Array, targetStart?: number): number;
+  /**
+   * The whole gRPC frame (flag byte, 4-byte length, the bytes) in a buffer
+   * the caller owns: this project's patch of grpc-js (patches/) sends it as
+   * is, without allocating a frame of its own and copying into it.
+   */
+  [GRPC_FRAMED]?(): Buffer;
 }
 
 /**

@@ -6,14 +6,14 @@
 // The output is byte-identical to the generated encoder (`pb.StreamEpochResponse
 // .encode`): same field order, defaults omitted, map entries in Object.keys order.
 // On the stream, parts go out as SelfEncoding messages (selfEncodingPart) whose
-// bytes are deferred: grpc-js allocates every message's frame itself (5 bytes of
-// prefix, then the message) and fills it with the serialized value's copy(); a
-// deferred part's copy() encodes straight into that frame. So the field bytes are
-// copied once, fetched range -> frame, with no buffer of our own per part (an
-// encoded buffer, then grpc-js's copy of it, cost one more 110 KB memcpy per
-// sample and a multi-MB scratch).
+// bytes are deferred until grpc-js serializes them. Patched grpc-js (patches/)
+// asks for the whole frame (5 bytes of prefix, then the message), encoded into a
+// pooled buffer that serves later parts once the write completed; unpatched
+// grpc-js allocates the frame itself and calls copy(), which encodes into it.
+// Either way the field bytes are copied once, fetched range -> frame (an encoded
+// buffer, then grpc-js's copy of it, cost one more 110 KB memcpy per sample).
 import { SadpError } from '../../../common/errors.js';
-import { ENCODE_SELF, type DeferredBytes, type SelfEncoding } from '../../../proto/index.js';
+import { ENCODE_SELF, GRPC_FRAMED, type DeferredBytes, type SelfEncoding } from '../../../proto/index.js';
 
 /** A Sample message, or one piece of a sample split across parts (see loader.proto). */
 export interface SamplePiece {
@@ -93,16 +93,63 @@ export function encodeBatchPartResponse(part: PartPlan): Buffer {
   return buf;
 }
 
+/** A batch part as the stream writes it; written() once grpc-js has sent it. */
+export interface WritablePart extends SelfEncoding {
+  /** The part's bytes are on the socket: its frame serves later parts. */
+  written(): void;
+}
+
 /**
  * `part` as a message grpc-js encodes when it writes it (see SelfEncoding):
  * the bytes of encodeBatchPartResponse, written by copy() into the frame
- * grpc-js allocates.
+ * grpc-js allocates, or (patched grpc-js) framed in a recycled buffer.
  */
-export function selfEncodingPart(part: PartPlan): SelfEncoding {
-  return { [ENCODE_SELF]: () => deferredPart(part) };
+export function selfEncodingPart(part: PartPlan): WritablePart {
+  let frame: ArrayBuffer | undefined;
+  return {
+    [ENCODE_SELF]: () =>
+      deferredPart(part, (buf) => {
+        frame = buf;
+      }),
+    written() {
+      if (frame) releaseFrame(frame);
+      frame = undefined;
+    },
+  };
 }
 
-function deferredPart(part: PartPlan): DeferredBytes {
+/**
+ * Frames for the patched grpc-js, in whole MiB: a part's frame is written by
+ * the kernel after the call's write callback at the latest, then serves the
+ * next part. Without them every part was a new multi-MB buffer that often
+ * outlived a young-generation GC, and V8 ran full GCs to free them.
+ */
+const FRAME_UNIT = 1024 * 1024;
+/** Free frames kept (a stream writes one batch's parts, a few MB, before it waits). */
+const MAX_FREE_FRAMES = 8;
+const freeFrames: ArrayBuffer[] = [];
+
+function takeFrame(n: number): ArrayBuffer {
+  for (let i = freeFrames.length - 1; i >= 0; i--) {
+    const f = freeFrames[i] as ArrayBuffer;
+    if (f.byteLength >= n && f.byteLength < 2 * n + FRAME_UNIT) {
+      freeFrames.splice(i, 1);
+      return f;
+    }
+  }
+  return new ArrayBuffer(Math.ceil(n / FRAME_UNIT) * FRAME_UNIT);
+}
+
+function releaseFrame(frame: ArrayBuffer): void {
+  if (freeFrames.length < MAX_FREE_FRAMES) freeFrames.push(frame);
+}
+
+/** Free frames held (tests). */
+export function freeFrameCount(): number {
+  return freeFrames.length;
+}
+
+function deferredPart(part: PartPlan, took: (frame: ArrayBuffer) => void): DeferredBytes {
   const sized = sizePart(part);
   return {
     byteLength: sized.total,
@@ -118,6 +165,15 @@ function deferredPart(part: PartPlan): DeferredBytes {
         : Buffer.from(target.buffer, target.byteOffset, target.byteLength);
       writePart(part, sized, into, targetStart);
       return sized.total;
+    },
+    [GRPC_FRAMED]() {
+      const frame = takeFrame(sized.total + 5);
+      took(frame);
+      const buf = Buffer.from(frame, 0, sized.total + 5);
+      buf[0] = 0; // not compressed
+      buf.writeUInt32BE(sized.total, 1);
+      writePart(part, sized, buf, 5);
+      return buf;
     },
   };
 }
