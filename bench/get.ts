@@ -12,6 +12,10 @@
 //             wrapper + idle timer): the reader's path before the lean GET,
 //   - `lean`: fetchRange over S3Store.readInto (undici + SigV4, chunks into
 //             the destination buffer),
+//   - `bare`: undici Pool.dispatch with the same signer, a raw handler
+//             writing into a fresh buffer and nothing else (no retry, ETag
+//             or range checks, idle timer, abort listener): the floor the
+//             lean path's own per-GET overhead is measured against,
 // for 110 KB and 4 KB ranges at 4 GETs in flight, and per MB of a whole
 // 16 MB read. Then the range reader end to end (plan, GETs, cut) over
 // synthetic ImageNet-shaped shards (110 KB lognormal samples) served by the
@@ -29,6 +33,8 @@ import { fetchRange, type FetchObserver, type RetryConfig } from '../loader/fetc
 import { createRangeReader, type RangeReaderOptions } from '../loader/fetch/index.js';
 import { buildShards, openDataset, syntheticSource, type Dataset } from '../loader/shards/index.js';
 import { createS3Client, openStore, type ObjectStore, type S3Client } from '../storage/index.js';
+import { createGetSigner, EMPTY_SHA256 } from '../storage/sigv4-get.js';
+import { Pool } from 'undici';
 import { mulberry32 } from '../test/helpers/random.js';
 
 const quick = process.argv.includes('--quick');
@@ -62,18 +68,70 @@ function streamOnly(store: ObjectStore): ObjectStore {
   };
 }
 
-/** CPU us (user + system) per GET of `count` GETs of `length` bytes, `IN_FLIGHT` at a time. */
-async function cpuPerGet(store: ObjectStore, etag: string, length: number, count: number): Promise<number> {
+type Get = (start: number, end: number) => Promise<unknown>;
+
+function viaFetchRange(store: ObjectStore, etag: string): Get {
   const signal = new AbortController().signal;
-  const starts = Array.from({ length: count }, (_, i) => ((i % 64) * 251_659) % (OBJECT_BYTES - length));
-  const before = process.cpuUsage();
-  await forEachLimited(starts, { concurrency: IN_FLIGHT }, async (start) => {
-    await fetchRange(
-      { store, key: KEY, label: `s3://${BUCKET}/${KEY}`, start, end: start + length, etag },
+  return (start, end) =>
+    fetchRange(
+      { store, key: KEY, label: `s3://${BUCKET}/${KEY}`, start, end, etag },
       retry,
       observer,
       signal,
     );
+}
+
+/** undici Pool.dispatch + the lean path's signer, body into a fresh buffer, nothing else. */
+function bareGet(endpoint: string, etag: string): { get: Get; close(): Promise<void> } {
+  const pool = new Pool(endpoint, { connections: IN_FLIGHT });
+  const signer = createGetSigner(new URL(endpoint).host, 'us-east-1');
+  const creds = { accessKeyId: 'bench', secretAccessKey: 'bench' };
+  const path = `/${BUCKET}/${KEY}`;
+  const quoted = `"${etag}"`;
+  const get: Get = (start, end) =>
+    new Promise<number>((resolve, reject) => {
+      const amzDate = new Date().toISOString().replace(/[:-]|\.\d{3}/g, '');
+      const dest = Buffer.allocUnsafe(end - start);
+      let written = 0;
+      pool.dispatch(
+        {
+          path,
+          method: 'GET',
+          headers: [
+            'range',
+            `bytes=${start}-${end - 1}`,
+            'x-amz-date',
+            amzDate,
+            'x-amz-content-sha256',
+            EMPTY_SHA256,
+            'if-match',
+            quoted,
+            'authorization',
+            signer.authorization(path, creds, amzDate, quoted),
+          ],
+        },
+        {
+          onConnect() {},
+          onHeaders: () => true,
+          onData(chunk: Buffer) {
+            dest.set(chunk, written);
+            written += chunk.length;
+            return true;
+          },
+          onComplete: () => resolve(written),
+          onError: reject,
+        },
+      );
+    });
+  return { get, close: () => pool.close() };
+}
+
+/** CPU us (user + system) per GET of `count` GETs of `length` bytes, `IN_FLIGHT` at a time. */
+async function cpuPerGet(get: Get, length: number, count: number): Promise<number> {
+  const starts = Array.from({ length: count }, (_, i) => ((i % 64) * 251_659) % (OBJECT_BYTES - length));
+  const before = process.cpuUsage();
+  await forEachLimited(starts, { concurrency: IN_FLIGHT }, async (start) => {
+    await get(start, start + length);
   });
   const used = process.cpuUsage(before);
   return (used.user + used.system) / count;
@@ -149,25 +207,34 @@ async function main(): Promise<void> {
     const info = await lean.head(KEY);
     if (!info) throw new Error('bench object missing');
     const paths = { sdk, lean };
+    const bare = bareGet(server.endpoint, info.etag);
+    const gets: Record<string, Get> = {
+      sdk: viaFetchRange(sdk, info.etag),
+      lean: viaFetchRange(lean, info.etag),
+      bare: bare.get,
+    };
     const results: Record<string, Record<string, number>> = {};
     for (const [label, length] of [
       ['range110k', 110_000],
       ['range4k', 4_096],
     ] as const) {
-      for (const store of Object.values(paths)) await cpuPerGet(store, info.etag, length, WARMUP);
-      const samples: Record<string, number[]> = { sdk: [], lean: [] };
+      for (const get of Object.values(gets)) await cpuPerGet(get, length, WARMUP);
+      const samples: Record<string, number[]> = { sdk: [], lean: [], bare: [] };
       for (let round = 0; round < ROUNDS; round++) {
-        for (const [name, store] of Object.entries(paths)) {
-          samples[name]?.push(await cpuPerGet(store, info.etag, length, PER_ROUND));
-        }
+        const entries = Object.entries(gets);
+        if (round % 2 === 1) entries.reverse();
+        for (const [name, get] of entries) samples[name]?.push(await cpuPerGet(get, length, PER_ROUND));
       }
       const sdkUs = median(samples.sdk ?? []);
       const leanUs = median(samples.lean ?? []);
-      results[label] = { sdkUs, leanUs, ratio: leanUs / sdkUs };
+      const bareUs = median(samples.bare ?? []);
+      results[label] = { sdkUs, leanUs, bareUs, ratio: leanUs / sdkUs, leanOverBare: leanUs / bareUs };
       console.log(
-        `${label}: sdk ${sdkUs.toFixed(0)} us/GET, lean ${leanUs.toFixed(0)} us/GET, lean/sdk ${(leanUs / sdkUs).toFixed(2)}`,
+        `${label}: sdk ${sdkUs.toFixed(0)} us/GET, lean ${leanUs.toFixed(0)} us/GET, bare ${bareUs.toFixed(0)} us/GET, ` +
+          `lean/sdk ${(leanUs / sdkUs).toFixed(2)}, lean/bare ${(leanUs / bareUs).toFixed(2)}`,
       );
     }
+    await bare.close();
     // Whole object: CPU per MB, 4 reads per path per round, the order alternating by round.
     const whole: Record<string, number[]> = { sdk: [], lean: [] };
     const wholeReads = 4;

@@ -47,15 +47,16 @@ export async function raceSignal<T>(
 ): Promise<T> {
   if (!signal) return promise;
   throwIfCancelled(signal, what);
-  const stop = new AbortController();
-  const aborted = once(signal, 'abort', { signal: stop.signal }).then(() => {
-    throw cancelledError(signal, what);
+  // A plain listener, removed when the race settles: no AbortController (and
+  // its DOMException) per call, as this runs once per batch on the loader.
+  let listener: Disposable | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    listener = addAbortListener(signal, () => reject(cancelledError(signal, what)));
   });
   try {
     return await Promise.race([promise, aborted]);
   } finally {
-    stop.abort();
-    aborted.catch(() => undefined);
+    listener?.[Symbol.dispose]();
   }
 }
 

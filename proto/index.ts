@@ -22,13 +22,34 @@ interface MessageType<T> {
 /** Key of the method by which a message encodes itself (see SelfEncoding). */
 export const ENCODE_SELF: unique symbol = Symbol('sadp.encodeSelf');
 
+/** Where the patched grpc-js looks for DeferredBytes' framed form (a registered symbol: no import). */
+export const GRPC_FRAMED: unique symbol = Symbol.for('grpc-js.framedMessage');
+
+/**
+ * Bytes written on demand: what grpc-js's server reads of a serialized
+ * message (its byteLength, then copy() into the frame it allocates, at
+ * offset 5 after the length prefix), so a message is encoded straight into
+ * grpc-js's frame instead of into a buffer grpc-js then copies.
+ * test/loader/service/session/deferred-part-grpc.test.ts checks it over a real gRPC stream.
+ */
+export interface DeferredBytes {
+  readonly byteLength: number;
+  /** Writes the bytes into `target` from `targetStart`; returns how many. */
+  copy(target: Uint8Array, targetStart?: number): number;
+  /**
+   * The whole gRPC frame (flag byte, 4-byte length, the bytes) in a buffer
+   * the caller owns: this project's patch of grpc-js (patches/) sends it as
+   * is, without allocating a frame of its own and copying into it.
+   */
+  [GRPC_FRAMED]?(): Buffer;
+}
+
 /**
  * A message that encodes itself when grpc-js serializes it (the loader's batch
- * parts). The returned bytes may be a shared scratch buffer, valid only until
- * the next ENCODE_SELF call: grpc-js copies them into its frame at once.
+ * parts), as bytes or as DeferredBytes (server responses only).
  */
 export interface SelfEncoding {
-  [ENCODE_SELF](): Buffer;
+  [ENCODE_SELF](): Buffer | DeferredBytes;
 }
 
 /**
@@ -40,7 +61,8 @@ function serializer<T>(type: MessageType<T>): (value: T) => Buffer {
   return (value) => {
     if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
     if (typeof (value as Partial<SelfEncoding>)[ENCODE_SELF] === 'function') {
-      return (value as SelfEncoding)[ENCODE_SELF]();
+      // DeferredBytes stand in for a Buffer: grpc-js only reads byteLength and calls copy().
+      return (value as SelfEncoding)[ENCODE_SELF]() as Buffer;
     }
     const bytes = type.encode(value).finish();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -3,12 +3,18 @@
 import { SadpError, Status } from '../common/errors.js';
 import type { ReadOptions } from './object-store.js';
 
+/** Whether `start` and `end` are a byte range checkRangeArgs accepts. */
+export function rangeArgsValid(options: ReadOptions): boolean {
+  const { start, end } = options;
+  return !(
+    (start !== undefined && (!Number.isSafeInteger(start) || start < 0)) ||
+    (end !== undefined && (!Number.isSafeInteger(end) || end < (start ?? 0)))
+  );
+}
+
 export function checkRangeArgs(options: ReadOptions, url: string): void {
   const { start, end } = options;
-  const bad =
-    (start !== undefined && (!Number.isSafeInteger(start) || start < 0)) ||
-    (end !== undefined && (!Number.isSafeInteger(end) || end < (start ?? 0)));
-  if (bad) {
+  if (!rangeArgsValid(options)) {
     throw new SadpError('SADP_RANGE_INVALID', `${url}: invalid byte range [${start ?? 0}, ${end ?? 'end'})`, {
       status: Status.INVALID_ARGUMENT,
     });

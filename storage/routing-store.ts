@@ -53,7 +53,12 @@ class RoutingStore implements ObjectStore {
     const [s, k] = this.route(key);
     return await s.getStream(k, options);
   }
-  async readInto(
+  readInto(key: string, dest: Uint8Array, destOffset: number, options: ReadIntoOptions): Promise<number> {
+    // Not async for the root's keys: this is on every GET of the loader.
+    if (!isAbsoluteUrl(key)) return readInto(this.root, key, dest, destOffset, options);
+    return this.readIntoOther(key, dest, destOffset, options);
+  }
+  private async readIntoOther(
     key: string,
     dest: Uint8Array,
     destOffset: number,

@@ -27,7 +27,7 @@ import { changedError, mapStorageError, rangeError, unavailableError } from './e
 import { guardStream } from './guard-stream.js';
 import { clientEndpointLabel } from './s3-client.js';
 import { checkKey, parseS3Url } from './keys.js';
-import { checkRangeArgs } from './range.js';
+import { checkRangeArgs, rangeArgsValid } from './range.js';
 import { readIntoViaStream } from './read-into.js';
 import { resolveGetRoute, type GetRoute } from './s3-get-route.js';
 import { encodeKeyPath } from './signed-get.js';
@@ -157,7 +157,24 @@ class S3Store implements ObjectStore {
     return { body, length: out.ContentLength ?? 0, url };
   }
 
-  async readInto(
+  /** The lean GET route once resolved (`null`: none, reads take the stream path). */
+  private resolvedRoute: GetRoute | null | undefined;
+
+  readInto(key: string, dest: Uint8Array, destOffset: number, options: ReadIntoOptions): Promise<number> {
+    // The loader's per-GET path: a known key on a resolved route goes straight
+    // to the getter, without an async frame of its own.
+    const target = this.targets.get(key);
+    const route = this.resolvedRoute;
+    // A bad range is rejected there too.
+    if (target === undefined || route === undefined || !rangeArgsValid(options)) {
+      return this.readIntoFirst(key, dest, destOffset, options);
+    }
+    if (route === null) return readIntoViaStream(this, key, target.url, dest, destOffset, options);
+    return route.getter.getInto(target.path, target.url, dest, destOffset, options);
+  }
+
+  /** readInto of a key not seen yet, before the route is known, or of a bad range. */
+  private async readIntoFirst(
     key: string,
     dest: Uint8Array,
     destOffset: number,
@@ -169,6 +186,7 @@ class S3Store implements ObjectStore {
       checkRangeArgs(options, url);
       this.route ??= resolveGetRoute(this.client, this.bucket).catch(() => undefined);
       const route = await this.route;
+      this.resolvedRoute = route ?? null;
       target = { url, path: route ? `${route.base}/${encodeKeyPath(this.objectKey(key))}` : '' };
       if (this.targets.size >= TARGET_CACHE_KEYS) this.targets.clear();
       this.targets.set(key, target);

@@ -1,35 +1,41 @@
 // The lean GET path for object reads: one undici Pool per S3 client, SigV4
-// headers from aws4 (it caches the derived signing key per secret, day and
-// region), and a raw dispatch handler that writes body chunks straight into
-// the caller's buffer. Per ranged GET this costs ~120 us of CPU where a
-// GetObject through the AWS SDK costs ~700-900 us (PERF-NOTES.md; bench:get).
-// Credentials still come from the SDK client's provider, which resolves the
-// default chain (env, profile, IMDS, IRSA) and refreshes expiring session
-// credentials; HEAD, LIST and PUT stay on the SDK.
+// headers from a GET signer that caches the derived signing key and the
+// canonical paths (./sigv4-get.ts), and a raw dispatch handler that writes
+// body chunks straight into the caller's buffer. Per ranged GET this costs
+// ~120 us of CPU where a GetObject through the AWS SDK costs ~700-900 us
+// (PERF-NOTES.md; bench:get). Credentials still come from the SDK client's
+// provider, which resolves the default chain (env, profile, IMDS, IRSA) and
+// refreshes expiring session credentials; HEAD, LIST and PUT stay on the SDK.
 //
 // No timer, stream or listener per GET beyond one abort listener: undici's
 // own headers/body timeouts are the idle timer, and errors are mapped here
 // onto the SadpError codes of ./errors.ts.
-import aws4 from 'aws4';
 import { Pool, type Dispatcher } from 'undici';
 import { SadpError, Status } from '../common/errors.js';
 import { onAbort, type AbortListener } from '../common/signals.js';
 import { changedError, mapStorageError, rangeError } from './errors.js';
 import type { ReadIntoOptions } from './object-store.js';
 import { timeoutError } from './read-into.js';
+import { createGetSigner, EMPTY_SHA256, type SigningCredentials } from './sigv4-get.js';
 
-export interface SigningCredentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
+export type { SigningCredentials } from './sigv4-get.js';
+
+/** Credentials as the SDK's provider resolves them; `expiration` is set on session credentials. */
+export interface ProvidedCredentials extends SigningCredentials {
+  expiration?: Date;
 }
 
 export interface SignedGetConfig {
   /** `http(s)://host[:port]` of the server. */
   origin: string;
   region: string;
-  /** Called per GET; the SDK's provider memoizes and refreshes expiring credentials. */
-  credentials: () => Promise<SigningCredentials>;
+  /**
+   * The SDK's provider: it memoizes, and resolves again once credentials are
+   * within its refresh window (5 minutes) of expiring. Asked per GET while
+   * they are in that window; credentials further from expiry (or without
+   * one) are kept without asking, as the provider would return them anyway.
+   */
+  credentials: () => Promise<ProvidedCredentials>;
   /** Sockets to the origin. */
   connections: number;
   connectTimeoutMs: number;
@@ -52,8 +58,11 @@ export interface SignedGetter {
   close(): Promise<void>;
 }
 
-/** SHA-256 of the empty body: GETs have none, so aws4 need not hash one per request. */
-const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/**
+ * Credentials are asked for again this long before they expire: the SDK's
+ * refresh window (300 s) plus a margin for the clock read between the two.
+ */
+const CREDENTIALS_REFRESH_MS = 310_000;
 /** Error bodies are read for their S3 <Code> only, up to this many bytes. */
 const ERROR_BODY_LIMIT = 4096;
 
@@ -82,7 +91,8 @@ export function encodeKeyPath(key: string): string {
 
 /**
  * `headers` plus the SigV4 ones (Host, X-Amz-Date, X-Amz-Content-Sha256, the
- * session token, Authorization) for a GET of `path` (URI-encoded).
+ * session token, Authorization) for a GET of `path` (URI-encoded); an
+ * `If-Match` in `headers` is signed.
  */
 export function signGet(
   host: string,
@@ -90,21 +100,20 @@ export function signGet(
   region: string,
   creds: SigningCredentials,
   headers: Record<string, string>,
-  now?: Date,
+  now: Date = new Date(),
 ): Record<string, string> {
-  headers.Host = host;
-  headers['X-Amz-Content-Sha256'] = EMPTY_SHA256;
-  if (now) headers['X-Amz-Date'] = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
-  // aws4 signs a copy of the headers and returns it.
-  const signed = aws4.sign(
-    { host, path, method: 'GET', service: 's3', region, headers },
-    {
-      accessKeyId: creds.accessKeyId,
-      secretAccessKey: creds.secretAccessKey,
-      ...(creds.sessionToken ? { sessionToken: creds.sessionToken } : {}),
-    },
+  const amzDate = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
+  const signed: Record<string, string> = { ...headers, Host: host };
+  signed['X-Amz-Date'] = amzDate;
+  signed['X-Amz-Content-Sha256'] = EMPTY_SHA256;
+  if (creds.sessionToken) signed['X-Amz-Security-Token'] = creds.sessionToken;
+  signed.Authorization = createGetSigner(host, region).authorization(
+    path,
+    creds,
+    amzDate,
+    headers['If-Match'],
   );
-  return signed.headers as Record<string, string>;
+  return signed;
 }
 
 export function createSignedGetter(config: SignedGetConfig): SignedGetter {
@@ -116,32 +125,64 @@ export function createSignedGetter(config: SignedGetConfig): SignedGetter {
     // A socket idle for 4 s is closed: servers (S3: ~20 s, nginx: 75 s) close theirs later.
     keepAliveTimeout: 4_000,
   });
+  const signer = createGetSigner(host, config.region);
+  let creds: ProvidedCredentials | undefined;
+  /** Until when `creds` are used without asking the provider. */
+  let credsUntilMs = 0;
+  const refresh = async (): Promise<ProvidedCredentials> => {
+    const fresh = await config.credentials();
+    creds = fresh;
+    credsUntilMs = fresh.expiration ? fresh.expiration.getTime() - CREDENTIALS_REFRESH_MS : Infinity;
+    return fresh;
+  };
+  const dispatch = (
+    c: SigningCredentials,
+    path: string,
+    url: string,
+    dest: Uint8Array,
+    destOffset: number,
+    options: ReadIntoOptions,
+  ): Promise<number> => {
+    const { start, end, ifMatch } = options;
+    const amzDate = amzDateNow();
+    const quoted = ifMatch === undefined ? undefined : `"${ifMatch}"`;
+    // undici sends Host from the origin; the signer signs that same value.
+    const headers: string[] = [
+      'range',
+      `bytes=${start}-${end - 1}`,
+      'x-amz-date',
+      amzDate,
+      'x-amz-content-sha256',
+      EMPTY_SHA256,
+    ];
+    if (quoted !== undefined) headers.push('if-match', quoted);
+    if (c.sessionToken) headers.push('x-amz-security-token', c.sessionToken);
+    headers.push('authorization', signer.authorization(path, c, amzDate, quoted));
+    return new Promise<number>((resolve, reject) => {
+      const handler = new GetHandler(url, dest, destOffset, options, resolve, reject);
+      pool.dispatch(
+        {
+          origin: origin.origin,
+          path,
+          method: 'GET',
+          headers,
+          headersTimeout: options.idleTimeoutMs,
+          bodyTimeout: options.idleTimeoutMs,
+        },
+        handler,
+      );
+    });
+  };
   return {
-    async getInto(path, url, dest, destOffset, options) {
-      const { start, end, ifMatch, signal } = options;
-      signal?.throwIfAborted();
-      const creds = await config.credentials();
-      const headers: Record<string, string> = {
-        Range: `bytes=${start}-${end - 1}`,
-        'X-Amz-Date': amzDateNow(),
-      };
-      if (ifMatch !== undefined) headers['If-Match'] = `"${ifMatch}"`;
-      const signed = signGet(host, path, config.region, creds, headers);
-      // undici sends this same Host from the origin; passed explicitly it would re-derive the TLS servername per GET.
-      delete signed.Host;
-      return new Promise<number>((resolve, reject) => {
-        const handler = new GetHandler(url, dest, destOffset, options, resolve, reject);
-        pool.dispatch(
-          {
-            origin: origin.origin,
-            path,
-            method: 'GET',
-            headers: signed,
-            headersTimeout: options.idleTimeoutMs,
-            bodyTimeout: options.idleTimeoutMs,
-          },
-          handler,
-        );
+    // Not async: on every GET of the loader; the provider is awaited only when credentials need it.
+    getInto(path, url, dest, destOffset, options) {
+      if (options.signal?.aborted) return Promise.reject(options.signal.reason as Error);
+      if (creds !== undefined && Date.now() < credsUntilMs) {
+        return dispatch(creds, path, url, dest, destOffset, options);
+      }
+      return refresh().then((c) => {
+        options.signal?.throwIfAborted();
+        return dispatch(c, path, url, dest, destOffset, options);
       });
     },
     close: () => pool.close(),

@@ -5,12 +5,15 @@
 // written once (field bytes copied once, from the fetched range).
 // The output is byte-identical to the generated encoder (`pb.StreamEpochResponse
 // .encode`): same field order, defaults omitted, map entries in Object.keys order.
-// On the stream, parts go out as SelfEncoding messages (selfEncodingPart): grpc-js
-// copies every message into a frame of its own anyway, so each is encoded at that
-// moment into one scratch buffer reused by every part, instead of a new multi-MB
-// buffer per part (page faults, and V8 full GCs driven by external memory).
+// On the stream, parts go out as SelfEncoding messages (selfEncodingPart) whose
+// bytes are deferred until grpc-js serializes them. Patched grpc-js (patches/)
+// asks for the whole frame (5 bytes of prefix, then the message), encoded into a
+// pooled buffer that serves later parts once the write completed; unpatched
+// grpc-js allocates the frame itself and calls copy(), which encodes into it.
+// Either way the field bytes are copied once, fetched range -> frame (an encoded
+// buffer, then grpc-js's copy of it, cost one more 110 KB memcpy per sample).
 import { SadpError } from '../../../common/errors.js';
-import { ENCODE_SELF, type SelfEncoding } from '../../../proto/index.js';
+import { ENCODE_SELF, GRPC_FRAMED, type DeferredBytes, type SelfEncoding } from '../../../proto/index.js';
 
 /** A Sample message, or one piece of a sample split across parts (see loader.proto). */
 export interface SamplePiece {
@@ -84,37 +87,117 @@ function measure(samples: readonly SamplePiece[]): { body: number; m: Measured }
 
 /** Encoded StreamEpochResponse carrying `part` as its `batch`: one allocation, exact size. */
 export function encodeBatchPartResponse(part: PartPlan): Buffer {
-  return encodePart(part, (n) => Buffer.allocUnsafe(n));
+  const sized = sizePart(part);
+  const buf = Buffer.allocUnsafe(sized.total);
+  writePart(part, sized, buf, 0);
+  return buf;
 }
 
-/** The scratch buffer of selfEncodingPart; it keeps the largest size asked for up to this. */
-const SCRATCH_MAX_BYTES = 32 * 1024 * 1024;
-let scratch = Buffer.alloc(0);
-
-function scratchOf(n: number): Buffer {
-  if (n > SCRATCH_MAX_BYTES) return Buffer.allocUnsafe(n);
-  if (n > scratch.length) scratch = Buffer.allocUnsafeSlow(n);
-  return scratch.subarray(0, n);
+/** A batch part as the stream writes it; written() once grpc-js has sent it. */
+export interface WritablePart extends SelfEncoding {
+  /** The part's bytes are on the socket: its frame serves later parts. */
+  written(): void;
 }
 
 /**
  * `part` as a message grpc-js encodes when it writes it (see SelfEncoding):
- * the bytes are those of encodeBatchPartResponse, written into a scratch
- * buffer shared by every part and valid until the next part is encoded.
+ * the bytes of encodeBatchPartResponse, written by copy() into the frame
+ * grpc-js allocates, or (patched grpc-js) framed in a recycled buffer.
  */
-export function selfEncodingPart(part: PartPlan): SelfEncoding {
-  return { [ENCODE_SELF]: () => encodePart(part, scratchOf) };
+export function selfEncodingPart(part: PartPlan): WritablePart {
+  let frame: ArrayBuffer | undefined;
+  return {
+    [ENCODE_SELF]: () =>
+      deferredPart(part, (buf) => {
+        frame = buf;
+      }),
+    written() {
+      if (frame) releaseFrame(frame);
+      frame = undefined;
+    },
+  };
 }
 
-function encodePart(part: PartPlan, alloc: (n: number) => Buffer): Buffer {
+/**
+ * Frames for the patched grpc-js, in whole MiB: a part's frame is written by
+ * the kernel after the call's write callback at the latest, then serves the
+ * next part. Without them every part was a new multi-MB buffer that often
+ * outlived a young-generation GC, and V8 ran full GCs to free them.
+ */
+const FRAME_UNIT = 1024 * 1024;
+/** Free frames kept (a stream writes one batch's parts, a few MB, before it waits). */
+const MAX_FREE_FRAMES = 8;
+const freeFrames: ArrayBuffer[] = [];
+
+function takeFrame(n: number): ArrayBuffer {
+  for (let i = freeFrames.length - 1; i >= 0; i--) {
+    const f = freeFrames[i] as ArrayBuffer;
+    if (f.byteLength >= n && f.byteLength < 2 * n + FRAME_UNIT) {
+      freeFrames.splice(i, 1);
+      return f;
+    }
+  }
+  return new ArrayBuffer(Math.ceil(n / FRAME_UNIT) * FRAME_UNIT);
+}
+
+function releaseFrame(frame: ArrayBuffer): void {
+  if (freeFrames.length < MAX_FREE_FRAMES) freeFrames.push(frame);
+}
+
+/** Free frames held (tests). */
+export function freeFrameCount(): number {
+  return freeFrames.length;
+}
+
+function deferredPart(part: PartPlan, took: (frame: ArrayBuffer) => void): DeferredBytes {
+  const sized = sizePart(part);
+  return {
+    byteLength: sized.total,
+    copy(target, targetStart = 0) {
+      if (target.byteLength - targetStart < sized.total) {
+        throw new SadpError(
+          'SADP_INTERNAL',
+          `BatchPart of batch ${part.index} part ${part.part} needs ${sized.total} bytes, the frame holds ${target.byteLength - targetStart}`,
+        );
+      }
+      const into = Buffer.isBuffer(target)
+        ? target
+        : Buffer.from(target.buffer, target.byteOffset, target.byteLength);
+      writePart(part, sized, into, targetStart);
+      return sized.total;
+    },
+    [GRPC_FRAMED]() {
+      const frame = takeFrame(sized.total + 5);
+      took(frame);
+      const buf = Buffer.from(frame, 0, sized.total + 5);
+      buf[0] = 0; // not compressed
+      buf.writeUInt32BE(sized.total, 1);
+      writePart(part, sized, buf, 5);
+      return buf;
+    },
+  };
+}
+
+interface SizedPart {
+  /** Bytes of the StreamEpochResponse. */
+  total: number;
+  partBytes: number;
+  m: Measured;
+}
+
+function sizePart(part: PartPlan): SizedPart {
   const { body: samplesBytes, m } = measure(part.samples);
   let partBytes = samplesBytes;
   if (part.index !== 0) partBytes += 1 + varintSize(part.index);
   if (part.part !== 0) partBytes += 1 + varintSize(part.part);
   if (part.parts !== 0) partBytes += 1 + varintSize(part.parts);
-  const total = 1 + varintSize(partBytes) + partBytes;
-  const buf = alloc(total);
-  let pos = 0;
+  return { total: 1 + varintSize(partBytes) + partBytes, partBytes, m };
+}
+
+/** Writes the StreamEpochResponse of `part` into `buf` from `start`. */
+function writePart(part: PartPlan, sized: SizedPart, buf: Buffer, start: number): void {
+  const { total, partBytes, m } = sized;
+  let pos = start;
   buf[pos++] = 0x12; // StreamEpochResponse.batch: field 2, length-delimited
   pos = writeVarint(buf, pos, partBytes);
   if (part.index !== 0) {
@@ -168,11 +251,10 @@ function encodePart(part: PartPlan, alloc: (n: number) => Buffer): Buffer {
       buf[pos++] = 1;
     }
   }
-  if (pos !== total) {
+  if (pos - start !== total) {
     throw new SadpError(
       'SADP_INTERNAL',
-      `BatchPart encoder wrote ${pos} bytes of batch ${part.index} part ${part.part}, sized ${total}`,
+      `BatchPart encoder wrote ${pos - start} bytes of batch ${part.index} part ${part.part}, sized ${total}`,
     );
   }
-  return buf;
 }

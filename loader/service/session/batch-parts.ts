@@ -5,10 +5,10 @@
 import type { FetchedSample } from '../../fetch/index.js';
 import { SadpError } from '../../../common/errors.js';
 import type { BatchSpec } from '../supply/batch-fetch.js';
-import type { SelfEncoding } from '../../../proto/index.js';
 import {
   encodeBatchPartResponse,
   selfEncodingPart,
+  type WritablePart,
   type PartPlan,
   type SamplePiece,
 } from './batch-encoder.js';
@@ -125,7 +125,7 @@ export function splitBatchForWrite(
   spec: BatchSpec,
   samples: FetchedSample[],
   maxMessageBytes: number,
-): { parts: SelfEncoding[]; split: number[] } {
+): { parts: WritablePart[]; split: number[] } {
   const plans = planParts(spec, samples, maxMessageBytes);
   return { parts: plans.map(selfEncodingPart), split: splitIds(plans) };
 }

@@ -297,7 +297,7 @@ export class EpochStream {
         this.commits.batchStarted();
         this.lastStarted = b;
         // Each part encodes itself when grpc-js serializes it (batch-encoder.ts).
-        await writeInOrder(this.call, parts, signal);
+        await writeInOrder(this.call, parts, signal, (p) => p.written());
         fetch.release();
         supply.sent(b);
         const n = fetch.spec.ids.length;

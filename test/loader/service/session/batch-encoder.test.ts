@@ -81,7 +81,7 @@ test('encoded parts are byte-identical to the generated encoder and within the c
   );
 });
 
-test('parts written to the stream serialize to the same bytes, one after another through the shared scratch', () => {
+test('parts written to the stream serialize to the same bytes, one after another, into frames as grpc-js makes them', () => {
   const serialize = LoaderService.streamEpoch.responseSerialize;
   fc.assert(
     fc.property(fc.array(batchArb, { minLength: 1, maxLength: 3 }), (batches) => {
@@ -91,8 +91,18 @@ test('parts written to the stream serialize to the same bytes, one after another
         const lazy = splitBatchForWrite(specOf(index, samples), fetched, cap);
         assert.deepEqual(lazy.split, eager.split);
         assert.equal(lazy.parts.length, eager.parts.length);
-        // What grpc-js does per message: serialize, then copy into its frame before the next one.
-        const framed = lazy.parts.map((p) => Buffer.from(serialize(p as never)));
+        // What grpc-js's serializeMessage does per message: serialize, then a frame of
+        // byteLength + 5 bytes filled by copy() after the prefix, before the next one.
+        const framed = lazy.parts.map((p) => {
+          const message = serialize(p as never);
+          const frame = Buffer.alloc(message.byteLength + 5, 0xee);
+          message.copy(frame, 5);
+          assert.ok(
+            frame.subarray(0, 5).every((b) => b === 0xee),
+            'the prefix is left to grpc-js',
+          );
+          return frame.subarray(5);
+        });
         framed.forEach((bytes, i) => {
           assert.equal(Buffer.compare(bytes, eager.parts[i] as Buffer), 0, `part ${i} of batch ${index}`);
         });

@@ -1,0 +1,158 @@
+// Batch parts written as deferred bytes (selfEncodingPart) through a real
+// grpc-js server and client over a loopback socket: every message arrives
+// byte-identical to the eager encoding, whatever its size (one HTTP/2 frame,
+// many, several MB) and however many are written back to back without
+// waiting. This is the guard on the grpc-js behaviour the encoder relies on:
+// this project's patch of grpc-js (patches/) sends a part's own frame, taken
+// from a pool and recycled once written, and unpatched grpc-js reads
+// byteLength and calls copy() into a frame of its own.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { LoaderService } from '../../../../proto/index.js';
+import {
+  encodeBatchPartResponse,
+  freeFrameCount,
+  selfEncodingPart,
+  type PartPlan,
+} from '../../../../loader/service/session/batch-encoder.js';
+import { writeInOrder } from '../../../../loader/service/session/call-writer.js';
+import { ENCODE_SELF, GRPC_FRAMED } from '../../../../proto/index.js';
+
+import { bindLoopback } from '../../../helpers/grpc.js';
+import { mulberry32 } from '../../../helpers/random.js';
+
+function plans(seed = 5): PartPlan[] {
+  const random = mulberry32(seed);
+  const sizes = [0, 1, 100, 16_379, 16_384, 70_000, 110_000, 3_000_000];
+  return sizes.map((size, i) => ({
+    index: i + 1,
+    part: i % 3,
+    parts: 3,
+    samples: Array.from({ length: 1 + (i % 4) }, (_, j) => {
+      const bytes = Buffer.alloc(Math.max(0, size - j * 7));
+      for (let k = 0; k < bytes.length; k += 997) bytes[k] = Math.floor(random() * 256);
+      return {
+        id: 1 + i * 10 + j,
+        key: j === 0 ? `sample-${i}-ü` : '',
+        fields: { jpg: bytes, cls: Buffer.from(String(i)) },
+        weight: j === 0 ? 1.5 : 0,
+        padded: j === 2,
+        continued: j === 3,
+      };
+    }),
+  }));
+}
+
+test('deferred batch parts arrive byte-identical to the eager encoding over a real gRPC stream', async () => {
+  const parts = plans();
+  const server = new grpc.Server();
+  server.addService(LoaderService, {
+    streamEpoch: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      // All written at once: each is encoded when grpc-js serializes it.
+      for (const p of parts) call.write(selfEncodingPart(p));
+      call.end();
+    },
+    describeEpoch: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+      cb({ code: grpc.status.UNIMPLEMENTED }),
+  });
+  const port = await bindLoopback(server);
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  });
+  try {
+    const received: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const call = client.makeBidiStreamRequest(
+        LoaderService.streamEpoch.path,
+        (b: Buffer) => b,
+        (b: Buffer) => Buffer.from(b),
+      );
+      call.on('data', (b: Buffer) => received.push(b));
+      call.on('error', reject);
+      call.on('end', resolve);
+      call.end();
+    });
+    assert.equal(received.length, parts.length);
+    received.forEach((bytes, i) => {
+      const want = encodeBatchPartResponse(parts[i] as PartPlan);
+      assert.equal(bytes.byteLength, want.byteLength, `message ${i} length`);
+      assert.equal(Buffer.compare(bytes, want), 0, `message ${i} bytes`);
+    });
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+});
+
+test("framed parts are recycled once written and reused frames still carry each part's own bytes", async () => {
+  // Three rounds of the same sizes, different bytes: later rounds reuse the frames of earlier ones.
+  const rounds = [plans(21), plans(22), plans(23)];
+  const server = new grpc.Server();
+  let framedCalls = 0;
+  server.addService(LoaderService, {
+    streamEpoch: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      void (async () => {
+        const signal = new AbortController().signal;
+        for (const round of rounds) {
+          const parts = round.map((p) => {
+            const w = selfEncodingPart(p);
+            const encode = w[ENCODE_SELF].bind(w);
+            w[ENCODE_SELF] = () => {
+              const bytes = encode();
+              const framed = (bytes as { [GRPC_FRAMED]?: () => Buffer })[GRPC_FRAMED];
+              if (typeof framed === 'function') {
+                return Object.assign(bytes, {
+                  [GRPC_FRAMED]: () => {
+                    framedCalls++;
+                    return framed.call(bytes);
+                  },
+                });
+              }
+              return bytes;
+            };
+            return w;
+          });
+          await writeInOrder(call, parts, signal, (p) => p.written());
+        }
+        call.end();
+      })();
+    },
+    describeEpoch: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+      cb({ code: grpc.status.UNIMPLEMENTED }),
+  });
+  const port = await bindLoopback(server);
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  });
+  const freeBefore = freeFrameCount();
+  try {
+    const received: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const call = client.makeBidiStreamRequest(
+        LoaderService.streamEpoch.path,
+        (b: Buffer) => b,
+        (b: Buffer) => Buffer.from(b),
+      );
+      call.on('data', (b: Buffer) => received.push(b));
+      call.on('error', reject);
+      call.on('end', resolve);
+      call.end();
+    });
+    const all = rounds.flat();
+    assert.equal(received.length, all.length);
+    received.forEach((bytes, i) => {
+      assert.equal(
+        Buffer.compare(bytes, encodeBatchPartResponse(all[i] as PartPlan)),
+        0,
+        `message ${i} bytes`,
+      );
+    });
+    // Every part went out as its own frame (the grpc-js patch is applied) and frames came back to the pool.
+    assert.equal(framedCalls, all.length);
+    assert.ok(freeFrameCount() > freeBefore || freeFrameCount() > 0, `free frames ${freeFrameCount()}`);
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
+});
