@@ -118,11 +118,11 @@ class RangeReaderImpl implements RangeReader {
   private readonly observer: FetchObserver;
   private readonly metrics: FetchMetrics | undefined;
   private readonly threads: ReadThreads | undefined;
-  /** Recycled range memory; free slabs bounded by the concurrency (a slab per GET in flight). */
+  /** Recycled range memory; free memory bounded by slabPoolBytes. */
   private readonly slabs: SlabPool;
 
   constructor(private readonly options: ResolvedRangeReaderOptions) {
-    this.slabs = createSlabPool(options.concurrency);
+    this.slabs = createSlabPool({ maxFreeBytes: options.slabPoolBytes });
     if (options.threads > 0) {
       this.threads = createReadThreads(options.threads, {
         s3: options.threadS3,
