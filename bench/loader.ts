@@ -747,6 +747,8 @@ interface CaseResult {
     latencyMs: number;
     linkPerKbUs: number;
     costSamples: number;
+    /** GETs the reader allowed in flight at the end of the case (absent before the limit adapted). */
+    inFlightLimit?: number;
   };
   /** Where each epoch's time went (timelineOf). */
   timeline?: Timeline[];
@@ -1142,6 +1144,7 @@ async function main(): Promise<void> {
           latencyMs: round(p.latencyUs / 1000, 2),
           linkPerKbUs: round(p.linkPerByteUs * 1000, 3),
           costSamples: p.costSamples,
+          ...('inFlightLimit' in p ? { inFlightLimit: p.inFlightLimit } : {}),
         };
       }
       log(
@@ -1150,7 +1153,10 @@ async function main(): Promise<void> {
           `${result.cpuUsPerSample} CPU us/sample, RSS peak ${result.rssPeakMiB} MiB` +
           (result.plannerCost
             ? `, cost model CPU ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB, ` +
-              `latency ${result.plannerCost.latencyMs} ms, link ${result.plannerCost.linkPerKbUs} us/KB`
+              `latency ${result.plannerCost.latencyMs} ms, link ${result.plannerCost.linkPerKbUs} us/KB` +
+              (result.plannerCost.inFlightLimit === undefined
+                ? ''
+                : `, ${result.plannerCost.inFlightLimit} GETs in flight allowed`)
             : ''),
       );
       return result;

@@ -11,7 +11,8 @@ import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
 import { createPool, forEachLimited } from '../../common/pool.js';
 import { sortUniqueIds, type RangePlan } from './range-plan.js';
-import { createCostEstimator, type CostEstimator } from './cost-estimator.js';
+import { createCostEstimator, type CostEstimator, type CostProbe } from './cost-estimator.js';
+import { createInFlightLimit, type InFlightLimit } from './in-flight-limit.js';
 import { breakEvenGapBytes, planReads, type ReadCostModel, type ReadPlan } from './read-planner.js';
 import {
   resolveRangeReaderOptions,
@@ -103,6 +104,10 @@ class RangeReaderImpl implements RangeReader {
   };
   onRequest?: (r: RangeRequestEvent) => void;
   private readonly limiter;
+  /** GETs in flight sized by what the link needs (in-flight-limit.ts), up to `concurrency`. */
+  private readonly inFlight: InFlightLimit;
+  /** GETs completed since the limit was last resized. */
+  private sinceResize = 0;
   private readonly costs: CostEstimator;
   private readonly plannerStats: Omit<
     PlannerStats,
@@ -113,6 +118,7 @@ class RangeReaderImpl implements RangeReader {
     | 'linkPerByteUs'
     | 'breakEvenGapBytes'
     | 'costSamples'
+    | 'inFlightLimit'
   >;
   private readonly retry: RetryConfig;
   private readonly observer: FetchObserver;
@@ -134,7 +140,8 @@ class RangeReaderImpl implements RangeReader {
         },
       });
     }
-    this.limiter = createPool(options.concurrency);
+    this.inFlight = createInFlightLimit({ ceiling: options.concurrency });
+    this.limiter = createPool(this.inFlight.current);
     this.retry = {
       maxAttempts: options.maxAttempts,
       baseDelayMs: options.baseDelayMs,
@@ -143,7 +150,7 @@ class RangeReaderImpl implements RangeReader {
       random: Math.random,
     };
     this.metrics = options.metrics ? fetchMetrics() : undefined;
-    this.costs = createCostEstimator({ concurrency: options.concurrency });
+    this.costs = createCostEstimator({ concurrency: () => this.limiter.concurrency });
     this.plannerStats = {
       mode: options.planner,
       plans: 0,
@@ -200,6 +207,7 @@ class RangeReaderImpl implements RangeReader {
       linkPerByteUs: cost.linkPerByteUs ?? 0,
       breakEvenGapBytes: breakEvenGapBytes(cost),
       costSamples: this.costs.samples,
+      inFlightLimit: this.limiter.concurrency,
     };
   }
 
@@ -339,6 +347,14 @@ class RangeReaderImpl implements RangeReader {
     return out;
   }
 
+  /** A GET completed: the cost model sees it, and every RESIZE_EVERY GETs the limit on GETs in flight follows. */
+  private ended(probe: CostProbe, bytes: number): void {
+    this.costs.end(probe, bytes);
+    if (++this.sinceResize < RESIZE_EVERY) return;
+    this.sinceResize = 0;
+    this.limiter.concurrency = this.inFlight.update(this.costs.throughput());
+  }
+
   /** A changed shard's error names the samples too: the trainer-facing error says what could not be read. */
   private named(err: unknown, plan: RangePlan, r: number): unknown {
     if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) return err;
@@ -391,7 +407,7 @@ class RangeReaderImpl implements RangeReader {
         this.costs.cancel(probe);
         throw this.named(err, plan, r);
       }
-      this.costs.end(probe, end - start);
+      this.ended(probe, end - start);
       for (const sample of read.samples) byId.set(sample.id, sample);
       return;
     }
@@ -410,7 +426,7 @@ class RangeReaderImpl implements RangeReader {
         this.costs.cancel(probe);
         throw err;
       }
-      this.costs.end(probe, end - start);
+      this.ended(probe, end - start);
     } catch (err) {
       throw this.named(err, plan, r);
     }
@@ -422,6 +438,9 @@ class RangeReaderImpl implements RangeReader {
     }
   }
 }
+
+/** GETs between two resizes of the in-flight limit (each scans the recent first bytes). */
+const RESIZE_EVERY = 16;
 
 /** Stores a read thread can open from the shard's URL alone. */
 const THREADED_STORE = /^(s3|file):\/\//;

@@ -1,0 +1,54 @@
+// How many GETs the reader keeps in flight: what the link needs, by Little's
+// law. A reader that completes R GETs per second over a store whose first
+// byte takes L (without queueing) needs about R x L GETs in flight to keep
+// that rate; twice that leaves room to grow, so a reader bound by latency
+// keeps raising its limit (each raise lifts R) until something else binds:
+// its CPU, the link, the store, or the configured ceiling. Past what the link
+// needs, more GETs only queue: each one's first byte waits longer and the
+// awaited batch's GETs share the link with more prefetch GETs (on bench:loader's
+// shaped link, a fixed 256 in flight doubled the quick epochs' time against 64).
+// The floor keeps the limit that served every link before it adapted (64),
+// so a CPU-bound loader, whose GETs look slow because its event loop is busy,
+// never has fewer in flight than it used to. Memory is not this limit's
+// concern: the loader's byte budget reserves every window's bytes before any
+// of its GETs starts, and the slab pool's free memory has its own bound.
+import type { ReaderThroughput } from './cost-estimator.js';
+
+/** The limit before any measurement, and the least it adapts to (capped by the ceiling). */
+export const IN_FLIGHT_FLOOR = 64;
+/** GETs in flight per GET the latency needs (BBR's in-flight cap is twice the bandwidth-delay product). */
+export const IN_FLIGHT_GAIN = 2;
+
+export interface InFlightLimitOptions {
+  /** The configured bound (the reader's `concurrency`): never more in flight. */
+  ceiling: number;
+  /** Default min(IN_FLIGHT_FLOOR, ceiling). */
+  floor?: number;
+  /** Default IN_FLIGHT_GAIN. */
+  gain?: number;
+}
+
+export interface InFlightLimit {
+  /** GETs allowed in flight now. */
+  readonly current: number;
+  /** Resizes from what the reader achieved; returns the new limit. */
+  update(measured: ReaderThroughput | undefined): number;
+}
+
+export function createInFlightLimit(options: InFlightLimitOptions): InFlightLimit {
+  const ceiling = options.ceiling;
+  const floor = Math.min(options.floor ?? IN_FLIGHT_FLOOR, ceiling);
+  const gain = options.gain ?? IN_FLIGHT_GAIN;
+  let current = floor;
+  return {
+    get current() {
+      return current;
+    },
+    update(measured) {
+      if (!measured) return current;
+      const needed = Math.ceil((gain * measured.getsPerSecond * measured.firstByteFloorUs) / 1e6);
+      if (Number.isFinite(needed)) current = Math.min(ceiling, Math.max(floor, needed));
+      return current;
+    },
+  };
+}
