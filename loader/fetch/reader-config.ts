@@ -40,7 +40,7 @@ export const rangeReaderConfigShape = {
   maxWasteRatio: z.number().min(0).default(d.maxWasteRatio),
   /** How GETs are planned: auto (minimise modelled time), min-bytes, whole-shard or ranges. */
   readPlanner: z.enum(READ_PLANNER_MODES).default(d.planner),
-  /** Concurrent GETs per loader (a ceiling: memory is bounded by inflightBytes, not by this). */
+  /** Ceiling on concurrent GETs per loader; within it the reader keeps what the link needs (Little's law). */
   concurrency: z.number().int().min(1).max(RANGE_READER_LIMITS.concurrency).default(d.concurrency),
   /** Bytes of recycled range memory kept free for later reads (slab-pool.ts). */
   slabPoolBytes: z.number().int().min(0).default(d.slabPoolBytes),
@@ -73,16 +73,18 @@ export interface RangeReaderOptions {
   /** Cap on one merged GET's length; default 8 MiB (S3's recommended part size). A larger sample gets its own GET. */
   maxRequestBytes?: number;
   /**
-   * Global bound on in-flight GETs across all shards and read() calls;
-   * default 256. Throughput per GET round trip is the binding limit on a
-   * high-latency link (Little's law): 64 GETs of ~110 KB at 50 ms first byte
-   * carry at most ~140 MB/s (~1,280 samples/s), 256 carry ~560 MB/s. In
-   * bench:loader's 50 ms case 64 kept ~0.62 of the no-latency rate through
-   * the same proxy (BENCHMARKS.md). It is a ceiling, not a reservation:
-   * a GET holds no memory beyond its range, which the loader's byte budget
-   * (inflightBytes) reserved per prefetch window before any GET starts, and
-   * the slab pool's free memory is bounded by slabPoolBytes. The S3 client
-   * keeps as many sockets (storage's maxSockets default matches it).
+   * Ceiling on in-flight GETs across all shards and read() calls; default
+   * 256. Within it the reader keeps what the link needs (in-flight-limit.ts):
+   * it starts at 64 and follows twice its achieved GET rate x the least
+   * recent time to first byte (Little's law), never under 64 (or this
+   * ceiling, when lower: 1 keeps one GET at a time). A fixed 64 bounded a far
+   * store: 64 GETs of ~110 KB at 50 ms carry at most ~140 MB/s (~1,280
+   * samples/s); a fixed 256 made a near, bandwidth-bound link slower (more
+   * GETs share the link with the awaited batch's). Memory is not bounded by
+   * this: the loader's byte budget (inflightBytes) reserves each prefetch
+   * window's bytes before its GETs start, and the slab pool's free memory
+   * is bounded by slabPoolBytes. The S3 client keeps as many sockets
+   * (storage's maxSockets default is 256 too).
    */
   concurrency?: number;
   /**

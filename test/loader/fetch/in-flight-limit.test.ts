@@ -60,3 +60,21 @@ test('fed from an estimator, a latency-bound reader raises its limit and a near 
   const near = drive(64, 0.5, 2, 0, 10).throughput()!;
   assert.equal(createInFlightLimit({ ceiling: 256 }).update(near), IN_FLIGHT_FLOOR);
 });
+
+test('the cost model overlaps the latency across the GETs allowed in flight now, not the ceiling', () => {
+  let allowed = 64;
+  const est = createCostEstimator({ cpuPerRequestUs: 0, cpuPerByteUs: 0, concurrency: () => allowed });
+  assert.equal(est.current().concurrency, 64, 'the prior');
+  const feed = (): void => {
+    for (let i = 0; i < 64; i++) {
+      const bytes = 10_000 + ((i * 7919) % 500_000);
+      est.observe(bytes, 20_000 + bytes * 0.02, 4, 20_000);
+    }
+  };
+  feed();
+  assert.equal(est.current().concurrency, 64);
+  allowed = 200;
+  feed();
+  assert.equal(est.current().concurrency, 200, 'a raised limit: each GET’s latency is shared by more');
+  assert.ok(Math.abs((est.current().latencyUs as number) - 20_000) < 1e-6);
+});
