@@ -6,11 +6,15 @@
 // its CPU, the link, the store, or the configured ceiling. Past what the link
 // needs, more GETs only queue: each one's first byte waits longer and the
 // awaited batch's GETs share the link with more prefetch GETs (on bench:loader's
-// shaped link a fixed 256 in flight made the quick epochs 1.2-1.5x slower
+// shaped link a fixed 256 in flight made auto's quick epochs 1.24-1.63x slower
 // than 64 at r >= 0.3, medians of 5 runs each).
 // The floor keeps the limit that served every link before it adapted (64),
-// so a CPU-bound loader, whose GETs look slow because its event loop is busy,
-// never has fewer in flight than it used to. Memory is not this limit's
+// so a CPU-bound loader never has fewer in flight than it used to. A loader
+// whose event loop is busy (utilization at or over LOOP_BUSY since the last
+// resize) never raises its limit: its first bytes wait for the loop, not for
+// the store, and more GETs would only queue more bytes in memory (in
+// bench:loader a CPU-bound loader on loopback read 50-75 ms first bytes and
+// went to 256 in flight, its RSS peak from ~530 to 609-661 MiB). Memory is not this limit's
 // concern: the loader's byte budget reserves every window's bytes before any
 // of its GETs starts, and the slab pool's free memory has its own bound.
 import type { ReaderThroughput } from './cost-estimator.js';
@@ -19,6 +23,8 @@ import type { ReaderThroughput } from './cost-estimator.js';
 export const IN_FLIGHT_FLOOR = 64;
 /** GETs in flight per GET the latency needs (BBR's in-flight cap is twice the bandwidth-delay product). */
 const IN_FLIGHT_GAIN = 2;
+/** Event-loop utilization from which the reader counts as CPU-bound: its limit may fall, not rise. */
+export const LOOP_BUSY = 0.9;
 
 export interface InFlightLimitOptions {
   /** The configured bound (the reader's `concurrency`): never more in flight. */
@@ -32,8 +38,11 @@ export interface InFlightLimitOptions {
 export interface InFlightLimit {
   /** GETs allowed in flight now. */
   readonly current: number;
-  /** Resizes from what the reader achieved; returns the new limit. */
-  update(measured: ReaderThroughput | undefined): number;
+  /**
+   * Resizes from what the reader achieved and how busy its event loop was
+   * meanwhile (0..1; default 0); returns the new limit.
+   */
+  update(measured: ReaderThroughput | undefined, loopUtilization?: number): number;
 }
 
 export function createInFlightLimit(options: InFlightLimitOptions): InFlightLimit {
@@ -45,10 +54,12 @@ export function createInFlightLimit(options: InFlightLimitOptions): InFlightLimi
     get current() {
       return current;
     },
-    update(measured) {
+    update(measured, loopUtilization = 0) {
       if (!measured) return current;
       const needed = Math.ceil((gain * measured.getsPerSecond * measured.firstByteFloorUs) / 1e6);
-      if (Number.isFinite(needed)) current = Math.min(ceiling, Math.max(floor, needed));
+      if (!Number.isFinite(needed)) return current;
+      const next = Math.min(ceiling, Math.max(floor, needed));
+      if (next < current || loopUtilization < LOOP_BUSY) current = next;
       return current;
     },
   };

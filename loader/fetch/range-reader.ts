@@ -4,6 +4,7 @@
 // Its options and their defaults are in reader-config.ts, its metrics in
 // reader-metrics.ts.
 import { setMaxListeners } from 'node:events';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { abortWith, cancelledError } from '../../common/signals.js';
 import { SadpError, Status, isSadpError } from '../../common/errors.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
@@ -106,8 +107,9 @@ class RangeReaderImpl implements RangeReader {
   private readonly limiter;
   /** GETs in flight sized by what the link needs (in-flight-limit.ts), up to `concurrency`. */
   private readonly inFlight: InFlightLimit;
-  /** GETs completed since the limit was last resized. */
+  /** GETs completed since the limit was last resized, and the event loop's use then. */
   private sinceResize = 0;
+  private loopAtResize: EventLoopUtilization = performance.eventLoopUtilization();
   private readonly costs: CostEstimator;
   private readonly plannerStats: Omit<
     PlannerStats,
@@ -352,7 +354,10 @@ class RangeReaderImpl implements RangeReader {
     this.costs.end(probe, bytes);
     if (++this.sinceResize < RESIZE_EVERY) return;
     this.sinceResize = 0;
-    this.limiter.concurrency = this.inFlight.update(this.costs.throughput());
+    const loop = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(loop, this.loopAtResize).utilization;
+    this.loopAtResize = loop;
+    this.limiter.concurrency = this.inFlight.update(this.costs.throughput(), busy);
   }
 
   /** A changed shard's error names the samples too: the trainer-facing error says what could not be read. */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createCostEstimator } from '../../../loader/fetch/index.js';
-import { createInFlightLimit, IN_FLIGHT_FLOOR } from '../../../loader/fetch/in-flight-limit.js';
+import { createInFlightLimit, IN_FLIGHT_FLOOR, LOOP_BUSY } from '../../../loader/fetch/in-flight-limit.js';
 
 /** Rounds of `n` GETs started together, first bytes after `firstMs`, bodies `bodyMs` later, then `idleMs` idle. */
 function drive(n: number, firstMs: number, bodyMs: number, idleMs: number, rounds: number) {
@@ -77,4 +77,15 @@ test('the cost model overlaps the latency across the GETs allowed in flight now,
   feed();
   assert.equal(est.current().concurrency, 200, 'a raised limit: each GET’s latency is shared by more');
   assert.ok(Math.abs((est.current().latencyUs as number) - 20_000) < 1e-6);
+});
+
+test('a reader whose event loop is busy never raises its limit: its first bytes wait for the loop, not the store', () => {
+  const limit = createInFlightLimit({ ceiling: 256 });
+  const far = { getsPerSecond: 1_000, firstByteFloorUs: 60_000 };
+  assert.equal(limit.update(far, LOOP_BUSY), IN_FLIGHT_FLOOR, 'busy: stays at the floor');
+  assert.equal(limit.update(far, 0.95), IN_FLIGHT_FLOOR);
+  assert.equal(limit.update(far, LOOP_BUSY - 0.01), 120, 'waiting on the store: raised');
+  // Busy again: it may fall to what is needed, never rise.
+  assert.equal(limit.update({ getsPerSecond: 2_000, firstByteFloorUs: 60_000 }, 1), 120);
+  assert.equal(limit.update({ getsPerSecond: 500, firstByteFloorUs: 60_000 }, 1), IN_FLIGHT_FLOOR);
 });
