@@ -30,7 +30,12 @@
 // not the latency, bounded the 50 ms case against the direct `auto`
 // (SADP_BENCH_TIMELINE below shows it), so latency50Ratio compares through
 // the proxy both ways; the ratio against the direct loader is kept as
-// latency50RatioDirect.
+// latency50RatioDirect. Neither nginx nor the proxy's sockets bound the GETs
+// in flight (up to 256 per loader): nginx has 4,096 worker connections (and
+// the descriptors for them, worker_rlimit_nofile), keep-alive for 300 s and
+// 10 M requests; the proxy's upstream pool holds 1,024 sockets. The proxy's
+// CPU does: through it with 0 ms added, the least recent first byte was
+// 60-170 ms in quick runs at load 7-10, against 10-50 ms direct.
 // Trainers are separate processes using the real SDK, acking every batch.
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader
 // CPU us per delivered sample, loader RSS. Writes bench/results/loader.json
@@ -747,6 +752,8 @@ interface CaseResult {
     latencyMs: number;
     linkPerKbUs: number;
     costSamples: number;
+    /** GETs the reader allowed in flight at the end of the case (absent before the limit adapted). */
+    inFlightLimit?: number;
   };
   /** Where each epoch's time went (timelineOf). */
   timeline?: Timeline[];
@@ -1142,6 +1149,7 @@ async function main(): Promise<void> {
           latencyMs: round(p.latencyUs / 1000, 2),
           linkPerKbUs: round(p.linkPerByteUs * 1000, 3),
           costSamples: p.costSamples,
+          ...('inFlightLimit' in p ? { inFlightLimit: p.inFlightLimit } : {}),
         };
       }
       log(
@@ -1150,7 +1158,10 @@ async function main(): Promise<void> {
           `${result.cpuUsPerSample} CPU us/sample, RSS peak ${result.rssPeakMiB} MiB` +
           (result.plannerCost
             ? `, cost model CPU ${result.plannerCost.perRequestUs} us/GET + ${result.plannerCost.perKbUs} us/KB, ` +
-              `latency ${result.plannerCost.latencyMs} ms, link ${result.plannerCost.linkPerKbUs} us/KB`
+              `latency ${result.plannerCost.latencyMs} ms, link ${result.plannerCost.linkPerKbUs} us/KB` +
+              (result.plannerCost.inFlightLimit === undefined
+                ? ''
+                : `, ${result.plannerCost.inFlightLimit} GETs in flight allowed`)
             : ''),
       );
       return result;

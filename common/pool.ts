@@ -12,6 +12,12 @@ export interface Pool {
    * while waiting.
    */
   run<T>(task: () => Promise<T>, signal?: AbortSignal, priority?: number): Promise<T>;
+  /**
+   * The number of slots (a positive integer). Raising it starts waiters at
+   * once; lowering it lets running tasks finish and starts no waiter until
+   * fewer than the new number run.
+   */
+  concurrency: number;
   readonly active: number;
   readonly waiting: number;
 }
@@ -32,18 +38,20 @@ function checkConcurrency(concurrency: number): void {
 /** A pool of `concurrency` slots; its queue holds one entry per waiting caller, so its bound is the callers' own. */
 export function createPool(concurrency: number): Pool {
   checkConcurrency(concurrency);
+  let limit = concurrency;
   let active = 0;
   const queue: Waiter[] = [];
 
   const release = (): void => {
-    const next = queue.shift();
+    // Over a lowered limit the slot is dropped rather than passed on.
+    const next = active > limit ? undefined : queue.shift();
     if (next) next.grant();
     else active--;
   };
 
   const acquire = (signal: AbortSignal | undefined, priority: number): Promise<void> => {
     if (signal?.aborted) return Promise.reject(cancelledError(signal, 'read'));
-    if (active < concurrency) {
+    if (active < limit) {
       active++;
       return Promise.resolve();
     }
@@ -74,6 +82,17 @@ export function createPool(concurrency: number): Pool {
         return await task();
       } finally {
         release();
+      }
+    },
+    get concurrency() {
+      return limit;
+    },
+    set concurrency(n: number) {
+      checkConcurrency(n);
+      limit = n;
+      while (active < limit && queue.length > 0) {
+        active++;
+        (queue.shift() as Waiter).grant();
       }
     },
     get active() {

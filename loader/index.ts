@@ -67,6 +67,7 @@ export {
   sortUniqueIds,
   DEFAULT_GAP_BYTES,
   DEFAULT_MAX_WASTE_RATIO,
+  IN_FLIGHT_FLOOR,
   cutSample,
   type FetchedSample,
   type SampleLayout,

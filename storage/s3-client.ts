@@ -39,7 +39,7 @@ export interface S3Options {
   credentialProvider?: () => Promise<S3Credentials>;
   /** SDK attempts per request including the first; default 3. The range reader sets 1 and retries itself. */
   maxAttempts?: number;
-  /** Keep-alive sockets per client; default 128 (the SDK's own default is 50). */
+  /** Keep-alive sockets per client; default 256 (the SDK's own default is 50). */
   maxSockets?: number;
   /**
    * Socket idle timeout until the response headers; default 30 s. It does not
@@ -52,8 +52,9 @@ export interface S3Options {
 
 export const S3_DEFAULTS = {
   maxAttempts: 3,
-  // Above the range reader's default concurrency (64), so GETs never queue for a socket.
-  maxSockets: 128,
+  // The range reader's default concurrency (256 GETs in flight), so GETs never
+  // queue for a socket; sockets open only as GETs need them.
+  maxSockets: 256,
   requestTimeoutMs: 30_000,
   connectionTimeoutMs: 5_000,
   region: 'us-east-1',

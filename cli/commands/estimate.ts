@@ -24,6 +24,7 @@ import {
   type RunEstimate,
   type ShuffleMode,
   LOADER_DEFAULTS,
+  IN_FLIGHT_FLOOR,
   SHUFFLE_MODES,
 } from '../../loader/index.js';
 import { intArg, numArg } from '../args.js';
@@ -294,12 +295,7 @@ export function registerEstimateCommand(program: Command): void {
       .option('--get-price <usd>', 'override: dollars per 1,000 GETs', numArg('--get-price', 0))
       .option('--egress-price <usd>', 'override: dollars per GB transferred out', numArg('--egress-price', 0))
       .option('--loaders <n>', 'loader replicas', intArg('--loaders', 1), 1)
-      .option(
-        '--concurrency <n>',
-        'GETs in flight per loader',
-        intArg('--concurrency', 1),
-        READER_DEFAULTS.concurrency,
-      )
+      .option('--concurrency <n>', 'GETs in flight per loader', intArg('--concurrency', 1), IN_FLIGHT_FLOOR)
       .option('--prefixes <n>', 'S3 prefixes the shards are spread over', intArg('--prefixes', 1), 1)
       .option('--json', 'print JSON instead of the table')
       .option(

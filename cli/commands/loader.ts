@@ -38,6 +38,7 @@ const KNOB_FLAGS = [
   ],
   ['concurrency', '<n>', 'concurrent GETs'],
   ['readThreads', '<n>', 'worker threads for GETs and tar cutting (0: on the main thread)'],
+  ['slabPoolBytes', '<n>', 'bytes of recycled read memory kept free for later reads'],
   ['shuffle', '<mode>', 'global, shard-block or shard-buffer'],
   [
     'scoreDurableTimeoutMs',
@@ -122,6 +123,7 @@ export async function startLoaderFromConfig(
       maxWasteRatio: config.loader.maxWasteRatio,
       planner: config.loader.readPlanner,
       concurrency: config.loader.concurrency,
+      slabPoolBytes: config.loader.slabPoolBytes,
       threads: config.loader.readThreads,
       maxAttempts: config.loader.maxAttempts,
     },

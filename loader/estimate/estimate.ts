@@ -9,6 +9,7 @@ import { defaultHyperparameters, pruneRatioAt } from '../../scorer/index.js';
 import {
   breakEvenGapBytes,
   resolveRangeReaderOptions,
+  IN_FLIGHT_FLOOR,
   type RangeReaderOptions,
   type ReadCostModel,
   type ReadPlannerMode,
@@ -47,6 +48,9 @@ export interface EstimateOptions {
    * The loaders' range reader settings (`planner` mode, fixed `cost`,
    * `gapBytes`, `maxWasteRatio`, `maxRequestBytes`, `concurrency`), resolved
    * with the reader's own defaults: `sadp estimate` plans as the loader does.
+   * `concurrency` here is the GETs in flight modelled, default IN_FLIGHT_FLOOR
+   * (64): the reader's limit before it adapts (it rises only while latency,
+   * not its CPU, binds; see loader/fetch/in-flight-limit.ts).
    * Without `cost`, the planner's cost model is the link's (linkReadCost),
    * what the reader's online estimate converges to on that link.
    */
@@ -170,7 +174,7 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
   const windowBatches = options.windowBatches ?? LOADER_DEFAULTS.prefetchBatches;
   if (!Number.isInteger(windowBatches) || windowBatches < 1)
     bad(`window must be >= 1 batches, got ${windowBatches}`);
-  const reader = resolveRangeReaderOptions(options.reader);
+  const reader = resolveRangeReaderOptions({ concurrency: IN_FLIGHT_FLOOR, ...options.reader });
   const planOptions = {
     ...reader,
     mode: reader.planner,

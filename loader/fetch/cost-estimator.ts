@@ -23,10 +23,11 @@ export interface CostEstimatorOptions {
   cpuPerRequestUs?: number;
   cpuPerByteUs?: number;
   /**
-   * The reader's bound on GETs in flight: the latency overlaps across that
-   * many. Without it, across the GETs in flight on average.
+   * The reader's bound on GETs in flight (a number, or a function for a bound
+   * that adapts): the latency overlaps across that many. Without it, across
+   * the GETs in flight on average.
    */
-  concurrency?: number;
+  concurrency?: number | (() => number);
   /** Milliseconds clock for begin/end (tests inject one); default performance.now. */
   now?: () => number;
 }
@@ -56,8 +57,20 @@ export interface CostEstimator {
   cancel(probe: CostProbe): void;
   /** The current model. */
   current(): ReadCostModel;
+  /**
+   * What the reader achieved recently, for sizing its GETs in flight
+   * (in-flight-limit.ts); undefined until MIN_WEIGHT GETs completed.
+   */
+  throughput(): ReaderThroughput | undefined;
   /** GETs observed. */
   readonly samples: number;
+}
+
+/** GETs completed per second of time with a GET in flight, and the least recent time to first byte. */
+export interface ReaderThroughput {
+  getsPerSecond: number;
+  /** The least time to first byte among the recent GETs (us): the latency without queueing. */
+  firstByteFloorUs: number;
 }
 
 export const CPU_PER_REQUEST_US = 150;
@@ -95,8 +108,9 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
   let sxy = 0;
   let sc = 0;
   let samples = 0;
-  let model: ReadCostModel =
-    options.concurrency === undefined ? { ...prior } : { ...prior, concurrency: options.concurrency };
+  const c = options.concurrency;
+  const bound: (() => number) | undefined = typeof c === 'number' ? () => c : c;
+  let model: ReadCostModel = bound === undefined ? { ...prior } : { ...prior, concurrency: bound() };
   // GETs in flight now, and its integral over time (GET x ms): the average
   // over one GET's life is what it shared the link and the CPU with. The
   // count at its end alone misses the burst it started in.
@@ -111,6 +125,11 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
   let busyAtEnd = 0;
   let busyBytes = 0;
   let busyMs = 0;
+  // The busy time at each of the last RECENT + 1 GET ends: the GETs completed
+  // per busy second over the last RECENT of them (no decay weighting, which
+  // skews a rate measured from bursts of ends).
+  const busyAtEnds = new Float64Array(RECENT + 1);
+  let ends = 0;
   const advance = (now: number): void => {
     area += inFlight * (now - areaAt);
     if (inFlight > 0) busy += now - areaAt;
@@ -155,7 +174,7 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       perRequestUs: cpuReq,
       perByteUs: cpuByte,
       latencyUs: latency,
-      concurrency: Math.max(inFlight, options.concurrency ?? 1),
+      concurrency: Math.max(inFlight, bound?.() ?? 1),
       linkPerByteUs: Math.max(t / inFlight, achieved),
     };
   };
@@ -175,6 +194,8 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
       advance(now);
       inFlight = Math.max(0, inFlight - 1);
       busyBytes = busyBytes * decay + bytes;
+      busyAtEnds[ends % (RECENT + 1)] = busy;
+      ends++;
       busyMs = busyMs * decay + (busy - busyAtEnd);
       busyAtEnd = busy;
       const ms = now - probe.startedAt;
@@ -205,6 +226,18 @@ export function createCostEstimator(options: CostEstimatorOptions = {}): CostEst
         floorPending = false;
       }
       return model;
+    },
+    throughput() {
+      const n = Math.min(ends - 1, RECENT);
+      if (n < MIN_WEIGHT || samples === 0) return undefined;
+      const last = (ends - 1) % (RECENT + 1);
+      const first = (ends - 1 - n) % (RECENT + 1);
+      const ms = (busyAtEnds[last] as number) - (busyAtEnds[first] as number);
+      if (!(ms > 0)) return undefined;
+      let floor = Infinity;
+      const m = Math.min(samples, RECENT);
+      for (let i = 0; i < m; i++) floor = Math.min(floor, recent[i] as number);
+      return { getsPerSecond: (n * 1000) / ms, firstByteFloorUs: floor };
     },
     get samples() {
       return samples;

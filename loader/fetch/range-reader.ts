@@ -4,6 +4,7 @@
 // Its options and their defaults are in reader-config.ts, its metrics in
 // reader-metrics.ts.
 import { setMaxListeners } from 'node:events';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { abortWith, cancelledError } from '../../common/signals.js';
 import { SadpError, Status, isSadpError } from '../../common/errors.js';
 import { isAbsoluteUrl } from '../../storage/index.js';
@@ -11,7 +12,8 @@ import type { Dataset } from '../shards/index.js';
 import { fetchRange, type FetchObserver, type RangeRequest, type RetryConfig } from './fetch-range.js';
 import { createPool, forEachLimited } from '../../common/pool.js';
 import { sortUniqueIds, type RangePlan } from './range-plan.js';
-import { createCostEstimator, type CostEstimator } from './cost-estimator.js';
+import { createCostEstimator, type CostEstimator, type CostProbe } from './cost-estimator.js';
+import { createInFlightLimit, type InFlightLimit } from './in-flight-limit.js';
 import { breakEvenGapBytes, planReads, type ReadCostModel, type ReadPlan } from './read-planner.js';
 import {
   resolveRangeReaderOptions,
@@ -103,6 +105,11 @@ class RangeReaderImpl implements RangeReader {
   };
   onRequest?: (r: RangeRequestEvent) => void;
   private readonly limiter;
+  /** GETs in flight sized by what the link needs (in-flight-limit.ts), up to `concurrency`. */
+  private readonly inFlight: InFlightLimit;
+  /** GETs completed since the limit was last resized, and the event loop's use then. */
+  private sinceResize = 0;
+  private loopAtResize: EventLoopUtilization = performance.eventLoopUtilization();
   private readonly costs: CostEstimator;
   private readonly plannerStats: Omit<
     PlannerStats,
@@ -113,16 +120,17 @@ class RangeReaderImpl implements RangeReader {
     | 'linkPerByteUs'
     | 'breakEvenGapBytes'
     | 'costSamples'
+    | 'inFlightLimit'
   >;
   private readonly retry: RetryConfig;
   private readonly observer: FetchObserver;
   private readonly metrics: FetchMetrics | undefined;
   private readonly threads: ReadThreads | undefined;
-  /** Recycled range memory; free slabs bounded by the concurrency (a slab per GET in flight). */
+  /** Recycled range memory; free memory bounded by slabPoolBytes. */
   private readonly slabs: SlabPool;
 
   constructor(private readonly options: ResolvedRangeReaderOptions) {
-    this.slabs = createSlabPool(options.concurrency);
+    this.slabs = createSlabPool({ maxFreeBytes: options.slabPoolBytes });
     if (options.threads > 0) {
       this.threads = createReadThreads(options.threads, {
         s3: options.threadS3,
@@ -134,7 +142,8 @@ class RangeReaderImpl implements RangeReader {
         },
       });
     }
-    this.limiter = createPool(options.concurrency);
+    this.inFlight = createInFlightLimit({ ceiling: options.concurrency });
+    this.limiter = createPool(this.inFlight.current);
     this.retry = {
       maxAttempts: options.maxAttempts,
       baseDelayMs: options.baseDelayMs,
@@ -143,7 +152,7 @@ class RangeReaderImpl implements RangeReader {
       random: Math.random,
     };
     this.metrics = options.metrics ? fetchMetrics() : undefined;
-    this.costs = createCostEstimator({ concurrency: options.concurrency });
+    this.costs = createCostEstimator({ concurrency: () => this.limiter.concurrency });
     this.plannerStats = {
       mode: options.planner,
       plans: 0,
@@ -200,6 +209,7 @@ class RangeReaderImpl implements RangeReader {
       linkPerByteUs: cost.linkPerByteUs ?? 0,
       breakEvenGapBytes: breakEvenGapBytes(cost),
       costSamples: this.costs.samples,
+      inFlightLimit: this.limiter.concurrency,
     };
   }
 
@@ -339,6 +349,17 @@ class RangeReaderImpl implements RangeReader {
     return out;
   }
 
+  /** A GET completed: the cost model sees it, and every RESIZE_EVERY GETs the limit on GETs in flight follows. */
+  private ended(probe: CostProbe, bytes: number): void {
+    this.costs.end(probe, bytes);
+    if (++this.sinceResize < RESIZE_EVERY) return;
+    this.sinceResize = 0;
+    const loop = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(loop, this.loopAtResize).utilization;
+    this.loopAtResize = loop;
+    this.limiter.concurrency = this.inFlight.update(this.costs.throughput(), busy);
+  }
+
   /** A changed shard's error names the samples too: the trainer-facing error says what could not be read. */
   private named(err: unknown, plan: RangePlan, r: number): unknown {
     if (!isSadpError(err, 'SADP_OBJECT_CHANGED')) return err;
@@ -391,7 +412,7 @@ class RangeReaderImpl implements RangeReader {
         this.costs.cancel(probe);
         throw this.named(err, plan, r);
       }
-      this.costs.end(probe, end - start);
+      this.ended(probe, end - start);
       for (const sample of read.samples) byId.set(sample.id, sample);
       return;
     }
@@ -410,7 +431,7 @@ class RangeReaderImpl implements RangeReader {
         this.costs.cancel(probe);
         throw err;
       }
-      this.costs.end(probe, end - start);
+      this.ended(probe, end - start);
     } catch (err) {
       throw this.named(err, plan, r);
     }
@@ -422,6 +443,9 @@ class RangeReaderImpl implements RangeReader {
     }
   }
 }
+
+/** GETs between two resizes of the in-flight limit (each scans the recent first bytes). */
+const RESIZE_EVERY = 16;
 
 /** Stores a read thread can open from the shard's URL alone. */
 const THREADED_STORE = /^(s3|file):\/\//;

@@ -6,13 +6,15 @@ import { z } from 'zod';
 import { SadpError, Status } from '../../common/errors.js';
 import type { S3Options } from '../../storage/index.js';
 import { READ_PLANNER_MODES, validCost, type ReadCostModel, type ReadPlannerMode } from './read-planner.js';
+import { DEFAULT_SLAB_POOL_BYTES } from './slab-pool.js';
 
 /** Defaults of every range reader option; range-reader.ts documents why each is what it is. */
 export const RANGE_READER_DEFAULTS = {
   gapBytes: 64 * 1024,
   maxWasteRatio: 0.05,
   maxRequestBytes: 8 * 1024 * 1024,
-  concurrency: 64,
+  concurrency: 256,
+  slabPoolBytes: DEFAULT_SLAB_POOL_BYTES,
   maxAttempts: 5,
   baseDelayMs: 100,
   maxDelayMs: 5_000,
@@ -38,8 +40,10 @@ export const rangeReaderConfigShape = {
   maxWasteRatio: z.number().min(0).default(d.maxWasteRatio),
   /** How GETs are planned: auto (minimise modelled time), min-bytes, whole-shard or ranges. */
   readPlanner: z.enum(READ_PLANNER_MODES).default(d.planner),
-  /** Concurrent GETs per loader. */
+  /** Ceiling on concurrent GETs per loader; within it the reader keeps what the link needs (Little's law). */
   concurrency: z.number().int().min(1).max(RANGE_READER_LIMITS.concurrency).default(d.concurrency),
+  /** Bytes of recycled range memory kept free for later reads (slab-pool.ts). */
+  slabPoolBytes: z.number().int().min(0).default(d.slabPoolBytes),
   /** Worker threads for GET + cut (0: on the server's thread); see loader/fetch/read-threads.ts. */
   readThreads: z.number().int().min(0).max(RANGE_READER_LIMITS.threads).default(d.threads),
   /** Attempts per range, the first included. */
@@ -69,15 +73,28 @@ export interface RangeReaderOptions {
   /** Cap on one merged GET's length; default 8 MiB (S3's recommended part size). A larger sample gets its own GET. */
   maxRequestBytes?: number;
   /**
-   * Global bound on in-flight GETs across all shards and read() calls;
-   * default 64. Throughput per GET round trip is the binding limit on a
-   * high-latency link (Little's law): 64 GETs of ~110 KB at 50 ms first byte
-   * carry at most ~140 MB/s, ~1,280 samples/s. In bench:loader's 50 ms case
-   * (2026-12-07, 3 rounds each) 64 kept 0.62 of the no-latency rate through
-   * the same proxy, 256 kept 0.82: raise it for stores that far away. It also
-   * bounds the slab pool's free slabs (one per GET in flight), hence memory.
+   * Ceiling on in-flight GETs across all shards and read() calls; default
+   * 256. Within it the reader keeps what the link needs (in-flight-limit.ts):
+   * it starts at 64 and follows twice its achieved GET rate x the least
+   * recent time to first byte (Little's law), never under 64 (or this
+   * ceiling, when lower: 1 keeps one GET at a time). A fixed 64 bounded a far
+   * store: 64 GETs of ~110 KB at 50 ms carry at most ~140 MB/s (~1,280
+   * samples/s); a fixed 256 made a near, bandwidth-bound link slower (more
+   * GETs share the link with the awaited batch's). Memory is not bounded by
+   * this: the loader's byte budget (inflightBytes) reserves each prefetch
+   * window's bytes before its GETs start, and the slab pool's free memory
+   * is bounded by slabPoolBytes. The S3 client keeps as many sockets
+   * (storage's maxSockets default is 256 too).
    */
   concurrency?: number;
+  /**
+   * Bytes of recycled range memory (1 MiB slabs and the whole-slab buffers of
+   * larger ranges) the reader keeps free for later reads; default 64 MiB.
+   * More is kept by nobody: a read past it allocates and the GC frees. One
+   * prefetch window's ranges are recycled together, so about one window's
+   * bytes (at most inflightBytes) serve the next window without allocating.
+   */
+  slabPoolBytes?: number;
   /** Attempts per range, first one included; default 5. */
   maxAttempts?: number;
   /** Backoff ceiling of the first retry; default 100 ms, doubling per attempt (full jitter). */
@@ -116,6 +133,7 @@ export interface ResolvedRangeReaderOptions {
   maxWasteRatio: number;
   maxRequestBytes: number;
   concurrency: number;
+  slabPoolBytes: number;
   maxAttempts: number;
   baseDelayMs: number;
   maxDelayMs: number;
@@ -137,6 +155,7 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
     maxWasteRatio: options.maxWasteRatio ?? d.maxWasteRatio,
     maxRequestBytes: options.maxRequestBytes ?? d.maxRequestBytes,
     concurrency: options.concurrency ?? d.concurrency,
+    slabPoolBytes: options.slabPoolBytes ?? d.slabPoolBytes,
     maxAttempts: options.maxAttempts ?? d.maxAttempts,
     baseDelayMs: options.baseDelayMs ?? d.baseDelayMs,
     maxDelayMs: options.maxDelayMs ?? d.maxDelayMs,
@@ -168,6 +187,7 @@ export function resolveRangeReaderOptions(options: RangeReaderOptions = {}): Res
       resolved.concurrency >= 1 &&
       resolved.concurrency <= limits.concurrency,
   );
+  check('slabPoolBytes', Number.isSafeInteger(resolved.slabPoolBytes) && resolved.slabPoolBytes >= 0);
   check(
     'maxAttempts',
     Number.isInteger(resolved.maxAttempts) &&

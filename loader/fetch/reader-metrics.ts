@@ -17,6 +17,8 @@ export interface PlannerStats {
   breakEvenGapBytes: number;
   /** GETs whose duration fed the estimate. */
   costSamples: number;
+  /** GETs allowed in flight now: sized by Little's law between 64 and the reader's concurrency (in-flight-limit.ts). */
+  inFlightLimit: number;
   plans: number;
   /** Shards (per plan) read as one span / per-sample ranges / a mix. */
   shardsSpan: number;

@@ -10,6 +10,14 @@
 // rates) gets a buffer of its own, rounded up to whole slabs, and those are
 // recycled too: a fresh multi-MB buffer per span kept V8 in back-to-back
 // full GCs (external memory pressure) at r = 0.
+//
+// Sizing: the free list is bounded by bytes (`maxFreeBytes`, free slabs and
+// free large buffers together), not by a count of GETs in flight, so raising
+// the reader's concurrency does not raise what the pool holds. A large range
+// of n bytes always gets a buffer of exactly footprintBytes(n) (n rounded up
+// to whole slabs), fresh or recycled: a window that reserves footprints in
+// its byte budget reserves what it really holds (a recycled buffer up to
+// twice the span it served used to hold up to 2x what was reserved).
 import type { FetchedSample } from './cut.js';
 
 export interface Arena {
@@ -23,35 +31,56 @@ export interface SlabPool {
   recycle(samples: readonly FetchedSample[]): void;
   /** Free slabs held. */
   readonly free: number;
-  /** Bytes held in free buffers larger than a slab (bounded by maxFree slabs' worth). */
+  /** Bytes held in free buffers larger than a slab. */
   readonly freeLargeBytes: number;
+  /** Bytes held free in all (slabs and large buffers): at most maxFreeBytes. */
+  readonly freeBytes: number;
 }
 
 export const SLAB_BYTES = 1024 * 1024;
+/**
+ * Default bound on free memory a pool keeps: 64 MiB, the 64 slabs the pool
+ * kept when its bound was one slab per GET in flight (the reader's default
+ * concurrency was 64). A window recycles its ranges at once, so one prefetch
+ * window's worth of free memory serves the next window without allocating.
+ */
+export const DEFAULT_SLAB_POOL_BYTES = 64 * SLAB_BYTES;
 
-export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPool {
+export interface SlabPoolOptions {
+  /** Bound on the bytes of free slabs and free large buffers kept; default DEFAULT_SLAB_POOL_BYTES. */
+  maxFreeBytes?: number;
+  /** Default SLAB_BYTES (tests use smaller ones). */
+  slabBytes?: number;
+}
+
+/**
+ * What a range of `n` bytes holds in memory: a buffer of its own rounded up to
+ * whole slabs when larger than a slab, else its length in a shared slab.
+ */
+export function footprintBytes(n: number, slabBytes = SLAB_BYTES): number {
+  return n > slabBytes ? Math.ceil(n / slabBytes) * slabBytes : n;
+}
+
+export function createSlabPool(options: SlabPoolOptions = {}): SlabPool {
+  const slabBytes = options.slabBytes ?? SLAB_BYTES;
+  const maxFreeBytes = options.maxFreeBytes ?? DEFAULT_SLAB_POOL_BYTES;
   const pooled = new WeakSet<ArrayBuffer>();
   const free: ArrayBuffer[] = [];
   const isFree = new WeakSet<ArrayBuffer>();
-  // Free buffers larger than a slab, and their total size (at most maxFree slabs' worth).
+  // Free buffers larger than a slab, and their total size.
   const large: ArrayBuffer[] = [];
   let largeBytes = 0;
-  const maxLargeBytes = maxFree * slabBytes;
   const takeLarge = (n: number): ArrayBuffer => {
-    // Best fit among the few held; one more than twice the size is not worth its waste.
-    let best = -1;
-    for (let i = 0; i < large.length; i++) {
-      const size = (large[i] as ArrayBuffer).byteLength;
-      if (size >= n && size <= 2 * n && (best < 0 || size < (large[best] as ArrayBuffer).byteLength))
-        best = i;
-    }
-    if (best >= 0) {
-      const buf = large.splice(best, 1)[0] as ArrayBuffer;
+    // Only a buffer of the size a fresh one would have: the slack stays under one slab.
+    const size = footprintBytes(n, slabBytes);
+    const at = large.findIndex((b) => b.byteLength === size);
+    if (at >= 0) {
+      const buf = large.splice(at, 1)[0] as ArrayBuffer;
       largeBytes -= buf.byteLength;
       isFree.delete(buf);
       return buf;
     }
-    const fresh = new ArrayBuffer(Math.ceil(n / slabBytes) * slabBytes);
+    const fresh = new ArrayBuffer(size);
     pooled.add(fresh);
     return fresh;
   };
@@ -65,6 +94,7 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
     pooled.add(fresh);
     return fresh;
   };
+  const freeBytes = (): number => free.length * slabBytes + largeBytes;
   return {
     arena() {
       let slab: ArrayBuffer | undefined;
@@ -87,14 +117,13 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
         for (const name in s.fields) {
           const slab = (s.fields[name] as Uint8Array).buffer as ArrayBuffer;
           if (!pooled.has(slab) || isFree.has(slab)) continue;
+          if (freeBytes() + slab.byteLength > maxFreeBytes) continue;
           if (slab.byteLength > slabBytes) {
-            if (largeBytes + slab.byteLength > maxLargeBytes) continue;
             isFree.add(slab);
             large.push(slab);
             largeBytes += slab.byteLength;
             continue;
           }
-          if (free.length >= maxFree) continue;
           isFree.add(slab);
           free.push(slab);
         }
@@ -105,6 +134,9 @@ export function createSlabPool(maxFree: number, slabBytes = SLAB_BYTES): SlabPoo
     },
     get freeLargeBytes() {
       return largeBytes;
+    },
+    get freeBytes() {
+      return freeBytes();
     },
   };
 }

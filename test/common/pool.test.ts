@@ -221,3 +221,43 @@ test('forEachOrdered stops with SADP_CANCELLED when its signal aborts', async ()
 test('a pool rejects a concurrency below 1 with SADP_INVALID_OPTION', () => {
   assert.throws(() => createLimiter(0), { code: 'SADP_INVALID_OPTION' });
 });
+
+test('raising the limit starts waiters at once; lowering it lets running tasks finish and starts none until under it', async () => {
+  const limiter = createLimiter(1);
+  const gates: Array<() => void> = [];
+  const started: number[] = [];
+  const runs = [0, 1, 2, 3].map((i) =>
+    limiter.run(
+      () =>
+        new Promise<void>((resolve) => {
+          started.push(i);
+          gates[i] = resolve;
+        }),
+    ),
+  );
+  await Promise.resolve();
+  assert.deepEqual(started, [0]);
+  limiter.concurrency = 3;
+  await Promise.resolve();
+  assert.deepEqual(started, [0, 1, 2]);
+  assert.equal(limiter.active, 3);
+  limiter.concurrency = 1;
+  gates[0]!();
+  await runs[0];
+  await Promise.resolve();
+  assert.deepEqual(started, [0, 1, 2], 'two still run: over the lowered limit, no waiter starts');
+  gates[1]!();
+  await runs[1];
+  await Promise.resolve();
+  assert.deepEqual(started, [0, 1, 2]);
+  gates[2]!();
+  await runs[2];
+  for (let k = 0; k < 3 && started.length < 4; k++) await Promise.resolve();
+  assert.deepEqual(started, [0, 1, 2, 3], 'under the limit again: the waiter starts');
+  gates[3]!();
+  await Promise.all(runs);
+  assert.equal(limiter.active, 0);
+  assert.throws(() => {
+    limiter.concurrency = 0;
+  }, /concurrency must be a positive integer/);
+});

@@ -40,11 +40,14 @@ export interface NginxConfOptions {
 /** One worker, no access log, keep-alive for hours, ETags: a static S3-like data plane. */
 export function nginxConf(o: NginxConfOptions): string {
   const { dir } = o;
+  const connections = o.workerConnections ?? 1024;
+  // Each connection is a descriptor: without this a worker is held to the default 1,024.
   return `worker_processes 1;
+worker_rlimit_nofile ${2 * connections};
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections ${o.workerConnections ?? 1024}; }
+events { worker_connections ${connections}; }
 http {
   access_log off;
   sendfile on;

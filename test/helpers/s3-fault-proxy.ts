@@ -140,7 +140,9 @@ function s3Error(code: string, message: string): string {
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const target = new URL(options.target);
   const random = mulberry32(options.seed ?? 1);
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  // Above the range reader's 256 GETs in flight (and the limit's 1,024): the
+  // relay must never be what bounds the requests in flight.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const stats: FaultStats = {

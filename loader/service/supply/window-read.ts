@@ -7,12 +7,19 @@
 // are in; ranges holding samples of the batch a trainer waits on go first
 // (reader priority 0), the others as prefetch (priority 1).
 //
-// Budget: the window reserves what its plan requests (pruned bytes inside
-// merged spans included: the cut samples are views into those buffers) and
+// Budget: the window reserves what its plan's ranges hold in memory (pruned
+// bytes inside merged spans included: the cut samples are views into those
+// buffers; a range larger than a slab holds whole slabs, footprintBytes) and
 // returns it once its last batch is written or abandoned. Once every batch
 // was written, the ranges' memory goes back to the reader's slab pool.
 import { cancelledError } from '../../../common/signals.js';
-import type { Arena, FetchedSample, RangeReader, ReadPlan } from '../../fetch/index.js';
+import {
+  footprintBytes,
+  type Arena,
+  type FetchedSample,
+  type RangeReader,
+  type ReadPlan,
+} from '../../fetch/index.js';
 import type { Dataset } from '../../shards/index.js';
 import type { ByteBudget } from './byte-budget.js';
 
@@ -39,7 +46,7 @@ export interface WindowReadOptions {
 
 export interface WindowRead {
   readonly plan: ReadPlan;
-  /** Bytes reserved from the budget for the whole window. */
+  /** Bytes reserved from the budget for the whole window: its ranges' memory (footprintBytes). */
   readonly reserved: number;
   /** Member k's samples, in the order of its ids. */
   ready(k: number): Promise<FetchedSample[]>;
@@ -66,7 +73,9 @@ export function startWindowRead(
     at += m.ids.length;
   }
   const plan = deps.reader.plan(deps.dataset, all);
-  const reserved = plan.bytesRequested;
+  let reserved = 0;
+  for (let r = 0; r < plan.count; r++)
+    reserved += footprintBytes((plan.end[r] as number) - (plan.start[r] as number));
   if (options.tryOnly && !deps.budget.tryAcquire(reserved)) return undefined;
   return new WindowReadImpl(members, deps, plan, reserved, options.urgent, options.tryOnly === true);
 }

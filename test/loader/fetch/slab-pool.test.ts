@@ -4,8 +4,13 @@
 // and still delivers the right bytes.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createRangeReader } from '../../../loader/fetch/index.js';
-import { createSlabPool, SLAB_BYTES } from '../../../loader/fetch/slab-pool.js';
+import { createRangeReader, resolveRangeReaderOptions } from '../../../loader/fetch/index.js';
+import {
+  createSlabPool,
+  DEFAULT_SLAB_POOL_BYTES,
+  footprintBytes,
+  SLAB_BYTES,
+} from '../../../loader/fetch/slab-pool.js';
 import type { FetchedSample } from '../../../loader/fetch/index.js';
 import { diffSamples, startFixture, type Fixture } from './fixtures.js';
 
@@ -17,7 +22,7 @@ const sampleOf = (id: number, bytes: Uint8Array): FetchedSample => ({
 });
 
 test('an arena hands out disjoint views of exactly the asked size; larger ranges get a buffer of their own', () => {
-  const pool = createSlabPool(4);
+  const pool = createSlabPool({ maxFreeBytes: 4 * SLAB_BYTES });
   const arena = pool.arena();
   const a = arena.alloc(300_000);
   const b = arena.alloc(500_000);
@@ -45,7 +50,7 @@ test('an arena hands out disjoint views of exactly the asked size; larger ranges
 });
 
 test('recycled large buffers serve later large ranges that fit (best fit, at most twice the size), once each, within a byte bound', () => {
-  const pool = createSlabPool(5);
+  const pool = createSlabPool({ maxFreeBytes: 5 * SLAB_BYTES });
   const three = pool.arena().alloc(3 * SLAB_BYTES - 5);
   const two = pool.arena().alloc(SLAB_BYTES + 7);
   assert.equal(three.buffer.byteLength, 3 * SLAB_BYTES);
@@ -82,7 +87,7 @@ test('recycled large buffers serve later large ranges that fit (best fit, at mos
 });
 
 test('recycled slabs serve later arenas once each, and the free list is bounded', () => {
-  const pool = createSlabPool(2);
+  const pool = createSlabPool({ maxFreeBytes: 2 * SLAB_BYTES });
   const first = [1, 2, 3].map((id) => pool.arena().alloc(1000 * id));
   const samples = first.map((b, i) => sampleOf(i, b.subarray(10, 20)));
   // Twice, and with a repeated sample: each slab is freed once.
@@ -98,6 +103,55 @@ test('recycled slabs serve later arenas once each, and the free list is bounded'
       'a recycled slab',
     );
   assert.ok(!first.some((b) => b.buffer === pool.arena().alloc(10).buffer), 'then fresh slabs');
+});
+
+test('a recycled large buffer serves only ranges a fresh buffer of its size would: the slack stays under one slab', () => {
+  const pool = createSlabPool({ maxFreeBytes: 16 * SLAB_BYTES });
+  const three = pool.arena().alloc(3 * SLAB_BYTES);
+  pool.recycle([sampleOf(1, three)]);
+  // 1.5 slabs fit in 3 (and are at most twice 1.5) but would hold 2x the range: a fresh 2-slab buffer.
+  const a = pool.arena().alloc(SLAB_BYTES + SLAB_BYTES / 2);
+  assert.notEqual(a.buffer, three.buffer);
+  assert.equal(a.buffer.byteLength, footprintBytes(a.byteLength));
+  assert.equal(a.buffer.byteLength, 2 * SLAB_BYTES);
+  // A range of the 3-slab size class takes it.
+  const b = pool.arena().alloc(2 * SLAB_BYTES + 1);
+  assert.equal(b.buffer, three.buffer);
+  for (const n of [1, SLAB_BYTES, SLAB_BYTES + 1, 5 * SLAB_BYTES - 3]) {
+    const buf = pool.arena().alloc(n);
+    assert.ok(n <= SLAB_BYTES || buf.buffer.byteLength === footprintBytes(n), `range of ${n}`);
+    assert.ok(footprintBytes(n) - n < SLAB_BYTES);
+  }
+});
+
+test('the free list is bounded by bytes, slabs and large buffers together, whatever the count of GETs', () => {
+  const pool = createSlabPool({ maxFreeBytes: 3 * SLAB_BYTES });
+  const slabs = [1, 2, 3, 4].map(() => pool.arena().alloc(SLAB_BYTES));
+  const big = pool.arena().alloc(2 * SLAB_BYTES);
+  pool.recycle([sampleOf(1, big)]);
+  pool.recycle(slabs.map((b, i) => sampleOf(10 + i, b)));
+  assert.equal(pool.freeLargeBytes, 2 * SLAB_BYTES);
+  assert.equal(pool.free, 1, 'one slab fits beside the 2-slab buffer');
+  assert.equal(pool.freeBytes, 3 * SLAB_BYTES);
+  const none = createSlabPool({ maxFreeBytes: 0 });
+  const x = none.arena().alloc(10);
+  none.recycle([sampleOf(1, x)]);
+  assert.equal(none.freeBytes, 0, 'maxFreeBytes 0 keeps nothing');
+  assert.equal(createSlabPool().freeBytes, 0);
+  assert.equal(DEFAULT_SLAB_POOL_BYTES, 64 * SLAB_BYTES);
+});
+
+test('the reader keeps 256 GETs in flight and 64 MiB of free range memory by default; a bad slabPoolBytes is refused by name', () => {
+  const o = resolveRangeReaderOptions({});
+  assert.equal(o.concurrency, 256);
+  assert.equal(o.slabPoolBytes, DEFAULT_SLAB_POOL_BYTES);
+  assert.equal(resolveRangeReaderOptions({ slabPoolBytes: 0 }).slabPoolBytes, 0);
+  for (const bad of [-1, 1.5, Number.NaN])
+    assert.throws(
+      () => resolveRangeReaderOptions({ slabPoolBytes: bad }),
+      (err: Error & { code?: string }) =>
+        err.code === 'SADP_INVALID_OPTION' && /slabPoolBytes/.test(err.message),
+    );
 });
 
 let fx: Fixture;

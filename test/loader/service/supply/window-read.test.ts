@@ -14,7 +14,8 @@ import {
 import { BatchFetch, type BatchSpec, type FetchDeps } from '../../../../loader/service/supply/batch-fetch.js';
 import { createByteBudget } from '../../../../loader/service/supply/byte-budget.js';
 import { parseRangeHeader } from '../../../helpers/s3-fault-proxy.js';
-import { diffSamples, useProxiedFixture } from '../../fetch/fixtures.js';
+import { footprintBytes, SLAB_BYTES } from '../../../../loader/fetch/slab-pool.js';
+import { diffSamples, startFixture, useProxiedFixture } from '../../fetch/fixtures.js';
 
 const rig = useProxiedFixture({ samples: 160, shardBytes: 96 * 1024, seed: 5 });
 
@@ -250,4 +251,47 @@ test('abandoning a window returns its reservation once; a batch given up alone l
   assert.equal(budget.used, 0);
   fetches[3]!.dispose();
   assert.equal(budget.used, 0);
+});
+
+test('a window reserves the memory its ranges hold: whole slabs for a span larger than one, recycled buffers included', async () => {
+  // ~3 KB samples in one 4 MiB shard: spans of several slabs.
+  const fx = await startFixture({ samples: 1100, shardBytes: 4 * 1024 * 1024, seed: 9 });
+  try {
+    const ds = fx.remote;
+    const reader = createRangeReader({ planner: 'whole-shard' });
+    const budget = createByteBudget(64 * 1024 * 1024);
+    const deps: FetchDeps = { budget, reader, dataset: ds };
+    const upTo = (bytes: number): number[] => {
+      const ids: number[] = [];
+      for (let id = 0; id < ds.size && ds.ends[id]! <= bytes; id++) ids.push(id);
+      return ids;
+    };
+    // A 2.5-slab span (a 3-slab buffer, recycled once written), then a 1.6-slab
+    // span: the recycled buffer (at most twice the span) would hold 3 slabs
+    // where a fresh one holds the 2 the window reserves.
+    for (const span of [2.5 * SLAB_BYTES, 1.6 * SLAB_BYTES]) {
+      const ids = upTo(span);
+      const spec: BatchSpec = {
+        index: 0,
+        ids: Uint32Array.from(ids),
+        weights: new Float64Array(ids.length).fill(1),
+        padded: new Uint8Array(ids.length),
+        bytes: ids.reduce((sum, id) => sum + ds.ends[id]! - ds.offsets[id]!, 0),
+      };
+      const [fetch] = BatchFetch.startWindow([spec], deps, 0);
+      const samples = await fetch!.ready;
+      const held = new Set(samples.flatMap((x) => Object.values(x.fields).map((f) => f.buffer)));
+      const planned = ds.ends[ids.at(-1)!]! - ds.offsets[ids[0]!]!;
+      assert.equal(budget.used, footprintBytes(planned), 'reserved: the span rounded up to whole slabs');
+      assert.ok(budget.used > planned);
+      let heldBytes = 0;
+      for (const b of held) heldBytes += b.byteLength;
+      assert.ok(heldBytes <= budget.used, `holds ${heldBytes} bytes, reserved ${budget.used}`);
+      assert.equal(diffSamples(fetch!.spec.ids, samples, fx.reference), undefined);
+      fetch!.release();
+      assert.equal(budget.used, 0);
+    }
+  } finally {
+    await fx.close();
+  }
 });
