@@ -9,7 +9,7 @@
 // manifests fails here as it would in a cluster.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseDocument, visit } from 'yaml';
@@ -20,6 +20,7 @@ import type { IProbe } from 'kubernetes-models/v1/Probe';
 import { healthStatus } from '../helpers/grpc.js';
 import { cliCommand } from '../helpers/processes.js';
 import { deployDir, describe, podTemplates, resolvePort, selects, type K8sObject } from './manifests.js';
+import { freePorts } from '../helpers/ports.js';
 
 /** Lines of output kept per stream and process (the newest); debug logs of a short run stay far below. */
 export const MAX_OUTPUT_LINES = 20_000;
@@ -135,24 +136,6 @@ export function imageEnv(dockerfile = join(deployDir, 'Dockerfile')): Record<str
 /** `node` arguments that stand for the image's `sadp` (tsx resolved absolutely: the working directory is empty). */
 function sadpBinary(): string[] {
   return cliCommand().map((a) => (a === 'tsx' ? import.meta.resolve('tsx') : a));
-}
-
-/** Distinct free loopback ports, held open together so none is handed out twice. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = createServer();
-      servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve());
-      });
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
 }
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

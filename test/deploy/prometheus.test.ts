@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +17,7 @@ import { promisify } from 'node:util';
 import { packageRoot } from '../../common/paths.js';
 import { createLoaderClient } from '../../trainer/client/index.js';
 import { runSadp, startLoaderService, startService, type ServiceProcess } from '../helpers/processes.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 const JOB = 'prom-job';
@@ -37,15 +37,6 @@ let scorer: ServiceProcess;
 let loader: ServiceProcess;
 let prometheus: ChildProcess;
 let promUrl: string;
-
-/** A free loopback port: Prometheus cannot listen on port 0 and tell which one it got. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function promQuery(
   expr: string,

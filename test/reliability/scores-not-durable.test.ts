@@ -10,23 +10,11 @@
 // never a duration.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLoaderClient, LoaderCallError, type AckRecord } from '../../trainer/client/index.js';
 import { readDurableScoresRetrying, startKillEnv, type KillEnv } from './kill-scenario.js';
 import { createJob, type JobParams } from './stack.js';
-
-/** A port that was free a moment ago (the metrics flag takes no 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../helpers/ports.js';
 
 /** One sample of a Prometheus text exposition (0 when absent). */
 async function scrape(port: number, name: string, labels = ''): Promise<number> {

@@ -33,6 +33,7 @@ import {
 import { call } from '../scorer/service/helpers.js';
 import { makeCerts, read, type CertFiles } from '../helpers/certs.js';
 import { runRank, servedPlan, checkEpoch, epochClean, sleep } from './stack.js';
+import { freePort } from '../helpers/ports.js';
 
 const S = grpc.status;
 let stack: Stack;
@@ -289,18 +290,6 @@ describe('per-job bearer tokens', () => {
     }
   });
 });
-
-/** A port that was free a moment ago (for flags that do not take 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function metricsText(port: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);

@@ -44,15 +44,13 @@ function plans(seed = 5): PartPlan[] {
   }));
 }
 
-test('deferred batch parts arrive byte-identical to the eager encoding over a real gRPC stream', async () => {
-  const parts = plans();
+/** Serves `streamEpoch` on a real loopback server and returns every message a real client received. */
+async function streamThrough(
+  streamEpoch: (call: grpc.ServerDuplexStream<unknown, unknown>) => void,
+): Promise<Buffer[]> {
   const server = new grpc.Server();
   server.addService(LoaderService, {
-    streamEpoch: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-      // All written at once: each is encoded when grpc-js serializes it.
-      for (const p of parts) call.write(selfEncodingPart(p));
-      call.end();
-    },
+    streamEpoch,
     describeEpoch: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
       cb({ code: grpc.status.UNIMPLEMENTED }),
   });
@@ -73,86 +71,66 @@ test('deferred batch parts arrive byte-identical to the eager encoding over a re
       call.on('end', resolve);
       call.end();
     });
-    assert.equal(received.length, parts.length);
-    received.forEach((bytes, i) => {
-      const want = encodeBatchPartResponse(parts[i] as PartPlan);
-      assert.equal(bytes.byteLength, want.byteLength, `message ${i} length`);
-      assert.equal(Buffer.compare(bytes, want), 0, `message ${i} bytes`);
-    });
+    return received;
   } finally {
     client.close();
     server.forceShutdown();
   }
+}
+
+test('deferred batch parts arrive byte-identical to the eager encoding over a real gRPC stream', async () => {
+  const parts = plans();
+  const received = await streamThrough((call) => {
+    // All written at once: each is encoded when grpc-js serializes it.
+    for (const p of parts) call.write(selfEncodingPart(p));
+    call.end();
+  });
+  assert.equal(received.length, parts.length);
+  received.forEach((bytes, i) => {
+    const want = encodeBatchPartResponse(parts[i] as PartPlan);
+    assert.equal(bytes.byteLength, want.byteLength, `message ${i} length`);
+    assert.equal(Buffer.compare(bytes, want), 0, `message ${i} bytes`);
+  });
 });
 
 test("framed parts are recycled once written and reused frames still carry each part's own bytes", async () => {
   // Three rounds of the same sizes, different bytes: later rounds reuse the frames of earlier ones.
   const rounds = [plans(21), plans(22), plans(23)];
-  const server = new grpc.Server();
   let framedCalls = 0;
-  server.addService(LoaderService, {
-    streamEpoch: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-      void (async () => {
-        const signal = new AbortController().signal;
-        for (const round of rounds) {
-          const parts = round.map((p) => {
-            const w = selfEncodingPart(p);
-            const encode = w[ENCODE_SELF].bind(w);
-            w[ENCODE_SELF] = () => {
-              const bytes = encode();
-              const framed = (bytes as { [GRPC_FRAMED]?: () => Buffer })[GRPC_FRAMED];
-              if (typeof framed === 'function') {
-                return Object.assign(bytes, {
-                  [GRPC_FRAMED]: () => {
-                    framedCalls++;
-                    return framed.call(bytes);
-                  },
-                });
-              }
-              return bytes;
-            };
-            return w;
-          });
-          await writeInOrder(call, parts, signal, (p) => p.written());
-        }
-        call.end();
-      })();
-    },
-    describeEpoch: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
-      cb({ code: grpc.status.UNIMPLEMENTED }),
-  });
-  const port = await bindLoopback(server);
-  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  });
   const freeBefore = freeFrameCount();
-  try {
-    const received: Buffer[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const call = client.makeBidiStreamRequest(
-        LoaderService.streamEpoch.path,
-        (b: Buffer) => b,
-        (b: Buffer) => Buffer.from(b),
-      );
-      call.on('data', (b: Buffer) => received.push(b));
-      call.on('error', reject);
-      call.on('end', resolve);
+  const received = await streamThrough((call) => {
+    void (async () => {
+      const signal = new AbortController().signal;
+      for (const round of rounds) {
+        const parts = round.map((p) => {
+          const w = selfEncodingPart(p);
+          const encode = w[ENCODE_SELF].bind(w);
+          w[ENCODE_SELF] = () => {
+            const bytes = encode();
+            const framed = (bytes as { [GRPC_FRAMED]?: () => Buffer })[GRPC_FRAMED];
+            if (typeof framed === 'function') {
+              return Object.assign(bytes, {
+                [GRPC_FRAMED]: () => {
+                  framedCalls++;
+                  return framed.call(bytes);
+                },
+              });
+            }
+            return bytes;
+          };
+          return w;
+        });
+        await writeInOrder(call, parts, signal, (p) => p.written());
+      }
       call.end();
-    });
-    const all = rounds.flat();
-    assert.equal(received.length, all.length);
-    received.forEach((bytes, i) => {
-      assert.equal(
-        Buffer.compare(bytes, encodeBatchPartResponse(all[i] as PartPlan)),
-        0,
-        `message ${i} bytes`,
-      );
-    });
-    // Every part went out as its own frame (the grpc-js patch is applied) and frames came back to the pool.
-    assert.equal(framedCalls, all.length);
-    assert.ok(freeFrameCount() > freeBefore || freeFrameCount() > 0, `free frames ${freeFrameCount()}`);
-  } finally {
-    client.close();
-    server.forceShutdown();
-  }
+    })();
+  });
+  const all = rounds.flat();
+  assert.equal(received.length, all.length);
+  received.forEach((bytes, i) => {
+    assert.equal(Buffer.compare(bytes, encodeBatchPartResponse(all[i] as PartPlan)), 0, `message ${i} bytes`);
+  });
+  // Every part went out as its own frame (the grpc-js patch is applied) and frames came back to the pool.
+  assert.equal(framedCalls, all.length);
+  assert.ok(freeFrameCount() > freeBefore || freeFrameCount() > 0, `free frames ${freeFrameCount()}`);
 });
