@@ -44,6 +44,7 @@ import {
   type ScoreCheck,
 } from './stack.js';
 import { mulberry32 } from '../helpers/random.js';
+import { freePort } from '../helpers/ports.js';
 
 /** Resumes of one rank in one epoch before the run counts as failed. */
 const MAX_RESUMES = 3;
@@ -105,7 +106,8 @@ export interface KillEnv {
 }
 
 async function restartable(args: (port: number) => string[]): Promise<Restartable> {
-  const first = await startService({ args: args(0) });
+  // A port the kernel never hands to an outgoing connection, so it is still free at the restart.
+  const first = await startService({ args: args(await freePort()) });
   const port = first.port;
   const r: Restartable = {
     current: first,

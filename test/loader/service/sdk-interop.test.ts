@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createLoaderServer, type LoaderServer } from '../../../loader/index.js';
 import { createLoaderClient } from '../../../trainer/client/index.js';
 import { SAMPLES, getPlan, getStats, newToken, scoreOf, useStack } from './helpers.js';
+import { freePort } from '../../helpers/ports.js';
 
 const stack = useStack();
 
@@ -20,7 +21,8 @@ test('the trainer SDK rides through a loader restart without losing or repeating
     auth: 'token' as const,
     shuffle: 'shard-block' as const,
   };
-  let loader: LoaderServer = await createLoaderServer(options);
+  // Outside the ephemeral range, so no outgoing connection takes the port while it is free.
+  let loader: LoaderServer = await createLoaderServer({ ...options, port: await freePort() });
   const port = loader.port;
   const world = 2;
   const clients = [...Array(world).keys()].map(() =>

@@ -22,6 +22,7 @@ import {
   type TestLoaderPlan,
   type TestLoaderRecord,
 } from './test-server.js';
+import { freePort } from '../../helpers/ports.js';
 
 const score = (id: number): number => id * 0.01 + 0.5;
 const loss = (id: number): number => id * 0.001;
@@ -165,7 +166,8 @@ test('a stream dropped with UNAVAILABLE is reopened at the cursor and uncommitte
 test('a killed loader replaced on the same port: exactly-once batches and no lost scores', async (t) => {
   const plan: TestLoaderPlan = { steps: 10, batchSize: 3 };
   const record = newRecord();
-  let loader = await startTestLoader(plan, { commitEvery: 0 }, record);
+  // Outside the ephemeral range, so no outgoing connection takes the port while it is free.
+  let loader = await startTestLoader(plan, { commitEvery: 0 }, record, await freePort());
   const port = loader.port;
   t.after(() => loader.kill());
   const client = clientOf(t, loader);

@@ -33,6 +33,7 @@ import {
 import { isSadpError } from '../../../common/errors.js';
 import { mulberry32 } from '../../helpers/random.js';
 import { startTempS3, type TempS3 } from '../../helpers/temp-s3.js';
+import { freePort } from '../../helpers/ports.js';
 
 const TRAIN = 1200;
 const TEST = 300;
@@ -272,7 +273,12 @@ test('a run stopped mid-epoch resumes from its checkpoint at the cursor', async 
 
 test('the client rides through a real loader restart: every batch once, every score durable', async (t) => {
   await createJob('restart', 1, 0.3);
-  const first = await createLoaderServer({ scorerAddress: scorer.address, s3: tmp.s3Options });
+  // Outside the ephemeral range, so no outgoing connection takes the port while it is free.
+  const first = await createLoaderServer({
+    scorerAddress: scorer.address,
+    s3: tmp.s3Options,
+    port: await freePort(),
+  });
   let second: LoaderServer | undefined;
   t.after(async () => {
     await first.close(500);
