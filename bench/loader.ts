@@ -34,7 +34,7 @@
 // in flight (up to 256 per loader): nginx has 4,096 worker connections (and
 // the descriptors for them, worker_rlimit_nofile), keep-alive for 300 s and
 // 10 M requests; the proxy's upstream pool holds 1,024 sockets. The proxy's
-// CPU does: through it with 0 ms added, the least recent first byte was
+// CPU does: through it with 0 ms added, the least first byte of the recent GETs was
 // 60-170 ms in quick runs at load 7-10, against 10-50 ms direct.
 // Trainers are separate processes using the real SDK, acking every batch.
 // Per case: samples/s, epoch time, GETs per sample, fetched/selected, loader

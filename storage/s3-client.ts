@@ -93,6 +93,13 @@ function checkEndpoint(endpoint: string): void {
 }
 
 const endpoints = new WeakMap<S3Client, string>();
+/** Each client's socket bound, so the lean GET path's pool (s3-get-route.ts) keeps the same one. */
+const socketBounds = new WeakMap<S3Client, number>();
+
+/** The maxSockets a client built by createS3Client was given. */
+export function clientMaxSockets(client: S3Client): number | undefined {
+  return socketBounds.get(client);
+}
 
 /** Where a client built by createS3Client sends its requests, for messages (no user info). */
 export function clientEndpointLabel(client: S3Client): string | undefined {
@@ -132,6 +139,7 @@ export function createS3Client(options: S3Options = {}): S3Client {
       connectionTimeout: options.connectionTimeoutMs ?? S3_DEFAULTS.connectionTimeoutMs,
     }),
   });
+  socketBounds.set(client, maxSockets);
   endpoints.set(
     client,
     options.endpoint === undefined ? 'AWS S3 (no custom endpoint set)' : endpointLabel(options.endpoint),

@@ -4,7 +4,7 @@
 // client and origin. Endpoint variants the SDK resolves through its rules
 // (FIPS, dual-stack, accelerate, other partitions) keep the SDK's GetObject.
 import type { S3Client } from '@aws-sdk/client-s3';
-import { S3_DEFAULTS } from './s3-client.js';
+import { S3_DEFAULTS, clientMaxSockets } from './s3-client.js';
 import { createSignedGetter, encodeKeyPath, type SignedGetter } from './signed-get.js';
 
 export interface GetRoute {
@@ -58,7 +58,8 @@ export async function resolveGetRoute(client: S3Client, bucket: string): Promise
       origin,
       region,
       credentials: () => c.credentials(),
-      connections: S3_DEFAULTS.maxSockets,
+      // The client's own socket bound (s3.maxSockets), as its SDK requests have.
+      connections: clientMaxSockets(client) ?? S3_DEFAULTS.maxSockets,
       connectTimeoutMs: S3_DEFAULTS.connectionTimeoutMs,
     });
     perClient.set(origin, getter);

@@ -56,6 +56,8 @@ export interface SignedGetter {
     options: ReadIntoOptions,
   ): Promise<number>;
   close(): Promise<void>;
+  /** Sockets the getter's pool opens to its origin at most. */
+  readonly connections: number;
 }
 
 /**
@@ -174,6 +176,7 @@ export function createSignedGetter(config: SignedGetConfig): SignedGetter {
     });
   };
   return {
+    connections: config.connections,
     // Not async: on every GET of the loader; the provider is awaited only when credentials need it.
     getInto(path, url, dest, destOffset, options) {
       if (options.signal?.aborted) return Promise.reject(options.signal.reason as Error);

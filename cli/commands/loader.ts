@@ -36,7 +36,7 @@ const KNOB_FLAGS = [
     '<mode>',
     'auto (minimise modelled read time), min-bytes (pruned bytes within the waste bound), whole-shard or ranges',
   ],
-  ['concurrency', '<n>', 'concurrent GETs'],
+  ['concurrency', '<n>', "most GETs in flight (the reader adapts between 64 and this, by Little's law)"],
   ['readThreads', '<n>', 'worker threads for GETs and tar cutting (0: on the main thread)'],
   ['slabPoolBytes', '<n>', 'bytes of recycled read memory kept free for later reads'],
   ['shuffle', '<mode>', 'global, shard-block or shard-buffer'],

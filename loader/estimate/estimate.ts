@@ -174,7 +174,10 @@ export function estimateRun(options: EstimateOptions): RunEstimate {
   const windowBatches = options.windowBatches ?? LOADER_DEFAULTS.prefetchBatches;
   if (!Number.isInteger(windowBatches) || windowBatches < 1)
     bad(`window must be >= 1 batches, got ${windowBatches}`);
-  const reader = resolveRangeReaderOptions({ concurrency: IN_FLIGHT_FLOOR, ...options.reader });
+  const reader = resolveRangeReaderOptions({
+    ...options.reader,
+    concurrency: options.reader?.concurrency ?? IN_FLIGHT_FLOOR,
+  });
   const planOptions = {
     ...reader,
     mode: reader.planner,

@@ -66,7 +66,7 @@ export interface CostEstimator {
   readonly samples: number;
 }
 
-/** GETs completed per second of time with a GET in flight, and the least recent time to first byte. */
+/** GETs completed per second of time with a GET in flight, and the least time to first byte of the recent GETs. */
 export interface ReaderThroughput {
   getsPerSecond: number;
   /** The least time to first byte among the recent GETs (us): the latency without queueing. */

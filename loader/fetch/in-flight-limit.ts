@@ -33,6 +33,13 @@ export interface InFlightLimitOptions {
   floor?: number;
   /** Default IN_FLIGHT_GAIN. */
   gain?: number;
+  /**
+   * False: the limit stays at the floor. For a reader whose GETs run in
+   * read threads: they report no first byte (whole durations, queueing and
+   * cutting included, would stand in for latency) and the threads' load is
+   * not in the event loop's utilization, so neither input can be trusted.
+   */
+  adaptive?: boolean;
 }
 
 export interface InFlightLimit {
@@ -49,13 +56,14 @@ export function createInFlightLimit(options: InFlightLimitOptions): InFlightLimi
   const ceiling = options.ceiling;
   const floor = Math.min(options.floor ?? IN_FLIGHT_FLOOR, ceiling);
   const gain = options.gain ?? IN_FLIGHT_GAIN;
+  const adaptive = options.adaptive ?? true;
   let current = floor;
   return {
     get current() {
       return current;
     },
     update(measured, loopUtilization = 0) {
-      if (!measured) return current;
+      if (!measured || !adaptive) return current;
       const needed = Math.ceil((gain * measured.getsPerSecond * measured.firstByteFloorUs) / 1e6);
       if (!Number.isFinite(needed)) return current;
       const next = Math.min(ceiling, Math.max(floor, needed));

@@ -66,9 +66,10 @@ export interface RangeReader {
   /**
    * Memory for several read() calls whose samples are recycled together
    * (a prefetch window's ranges): they share slabs instead of each read
-   * starting a slab of its own.
+   * starting a slab of its own. Given every range's size, the ranges go
+   * where slabLayout() puts them and the arena holds layoutBytes(sizes).
    */
-  arena(): Arena;
+  arena(sizes?: ArrayLike<number>): Arena;
   /** Stops the read threads, if any (reads after close fail). */
   close(): Promise<void>;
 }
@@ -142,7 +143,8 @@ class RangeReaderImpl implements RangeReader {
         },
       });
     }
-    this.inFlight = createInFlightLimit({ ceiling: options.concurrency });
+    // Threaded GETs give the limit nothing it can trust (see in-flight-limit.ts): it stays at its floor.
+    this.inFlight = createInFlightLimit({ ceiling: options.concurrency, adaptive: options.threads === 0 });
     this.limiter = createPool(this.inFlight.current);
     this.retry = {
       maxAttempts: options.maxAttempts,
@@ -190,8 +192,8 @@ class RangeReaderImpl implements RangeReader {
     this.slabs.recycle(samples);
   }
 
-  arena(): Arena {
-    return this.slabs.arena();
+  arena(sizes?: ArrayLike<number>): Arena {
+    return this.slabs.arena(sizes);
   }
 
   close(): Promise<void> {

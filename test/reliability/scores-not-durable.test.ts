@@ -104,10 +104,15 @@ test('scores the scorer cannot make durable fail the trainer with SADP_SCORES_NO
     // (an ack still in flight when the last stream failed is given up in its turn: polled, not timed).
     const pendingEntries = pending.reduce((n, a) => n + a.ids.length, 0);
     assert.ok((await scrape(metricsPort, 'sadp_loader_score_reports_total', '{outcome="gave_up"}')) >= 2);
-    for (;;) {
+    // Polled up to a generous deadline, so a loader that never gives up fails with the figures, not a hang.
+    for (let polls = 0; ; polls++) {
       const notDurable = await scrape(metricsPort, 'sadp_loader_scores_not_durable_total');
       const buffered = await scrape(metricsPort, 'sadp_loader_scores_buffered');
       if (notDurable >= pendingEntries && buffered === 0) break;
+      assert.ok(
+        polls < 1_200,
+        `after ~60 s the loader still buffers ${buffered} scores and gave up ${notDurable} of ${pendingEntries}`,
+      );
       await delay(50);
     }
 

@@ -127,13 +127,21 @@ export function selfEncodingPart(part: PartPlan): WritablePart {
 const FRAME_UNIT = 1024 * 1024;
 /** Free frames kept (a stream writes one batch's parts, a few MB, before it waits). */
 const MAX_FREE_FRAMES = 8;
+/**
+ * Bytes of free frames kept, whatever the part size: with a large
+ * maxMessageBytes eight frames could hold hundreds of MB for good. A frame
+ * larger than this is never kept.
+ */
+const MAX_FREE_FRAME_BYTES = 32 * FRAME_UNIT;
 const freeFrames: ArrayBuffer[] = [];
+let freeFrameBytes = 0;
 
 function takeFrame(n: number): ArrayBuffer {
   for (let i = freeFrames.length - 1; i >= 0; i--) {
     const f = freeFrames[i] as ArrayBuffer;
     if (f.byteLength >= n && f.byteLength < 2 * n + FRAME_UNIT) {
       freeFrames.splice(i, 1);
+      freeFrameBytes -= f.byteLength;
       return f;
     }
   }
@@ -141,12 +149,20 @@ function takeFrame(n: number): ArrayBuffer {
 }
 
 function releaseFrame(frame: ArrayBuffer): void {
-  if (freeFrames.length < MAX_FREE_FRAMES) freeFrames.push(frame);
+  if (freeFrames.length >= MAX_FREE_FRAMES || freeFrameBytes + frame.byteLength > MAX_FREE_FRAME_BYTES)
+    return;
+  freeFrames.push(frame);
+  freeFrameBytes += frame.byteLength;
 }
 
 /** Free frames held (tests). */
 export function freeFrameCount(): number {
   return freeFrames.length;
+}
+
+/** Bytes of the free frames held (tests): at most MAX_FREE_FRAME_BYTES. */
+export function freeFrameBytesHeld(): number {
+  return freeFrameBytes;
 }
 
 function deferredPart(part: PartPlan, took: (frame: ArrayBuffer) => void): DeferredBytes {

@@ -25,7 +25,7 @@ function drive(n: number, firstMs: number, bodyMs: number, idleMs: number, round
   return est;
 }
 
-test('the estimator reports GETs per busy second and the least recent first byte', () => {
+test('the estimator reports GETs per busy second and the least first byte of the recent GETs', () => {
   assert.equal(createCostEstimator().throughput(), undefined, 'nothing measured yet');
   // 32 GETs per round, 50 ms to first byte, 10 ms of body: 32 GETs per 60 busy ms; idle time does not count.
   const est = drive(32, 50, 10, 500, 20);
@@ -88,4 +88,13 @@ test('a reader whose event loop is busy never raises its limit: its first bytes 
   // Busy again: it may fall to what is needed, never rise.
   assert.equal(limit.update({ getsPerSecond: 2_000, firstByteFloorUs: 60_000 }, 1), 120);
   assert.equal(limit.update({ getsPerSecond: 500, firstByteFloorUs: 60_000 }, 1), IN_FLIGHT_FLOOR);
+});
+
+test('a limit that is not adaptive (a reader with read threads) stays at its floor whatever it is fed', () => {
+  const limit = createInFlightLimit({ ceiling: 256, adaptive: false });
+  // 2,000 GETs/s over 50 ms first bytes would need 200 in flight.
+  assert.equal(limit.update({ getsPerSecond: 2_000, firstByteFloorUs: 50_000 }, 0), 64);
+  assert.equal(limit.current, 64);
+  const adaptive = createInFlightLimit({ ceiling: 256 });
+  assert.equal(adaptive.update({ getsPerSecond: 2_000, firstByteFloorUs: 50_000 }, 0), 200);
 });

@@ -9,6 +9,8 @@ import {
   createSlabPool,
   DEFAULT_SLAB_POOL_BYTES,
   footprintBytes,
+  layoutBytes,
+  slabLayout,
   SLAB_BYTES,
 } from '../../../loader/fetch/slab-pool.js';
 import type { FetchedSample } from '../../../loader/fetch/index.js';
@@ -49,7 +51,7 @@ test('an arena hands out disjoint views of exactly the asked size; larger ranges
   );
 });
 
-test('recycled large buffers serve later large ranges that fit (best fit, at most twice the size), once each, within a byte bound', () => {
+test('recycled large buffers serve later large ranges of their own size class, once each, within a byte bound', () => {
   const pool = createSlabPool({ maxFreeBytes: 5 * SLAB_BYTES });
   const three = pool.arena().alloc(3 * SLAB_BYTES - 5);
   const two = pool.arena().alloc(SLAB_BYTES + 7);
@@ -59,7 +61,7 @@ test('recycled large buffers serve later large ranges that fit (best fit, at mos
   pool.recycle(samples);
   pool.recycle(samples);
   assert.equal(pool.freeLargeBytes, 5 * SLAB_BYTES, 'each buffer held once');
-  // 1.5 slabs: the 2-slab buffer fits best; 2.5 slabs: only the 3-slab one.
+  // 1.5 slabs: the 2-slab buffer (its size class); 2.5 slabs: the 3-slab one.
   const a = pool.arena().alloc(SLAB_BYTES + SLAB_BYTES / 2);
   assert.equal(a.buffer, two.buffer);
   assert.equal(a.byteLength, SLAB_BYTES + SLAB_BYTES / 2);
@@ -69,12 +71,12 @@ test('recycled large buffers serve later large ranges that fit (best fit, at mos
   // Nothing free: a fresh buffer, never one handed out already.
   const c = pool.arena().alloc(SLAB_BYTES + 1);
   assert.ok(c.buffer !== a.buffer && c.buffer !== b.buffer);
-  // A buffer more than twice the size asked for is left free.
+  // A buffer of another size class than the one asked for is left free.
   pool.recycle([sampleOf(4, b)]);
   const d = pool.arena().alloc(SLAB_BYTES + 1);
   assert.notEqual(d.buffer, b.buffer);
   assert.equal(pool.freeLargeBytes, 3 * SLAB_BYTES);
-  // The bound: at most maxFree slabs' worth of large buffers (5 here).
+  // The bound: at most maxFreeBytes of free memory (5 slabs here).
   pool.recycle([sampleOf(5, a), sampleOf(6, c)]);
   assert.equal(
     pool.freeLargeBytes,
@@ -84,6 +86,37 @@ test('recycled large buffers serve later large ranges that fit (best fit, at mos
   // Buffers the pool did not make are never taken in.
   pool.recycle([sampleOf(7, Buffer.alloc(SLAB_BYTES + 1))]);
   assert.equal(pool.freeLargeBytes, 5 * SLAB_BYTES);
+});
+
+test('a laid-out arena holds exactly layoutBytes, in whatever order its ranges are allocated', () => {
+  // Spans of 0.6 slab: packed in arrival order (next fit) two of them took two slabs where the
+  // window had reserved their 1.2 slabs of bytes; laid out, the reservation is the two slabs.
+  const sizes = [0.6, 0.6, 0.3, 0.3, 0.2, 0.5, 2.5].map((x) => Math.round(x * SLAB_BYTES));
+  const layout = slabLayout(sizes);
+  assert.equal(layout.slabs, 3, 'first-fit decreasing: 0.6+0.3, 0.6+0.3, 0.5+0.2');
+  assert.equal(layout.largeBytes, 3 * SLAB_BYTES);
+  assert.equal(layoutBytes(sizes), 6 * SLAB_BYTES);
+  for (const order of [
+    sizes,
+    [...sizes].reverse(),
+    [sizes[4], sizes[0], sizes[2], sizes[6], sizes[5], sizes[1], sizes[3]],
+  ]) {
+    const pool = createSlabPool();
+    const arena = pool.arena(sizes);
+    const bufs = order.map((n) => arena.alloc(n as number));
+    const held = new Set(bufs.map((b) => b.buffer));
+    let heldBytes = 0;
+    for (const b of held) heldBytes += b.byteLength;
+    assert.equal(heldBytes, layoutBytes(sizes), `order ${order.join(',')}`);
+    // Disjoint: every view keeps its own bytes.
+    bufs.forEach((b, i) => b.fill(i + 1));
+    bufs.forEach((b, i) =>
+      assert.ok(
+        b.every((x) => x === i + 1),
+        `range ${i} kept its bytes`,
+      ),
+    );
+  }
 });
 
 test('recycled slabs serve later arenas once each, and the free list is bounded', () => {
@@ -141,7 +174,7 @@ test('the free list is bounded by bytes, slabs and large buffers together, whate
   assert.equal(DEFAULT_SLAB_POOL_BYTES, 64 * SLAB_BYTES);
 });
 
-test('the reader keeps 256 GETs in flight and 64 MiB of free range memory by default; a bad slabPoolBytes is refused by name', () => {
+test('the reader allows up to 256 GETs in flight and keeps 64 MiB of free range memory by default; a bad slabPoolBytes is refused by name', () => {
   const o = resolveRangeReaderOptions({});
   assert.equal(o.concurrency, 256);
   assert.equal(o.slabPoolBytes, DEFAULT_SLAB_POOL_BYTES);

@@ -5,6 +5,7 @@ Durations are milliseconds (``..._ms``), as everywhere in sadp-loader.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ def channel_options(options: ClientOptions) -> List[Tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", int(options.max_receive_message_bytes)),
         ("grpc.keepalive_time_ms", keepalive),
-        ("grpc.keepalive_timeout_ms", min(int(options.keepalive_timeout_ms), keepalive)),
+        # Rounded up: a valid 0.5 ms must not become 0 (no timeout at all).
+        ("grpc.keepalive_timeout_ms", min(math.ceil(options.keepalive_timeout_ms), keepalive)),
         # Keep pinging during a long training step with no data on the wire.
         ("grpc.http2.max_pings_without_data", 0),
         *list(options.channel_options),

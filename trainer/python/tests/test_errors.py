@@ -85,6 +85,7 @@ def test_keepalive_timeout_reaches_the_channel_options():
 
     assert timeout() == 20_000
     assert timeout(keepalive_timeout_ms=4_500) == 4_500
+    assert timeout(keepalive_timeout_ms=0.5) == 1, "a fraction of a millisecond rounds up, never to 0"
     # Never longer than the ping interval.
     assert timeout(keepalive_time_ms=10_000, keepalive_timeout_ms=15_000) == 10_000
 
