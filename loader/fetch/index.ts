@@ -29,5 +29,5 @@ export { rangeReaderConfigShape } from './reader-config.js';
 export { planRanges, sortUniqueIds, type SampleLayout } from './range-plan.js';
 export { cutSample, type FetchedSample } from './cut.js';
 export type { Arena } from './slab-pool.js';
-export { layoutBytes } from './slab-pool.js';
+export { footprintBytes } from './slab-pool.js';
 export { IN_FLIGHT_FLOOR } from './in-flight-limit.js';

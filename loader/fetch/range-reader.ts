@@ -66,10 +66,9 @@ export interface RangeReader {
   /**
    * Memory for several read() calls whose samples are recycled together
    * (a prefetch window's ranges): they share slabs instead of each read
-   * starting a slab of its own. Given every range's size, the ranges go
-   * where slabLayout() puts them and the arena holds layoutBytes(sizes).
+   * starting a slab of its own.
    */
-  arena(sizes?: ArrayLike<number>): Arena;
+  arena(): Arena;
   /** Stops the read threads, if any (reads after close fail). */
   close(): Promise<void>;
 }
@@ -192,8 +191,8 @@ class RangeReaderImpl implements RangeReader {
     this.slabs.recycle(samples);
   }
 
-  arena(sizes?: ArrayLike<number>): Arena {
-    return this.slabs.arena(sizes);
+  arena(): Arena {
+    return this.slabs.arena();
   }
 
   close(): Promise<void> {

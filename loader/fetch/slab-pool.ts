@@ -26,12 +26,7 @@ export interface Arena {
 }
 
 export interface SlabPool {
-  /**
-   * An arena. Given the sizes of every range it will hold, it places each
-   * range where slabLayout(sizes) says, whatever order they are allocated in,
-   * so it holds exactly layoutBytes(sizes) (what a window reserves).
-   */
-  arena(sizes?: ArrayLike<number>): Arena;
+  arena(): Arena;
   /** The samples' bytes are no longer used: their slabs serve later reads. */
   recycle(samples: readonly FetchedSample[]): void;
   /** Free slabs held. */
@@ -64,51 +59,6 @@ export interface SlabPoolOptions {
  */
 export function footprintBytes(n: number, slabBytes = SLAB_BYTES): number {
   return n > slabBytes ? Math.ceil(n / slabBytes) * slabBytes : n;
-}
-
-/** Where the ranges of a known set of sizes go: small ones packed into slabs, large ones on their own. */
-export interface SlabLayout {
-  /** Slabs the small ranges fill. */
-  slabs: number;
-  /** For each small size, the free places of that size (slab index, offset). */
-  slots: Map<number, Array<{ slab: number; offset: number }>>;
-  /** Bytes of the buffers of ranges larger than a slab (footprintBytes each). */
-  largeBytes: number;
-}
-
-/**
- * Packs ranges of `sizes` bytes, largest first, each into the first slab
- * with room (first-fit decreasing: within 11/9 of the fewest slabs). A
- * window's GETs start in an order set by the reader's queue, and packing
- * in that order (next fit) could hold up to twice the bytes for spans of
- * half a slab or more; a layout fixed in advance holds what was reserved.
- */
-export function slabLayout(sizes: ArrayLike<number>, slabBytes = SLAB_BYTES): SlabLayout {
-  const small: number[] = [];
-  let largeBytes = 0;
-  for (let i = 0; i < sizes.length; i++) {
-    const n = sizes[i] as number;
-    if (n > slabBytes) largeBytes += footprintBytes(n, slabBytes);
-    else if (n > 0) small.push(n);
-  }
-  small.sort((a, b) => b - a);
-  const used: number[] = [];
-  const slots = new Map<number, Array<{ slab: number; offset: number }>>();
-  for (const n of small) {
-    let slab = used.findIndex((u) => u + n <= slabBytes);
-    if (slab < 0) slab = used.push(0) - 1;
-    const list = slots.get(n) ?? [];
-    list.push({ slab, offset: used[slab] as number });
-    slots.set(n, list);
-    used[slab] = (used[slab] as number) + n;
-  }
-  return { slabs: used.length, slots, largeBytes };
-}
-
-/** What an arena laid out for `sizes` holds: its slabs and its large buffers. */
-export function layoutBytes(sizes: ArrayLike<number>, slabBytes = SLAB_BYTES): number {
-  const layout = slabLayout(sizes, slabBytes);
-  return layout.slabs * slabBytes + layout.largeBytes;
 }
 
 export function createSlabPool(options: SlabPoolOptions = {}): SlabPool {
@@ -146,21 +96,7 @@ export function createSlabPool(options: SlabPoolOptions = {}): SlabPool {
   };
   const freeBytes = (): number => free.length * slabBytes + largeBytes;
   return {
-    arena(sizes) {
-      if (sizes) {
-        const layout = slabLayout(sizes, slabBytes);
-        const slabs: Array<ArrayBuffer | undefined> = [];
-        return {
-          alloc(n) {
-            if (n > slabBytes) return Buffer.from(takeLarge(n), 0, n);
-            const place = layout.slots.get(n)?.pop();
-            // A size the layout did not plan for (none today): memory of its own, outside the pool.
-            if (!place) return Buffer.allocUnsafe(n);
-            const slab = (slabs[place.slab] ??= take());
-            return Buffer.from(slab, place.offset, n);
-          },
-        };
-      }
+    arena() {
       let slab: ArrayBuffer | undefined;
       let used = 0;
       return {

@@ -9,13 +9,12 @@
 //
 // Budget: the window reserves what its plan's ranges hold in memory (pruned
 // bytes inside merged spans included: the cut samples are views into those
-// buffers): the slabs its arena packs them into, laid out before any GET
-// starts, and whole slabs for a range larger than one (layoutBytes), and
+// buffers; a range larger than a slab holds whole slabs, footprintBytes) and
 // returns it once its last batch is written or abandoned. Once every batch
 // was written, the ranges' memory goes back to the reader's slab pool.
 import { cancelledError } from '../../../common/signals.js';
 import {
-  layoutBytes,
+  footprintBytes,
   type Arena,
   type FetchedSample,
   type RangeReader,
@@ -47,7 +46,7 @@ export interface WindowReadOptions {
 
 export interface WindowRead {
   readonly plan: ReadPlan;
-  /** Bytes reserved from the budget for the whole window: its ranges' memory (layoutBytes). */
+  /** Bytes reserved from the budget for the whole window: its ranges' memory (footprintBytes). */
   readonly reserved: number;
   /** Member k's samples, in the order of its ids. */
   ready(k: number): Promise<FetchedSample[]>;
@@ -74,11 +73,11 @@ export function startWindowRead(
     at += m.ids.length;
   }
   const plan = deps.reader.plan(deps.dataset, all);
-  const sizes = new Float64Array(plan.count);
-  for (let r = 0; r < plan.count; r++) sizes[r] = (plan.end[r] as number) - (plan.start[r] as number);
-  const reserved = layoutBytes(sizes);
+  let reserved = 0;
+  for (let r = 0; r < plan.count; r++)
+    reserved += footprintBytes((plan.end[r] as number) - (plan.start[r] as number));
   if (options.tryOnly && !deps.budget.tryAcquire(reserved)) return undefined;
-  return new WindowReadImpl(members, deps, plan, sizes, reserved, options.urgent, options.tryOnly === true);
+  return new WindowReadImpl(members, deps, plan, reserved, options.urgent, options.tryOnly === true);
 }
 
 class WindowReadImpl implements WindowRead {
@@ -101,13 +100,12 @@ class WindowReadImpl implements WindowRead {
     members: readonly WindowMember[],
     private readonly deps: WindowReadDeps,
     readonly plan: ReadPlan,
-    sizes: Float64Array,
     readonly reserved: number,
     urgent: number | undefined,
     preReserved: boolean,
   ) {
     if (preReserved) this.held = reserved;
-    this.arena = deps.reader.arena(sizes);
+    this.arena = deps.reader.arena();
     this.pending = plan.count;
     this.open = new Set(members.keys());
     const { ids, first, count } = plan;

@@ -9,8 +9,6 @@ import {
   createSlabPool,
   DEFAULT_SLAB_POOL_BYTES,
   footprintBytes,
-  layoutBytes,
-  slabLayout,
   SLAB_BYTES,
 } from '../../../loader/fetch/slab-pool.js';
 import type { FetchedSample } from '../../../loader/fetch/index.js';
@@ -86,37 +84,6 @@ test('recycled large buffers serve later large ranges of their own size class, o
   // Buffers the pool did not make are never taken in.
   pool.recycle([sampleOf(7, Buffer.alloc(SLAB_BYTES + 1))]);
   assert.equal(pool.freeLargeBytes, 5 * SLAB_BYTES);
-});
-
-test('a laid-out arena holds exactly layoutBytes, in whatever order its ranges are allocated', () => {
-  // Spans of 0.6 slab: packed in arrival order (next fit) two of them took two slabs where the
-  // window had reserved their 1.2 slabs of bytes; laid out, the reservation is the two slabs.
-  const sizes = [0.6, 0.6, 0.3, 0.3, 0.2, 0.5, 2.5].map((x) => Math.round(x * SLAB_BYTES));
-  const layout = slabLayout(sizes);
-  assert.equal(layout.slabs, 3, 'first-fit decreasing: 0.6+0.3, 0.6+0.3, 0.5+0.2');
-  assert.equal(layout.largeBytes, 3 * SLAB_BYTES);
-  assert.equal(layoutBytes(sizes), 6 * SLAB_BYTES);
-  for (const order of [
-    sizes,
-    [...sizes].reverse(),
-    [sizes[4], sizes[0], sizes[2], sizes[6], sizes[5], sizes[1], sizes[3]],
-  ]) {
-    const pool = createSlabPool();
-    const arena = pool.arena(sizes);
-    const bufs = order.map((n) => arena.alloc(n as number));
-    const held = new Set(bufs.map((b) => b.buffer));
-    let heldBytes = 0;
-    for (const b of held) heldBytes += b.byteLength;
-    assert.equal(heldBytes, layoutBytes(sizes), `order ${order.join(',')}`);
-    // Disjoint: every view keeps its own bytes.
-    bufs.forEach((b, i) => b.fill(i + 1));
-    bufs.forEach((b, i) =>
-      assert.ok(
-        b.every((x) => x === i + 1),
-        `range ${i} kept its bytes`,
-      ),
-    );
-  }
 });
 
 test('recycled slabs serve later arenas once each, and the free list is bounded', () => {

@@ -295,38 +295,3 @@ test('a window reserves the memory its ranges hold: whole slabs for a span large
     await fx.close();
   }
 });
-
-test('a window of spans smaller than a slab reserves the slabs they are packed into, whatever order they arrive in', async () => {
-  // ~3 KB samples in shards of ~0.6 slab, read whole: two 0.6-slab spans cannot share a slab,
-  // so they hold two slabs (packed in arrival order, the window had reserved their 1.2 slabs).
-  const fx = await startFixture({ samples: 600, shardBytes: Math.round(0.6 * SLAB_BYTES), seed: 11 });
-  try {
-    const ds = fx.remote;
-    assert.ok(ds.shardCount >= 2);
-    const ids: number[] = [];
-    for (let id = 0; id < ds.size && ds.shardOf(id) < 2; id++) ids.push(id);
-    const reader = createRangeReader({ planner: 'whole-shard' });
-    const budget = createByteBudget(64 * 1024 * 1024);
-    const deps: FetchDeps = { budget, reader, dataset: ds };
-    const spec: BatchSpec = {
-      index: 0,
-      ids: Uint32Array.from(ids),
-      weights: new Float64Array(ids.length).fill(1),
-      padded: new Uint8Array(ids.length),
-      bytes: ids.reduce((sum, id) => sum + ds.ends[id]! - ds.offsets[id]!, 0),
-    };
-    const [fetch] = BatchFetch.startWindow([spec], deps, 0);
-    const samples = await fetch!.ready;
-    const held = new Set(samples.flatMap((x) => Object.values(x.fields).map((f) => f.buffer)));
-    let heldBytes = 0;
-    for (const b of held) heldBytes += b.byteLength;
-    assert.equal(held.size, 2, 'one slab per span');
-    assert.equal(budget.used, 2 * SLAB_BYTES, 'reserved: the two slabs');
-    assert.ok(heldBytes <= budget.used, `holds ${heldBytes} bytes, reserved ${budget.used}`);
-    assert.equal(diffSamples(fetch!.spec.ids, samples, fx.reference), undefined);
-    fetch!.release();
-    assert.equal(budget.used, 0);
-  } finally {
-    await fx.close();
-  }
-});
